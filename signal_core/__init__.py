@@ -1,0 +1,1 @@
+"""Signal: Selective Interaction and Global-local Alignment for multi-modal object ReID."""
