@@ -1,0 +1,204 @@
+"""Checkpoints: the authors' ``Signal_model.pth`` files, and our own safetensors files.
+
+The authors' keys are renamed to ours by an explicit table. Every key must be used and every
+parameter filled: any mismatch is a ``CheckpointError`` naming the keys, never a silent
+``strict=False``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Union
+
+import torch
+
+from .config import SignalConfig
+from .model import SignalModel, build_model
+
+StateDict = dict[str, torch.Tensor]
+_MOD = {"r": "rgb", "n": "nir", "t": "tir"}
+_MOD_INDEX = {"r": "0", "n": "1", "t": "2"}
+
+# (pattern on the authors' key, our key). Applied in order; the first match wins.
+OFFICIAL_KEY_RULES: list[tuple[str, Any]] = [
+    (r"^clip_vision_encoder\.cv_embed$", "backbone.camera_embed"),
+    (r"^clip_vision_encoder\.base\.(.+)$", r"backbone.visual.\1"),
+    (r"^bottleneck\.(.+)$", r"heads.concat.bn.\1"),
+    (r"^classifier\.weight$", "heads.concat.classifier.weight"),
+    (r"^bottleneck_var\.(.+)$", r"heads.fused.bn.\1"),
+    (r"^classifier_var\.weight$", "heads.fused.classifier.weight"),
+    (r"^bottleneck_([rnt])\.(.+)$", lambda m: f"heads.{_MOD[m[1]]}.bn.{m[2]}"),
+    (r"^classifier_([rnt])\.weight$", lambda m: f"heads.{_MOD[m[1]]}.classifier.weight"),
+    (r"^SIM\.token_selection\.W_([qkv])\.(weight|bias)$", r"sim.selection.\1_proj.\2"),
+    (r"^SIM\.modal_interactive\.cross_attn\.(.+)$", r"sim.interaction.attn.\1"),
+    (r"^SIM\.modal_interactive\.(ffn\.[02]|norm[12])\.(weight|bias)$", r"sim.interaction.\1.\2"),
+    (r"^AlignM\.contra_temp$", "gam.tau"),
+    (r"^AlignM\.DAS_([rnt])\.proj_q\.(weight|bias)$", lambda m: f"lam.samplers.{_MOD_INDEX[m[1]]}.proj_q.{m[2]}"),
+    (r"^AlignM\.DAS_([rnt])\.conv_offset\.([024])\.(weight|bias)$",
+     lambda m: f"lam.samplers.{_MOD_INDEX[m[1]]}.offset_net.{m[2]}.{m[3]}"),
+]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint does not fit the model; the message names the keys and what to do."""
+
+
+def official_key_to_ours(key: str) -> str:
+    """Our parameter name for one of the authors' checkpoint keys (CheckpointError if unknown)."""
+    for pattern, repl in OFFICIAL_KEY_RULES:
+        if re.match(pattern, key):
+            return re.sub(pattern, repl, key)
+    raise CheckpointError(f"unknown key in the authors' checkpoint: {key!r}")
+
+
+def _read_official(path_or_state_dict: Union[str, os.PathLike, StateDict]) -> StateDict:
+    if isinstance(path_or_state_dict, dict):
+        state = path_or_state_dict
+    else:
+        path = Path(path_or_state_dict).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint not found: {path}")
+        try:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise CheckpointError(f"{path} could not be read as a tensor state dict "
+                                  f"({exc.__class__.__name__}: {exc}).") from exc
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+
+
+def infer_official_config(state: StateDict, cfg: SignalConfig) -> SignalConfig:
+    """Fill what ``cfg`` leaves out (head layout, classes, cameras) from an authors' state dict,
+    and check what it states against the checkpoint."""
+    layout = "concat" if "classifier.weight" in state else "per_modality" if "classifier_r.weight" in state else None
+    classes_key = {"concat": "classifier.weight", "per_modality": "classifier_r.weight"}.get(layout)
+    found = {
+        "head_layout": layout,
+        "num_classes": state[classes_key].shape[0] if classes_key else None,
+        "num_cameras": state["clip_vision_encoder.cv_embed"].shape[0] if "clip_vision_encoder.cv_embed" in state else None,
+    }
+    changes = {}
+    for name, value in found.items():
+        given = getattr(cfg, name)
+        if given is None:
+            changes[name] = value
+        elif value is not None and given != value:
+            raise CheckpointError(f"config says {name}={given!r} but the checkpoint has {value!r}; "
+                                  f"leave {name}=None to take it from the checkpoint.")
+    pos = state.get("clip_vision_encoder.base.positional_embedding")
+    if pos is not None and pos.shape[0] - 1 != cfg.num_patches:
+        raise CheckpointError(
+            f"the checkpoint's positional embedding has {pos.shape[0] - 1} patches but image_size "
+            f"{cfg.image_size} with patch {cfg.patch_size} gives {cfg.num_patches}: use the dataset's preset."
+        )
+    return cfg.replace(**changes) if changes else cfg
+
+
+def convert_official_state_dict(state: StateDict, model: SignalModel) -> StateDict:
+    """Rename the authors' keys to ``model``'s, checking that every key and parameter match."""
+    ours = model.state_dict()
+    converted: StateDict = {}
+    unknown, unused = [], []
+    for key, value in state.items():
+        try:
+            name = official_key_to_ours(key)
+        except CheckpointError:
+            unknown.append(key)
+            continue
+        if name not in ours:
+            unused.append(f"{key} -> {name}")
+            continue
+        converted[name] = value.reshape(ours[name].shape) if name == "backbone.camera_embed" else value
+    missing = sorted(set(ours) - set(converted))
+    wrong = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(ours[k].shape)}"
+             for k, v in converted.items() if v.shape != ours[k].shape]
+    problems = []
+    if unknown:
+        problems.append(f"keys this converter does not know: {unknown}")
+    if unused:
+        problems.append(f"keys with no place in the model built from the config: {unused} "
+                        "(check use_sim / use_gam / use_lam / head_layout)")
+    if missing:
+        problems.append(f"model parameters the checkpoint does not fill: {missing}")
+    if wrong:
+        problems.append(f"shape mismatches: {wrong}")
+    if problems:
+        raise CheckpointError("the authors' checkpoint does not fit: " + "; ".join(problems))
+    return converted
+
+
+def load_official_checkpoint(path_or_state_dict: Union[str, os.PathLike, StateDict],
+                             cfg: SignalConfig) -> SignalModel:
+    """Build a model from one of the authors' ``Signal_model.pth`` files (or its state dict).
+
+    Args:
+        path_or_state_dict: the file (read with ``torch.load(weights_only=True)``) or a state dict.
+        cfg: the dataset's preset, e.g. ``SignalConfig.preset("rgbnt201")``; head layout, number
+            of classes and cameras are read off the checkpoint where ``cfg`` leaves them None.
+
+    Returns:
+        The model in eval mode, every parameter and buffer filled from the checkpoint.
+    """
+    state = _read_official(path_or_state_dict)
+    cfg = infer_official_config(state, cfg.replace(pretrained=None))
+    model = SignalModel(cfg)
+    model.load_state_dict(convert_official_state_dict(state, model), strict=True)
+    return model.eval()
+
+
+# --- our own checkpoints ------------------------------------------------------------------------
+_CONFIG_KEY = "signal_config"
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(model: SignalModel, path: Union[str, os.PathLike], metadata: dict[str, str] | None = None) -> None:
+    """Save weights as safetensors with the config (JSON) in the header; written atomically."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    meta = {_CONFIG_KEY: model.cfg.replace(pretrained=None).to_json(), **(metadata or {})}
+    _atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+
+def read_checkpoint_config(path: Union[str, os.PathLike]) -> SignalConfig:
+    """The config stored in one of our safetensors checkpoints."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if _CONFIG_KEY not in meta:
+        raise CheckpointError(f"{path} has no Signal config in its header: is it one of our checkpoints? "
+                              "For the authors' .pth files use load_official_checkpoint.")
+    return SignalConfig.from_dict(json.loads(meta[_CONFIG_KEY]))
+
+
+def load_checkpoint(path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu") -> SignalModel:
+    """Load one of our safetensors checkpoints (config included) into a new model, eval mode."""
+    from safetensors.torch import load_file
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    model = SignalModel(read_checkpoint_config(path))
+    state = load_file(str(path), device=str(device))
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise CheckpointError(f"{path} does not fit its own config: missing {result.missing_keys}, "
+                              f"unexpected {result.unexpected_keys}")
+    return model.to(device).eval()

@@ -1,0 +1,104 @@
+"""LAM, the Local Alignment Module: per-modality deformable sampling of the patch-token map on a
+coarse grid, aligned across modalities with an MSE loss (after DAT, Xia et al. 2022).
+
+Coordinates are normalised to [-1, 1] over the patch grid with ``align_corners=True`` semantics:
+-1 is the centre of the first patch, +1 the centre of the last.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class LAMOutput:
+    """Deformable sampling results for the three modalities (order RGB, NIR, TIR)."""
+
+    sampled: torch.Tensor  # [B, 3, D, Hk, Wk] features sampled at `positions`
+    reference: torch.Tensor  # [Hk, Wk, 2] reference points (x, y) as sampled with zero offset
+    positions: torch.Tensor  # [B, 3, Hk, Wk, 2] sampling positions (x, y) after the offsets
+
+
+def reference_points(hk: int, wk: int, mode: str = "official", device=None, dtype=None) -> torch.Tensor:
+    """Reference grid [Hk, Wk, 2] in (y, x) order, before clamping.
+
+    "official": linspace(0.5, n - 0.5, n) / (n - 1) * 2 - 1, as the authors' code (it reaches past
+    +1 and is clamped when sampling). "paper": linspace(-1, 1, n), the grid the paper describes.
+    """
+    def axis(n: int) -> torch.Tensor:
+        if mode == "paper":
+            return torch.linspace(-1.0, 1.0, n, device=device, dtype=dtype)
+        return torch.linspace(0.5, n - 0.5, n, device=device, dtype=dtype) / (n - 1.0) * 2.0 - 1.0
+
+    ref_y, ref_x = torch.meshgrid(axis(hk), axis(wk), indexing="ij")
+    return torch.stack([ref_y, ref_x], dim=-1)
+
+
+class DeformableSampler(nn.Module):
+    """Offsets from a small conv net on proj_q(x); bilinear sampling of the ORIGINAL map x.
+
+    offset net: 1x1 conv -> GELU -> depthwise s x s conv, stride s -> GELU -> 1x1 conv to
+    ``offset_channels`` (no bias). One channel (authors' code) is broadcast to (dy, dx).
+    """
+
+    def __init__(self, dim: int, stride: int = 4, offset_channels: int = 1, offset_range: float = 2.0,
+                 reference_mode: str = "official"):
+        super().__init__()
+        self.offset_range = offset_range
+        self.reference_mode = reference_mode
+        self.proj_q = nn.Conv2d(dim, dim, kernel_size=1)
+        self.offset_net = nn.Sequential(
+            nn.Conv2d(dim, dim, kernel_size=1),
+            nn.GELU(),
+            nn.Conv2d(dim, dim, kernel_size=stride, stride=stride, groups=dim),
+            nn.GELU(),
+            nn.Conv2d(dim, offset_channels, kernel_size=1, bias=False),
+        )
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """[B, D, h, w] -> sampled [B, D, Hk, Wk], reference [Hk, Wk, 2] (y, x), positions [B, Hk, Wk, 2] (y, x)."""
+        offset = self.offset_net(self.proj_q(x))  # [B, 1 or 2, Hk, Wk]
+        hk, wk = offset.shape[-2:]
+        scale = torch.tensor([1.0 / (hk - 1.0), 1.0 / (wk - 1.0)], device=x.device, dtype=offset.dtype)
+        offset = offset.tanh() * scale.view(1, 2, 1, 1) * self.offset_range  # [B, 2, Hk, Wk] (dy, dx)
+        ref = reference_points(hk, wk, self.reference_mode, device=x.device, dtype=offset.dtype)
+        pos = (offset.permute(0, 2, 3, 1) + ref).clamp(-1.0, 1.0)  # [B, Hk, Wk, 2] (y, x)
+        sampled = F.grid_sample(x, pos.flip(-1).to(x.dtype), mode="bilinear", align_corners=True)
+        return sampled, ref, pos
+
+
+class LocalAlignment(nn.Module):
+    """One deformable sampler per modality (or one shared, ``share_offsets=True``)."""
+
+    def __init__(self, dim: int, grid: tuple[int, int], stride: int = 4, offset_channels: int = 1,
+                 offset_range: float = 2.0, reference_mode: str = "official", share_offsets: bool = False):
+        super().__init__()
+        self.grid = grid
+        n = 1 if share_offsets else 3
+        self.samplers = nn.ModuleList(
+            DeformableSampler(dim, stride, offset_channels, offset_range, reference_mode) for _ in range(n)
+        )
+
+    def forward(self, patches: torch.Tensor) -> LAMOutput:
+        """[B, 3, L, D] patch tokens -> :class:`LAMOutput`."""
+        b, m, l, d = patches.shape
+        maps = patches.reshape(b, m, *self.grid, d).permute(0, 1, 4, 2, 3)  # [B, 3, D, h, w]
+        if len(self.samplers) == 1:  # shared weights: one call over the three modalities
+            sampled, ref, pos = self.samplers[0](maps.flatten(0, 1))
+            sampled = sampled.unflatten(0, (b, m))
+            pos = pos.unflatten(0, (b, m))
+        else:
+            outs = [sampler(maps[:, i]) for i, sampler in enumerate(self.samplers)]
+            sampled = torch.stack([o[0] for o in outs], dim=1)
+            ref = outs[0][1]
+            pos = torch.stack([o[2] for o in outs], dim=1)
+        return LAMOutput(sampled=sampled, reference=ref.clamp(-1, 1).flip(-1), positions=pos.flip(-1))
+
+    @staticmethod
+    def loss(out: LAMOutput) -> torch.Tensor:
+        """(MSE(N, R) + MSE(T, R) + MSE(T, N)) / 3 over the sampled maps."""
+        r, n, t = out.sampled.float().unbind(dim=1)
+        return (F.mse_loss(n, r) + F.mse_loss(t, r) + F.mse_loss(t, n)) / 3

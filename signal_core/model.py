@@ -1,0 +1,209 @@
+"""The Signal model: a shared CLIP ViT encoder, SIM, GAM, LAM and BNNeck identity heads.
+
+Reads top to bottom: encode the three modalities in one backbone call, select and fuse tokens
+(SIM), then, in training, align globally (GAM) and locally (LAM) and compute the named losses.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .backbone import CLIPVisionBackbone
+from .config import SignalConfig
+from .gam import GlobalAlignment
+from .heads import MODALITIES, build_heads
+from .lam import LAMOutput, LocalAlignment
+from .losses import batch_hard_triplet, label_smoothed_ce
+from .sim import SelectionMasks, SelectiveInteraction
+
+
+@dataclass
+class SignalOutput:
+    """Named outputs of :meth:`SignalModel.forward`."""
+
+    cls_tokens: torch.Tensor  # [B, 3, D] class token per modality (RGB, NIR, TIR), before BN
+    fused: Optional[torch.Tensor]  # [B, 3D] f_rnt from SIM, before BN (None without SIM)
+    logits: dict[str, torch.Tensor] = field(default_factory=dict)  # head name -> [B, C]
+    masks: Optional[SelectionMasks] = None  # SIM token masks
+    volume: Optional[torch.Tensor] = None  # [B, B] GAM Gram volumes
+    lam: Optional[LAMOutput] = None  # LAM sampling
+    losses: dict[str, torch.Tensor] = field(default_factory=dict)  # weighted terms, sum = loss
+    loss: Optional[torch.Tensor] = None  # total loss (when targets were given)
+
+    @property
+    def feature(self) -> torch.Tensor:
+        """Retrieval feature: cat(cls_R, cls_N, cls_T[, f_rnt]), [B, 3D or 6D]."""
+        parts = [self.cls_tokens.flatten(1)] + ([self.fused] if self.fused is not None else [])
+        return torch.cat(parts, dim=1)
+
+
+@dataclass
+class ModalityExplanation:
+    """What the model looked at in one modality, for visualisation."""
+
+    intra: Optional[torch.Tensor]  # [B, L] bool, kept by intra-modal selection
+    inter: Optional[torch.Tensor]  # [B, L] bool, chosen by the other modalities' queries
+    final: Optional[torch.Tensor]  # [B, L] bool, tokens SIM passed to the interaction
+    reference_points: Optional[torch.Tensor]  # [K, 2] LAM reference points (x, y) in [-1, 1]
+    sampled_positions: Optional[torch.Tensor]  # [B, K, 2] LAM sampling positions (x, y) in [-1, 1]
+
+
+@dataclass
+class Explanation:
+    """Per-modality explanation; coordinates are over the patch grid, align_corners=True."""
+
+    grid_size: tuple[int, int]  # patch grid (h, w); L = h * w, tokens in row-major order
+    rgb: ModalityExplanation
+    nir: ModalityExplanation
+    tir: ModalityExplanation
+
+    def __getitem__(self, modality: str) -> ModalityExplanation:
+        return getattr(self, modality)
+
+
+class SignalModel(nn.Module):
+    """Signal (AAAI 2026) for RGB / NIR / TIR image triples. Build with :func:`build_model`."""
+
+    def __init__(self, cfg: SignalConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.embed_dim
+        self.backbone = CLIPVisionBackbone(cfg)
+        self.sim = (SelectiveInteraction(d, cfg.k1, cfg.k2_effective, cfg.selection, cfg.interaction_heads,
+                                         cfg.trainable_selection) if cfg.use_sim else None)
+        self.gam = GlobalAlignment(cfg.gam_tau, cfg.gam_label_smoothing) if cfg.use_gam else None
+        self.lam = (LocalAlignment(d, cfg.grid_size, cfg.lam_stride, cfg.offset_channels, cfg.lam_offset_range,
+                                   cfg.reference_points, cfg.share_offsets) if cfg.use_lam else None)
+        self.heads = (build_heads(cfg.head_layout or "concat", d, cfg.num_classes, cfg.use_sim)
+                      if cfg.num_classes else None)
+
+    # --- encoding -------------------------------------------------------------------------------
+    def encode(self, rgb: torch.Tensor, nir: torch.Tensor, tir: torch.Tensor,
+               cam_ids: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the shared encoder once on the three modalities stacked along the batch.
+
+        Returns:
+            cls [B, 3, D] and patches [B, 3, L, D].
+        """
+        b = rgb.shape[0]
+        if not (rgb.shape == nir.shape == tir.shape) or rgb.dim() != 4:
+            raise ValueError(
+                f"rgb, nir and tir must be [B, 3, H, W] tensors of one shape, got "
+                f"{tuple(rgb.shape)}, {tuple(nir.shape)}, {tuple(tir.shape)}."
+            )
+        if tuple(rgb.shape[-2:]) != self.cfg.image_size:
+            raise ValueError(f"images are {tuple(rgb.shape[-2:])} but the model expects {self.cfg.image_size} "
+                             "(H, W): resize them first.")
+        cams = None if cam_ids is None else torch.as_tensor(cam_ids).reshape(-1).repeat(3)
+        tokens = self.backbone(torch.cat([rgb, nir, tir], dim=0), cams)  # [3B, 1 + L, D]
+        tokens = tokens.unflatten(0, (3, b)).transpose(0, 1)  # [B, 3, 1 + L, D]
+        return tokens[:, :, 0], tokens[:, :, 1:]
+
+    # --- forward ------------------------------------------------------------------------------
+    def forward(self, rgb: torch.Tensor, nir: torch.Tensor, tir: torch.Tensor,
+                cam_ids: Optional[torch.Tensor] = None, targets: Optional[torch.Tensor] = None,
+                align: Optional[bool] = None) -> SignalOutput:
+        """Full forward pass.
+
+        Args:
+            rgb, nir, tir: [B, 3, H, W] images.
+            cam_ids: [B] camera indices, or None (mean camera embedding).
+            targets: [B] identity labels; when given, the losses are computed.
+            align: run GAM / LAM (default: in training mode only; they never change the feature).
+        """
+        cls, patches = self.encode(rgb, nir, tir, cam_ids)
+        out = SignalOutput(cls_tokens=cls, fused=None)
+        if self.sim is not None:
+            out.fused, out.masks = self.sim(cls, patches)
+        align = self.training if align is None else align
+        if align and self.gam is not None:
+            out.volume = self.gam.volumes(patches)
+        if align and self.lam is not None:
+            out.lam = self.lam(patches)
+        if self.heads is not None and (self.training or targets is not None):
+            out.logits = {name: head(self._head_input(name, out)) for name, head in self.heads.items()}
+        if targets is not None:
+            out.losses = self.losses(out, targets)
+            out.loss = torch.stack(list(out.losses.values())).sum()
+        return out
+
+    def _head_input(self, name: str, out: SignalOutput) -> torch.Tensor:
+        if name == "concat":
+            return out.cls_tokens.flatten(1)
+        if name == "fused":
+            return out.fused
+        return out.cls_tokens[:, MODALITIES.index(name)]
+
+    def losses(self, out: SignalOutput, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Weighted loss terms by name: id_<head>, triplet_<head>, gam, lam."""
+        cfg = self.cfg
+        if self.heads is None:
+            raise ValueError("this model has no identity heads (num_classes=None): set num_classes to train it.")
+        terms: dict[str, torch.Tensor] = {}
+        for name in self.heads:
+            terms[f"id_{name}"] = cfg.id_weight * label_smoothed_ce(out.logits[name], targets, cfg.label_smoothing)
+            feat = self._head_input(name, out)
+            terms[f"triplet_{name}"] = cfg.triplet_weight * batch_hard_triplet(feat, targets)
+        if out.volume is not None:
+            terms["gam"] = cfg.alpha * self.gam.loss(out.volume)
+        if out.lam is not None:
+            terms["lam"] = cfg.beta * LocalAlignment.loss(out.lam)
+        return terms
+
+    # --- inference ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def extract_features(self, rgb: torch.Tensor, nir: torch.Tensor, tir: torch.Tensor,
+                         cam_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Retrieval features [B, 6D] (3072 for ViT-B/16): cat(cls_R, cls_N, cls_T, f_rnt) before the
+        BNs, in eval mode, without GAM / LAM. cam_ids=None uses the mean camera embedding."""
+        with _eval_mode(self):
+            cls, patches = self.encode(rgb, nir, tir, cam_ids)
+            parts = [cls.flatten(1)]
+            if self.sim is not None:
+                parts.append(self.sim(cls, patches)[0])
+        return torch.cat(parts, dim=1).float()
+
+    @torch.no_grad()
+    def explain(self, rgb: torch.Tensor, nir: torch.Tensor, tir: torch.Tensor,
+                cam_ids: Optional[torch.Tensor] = None) -> Explanation:
+        """Per modality: SIM's intra / inter / final token masks and LAM's sampling points."""
+        with _eval_mode(self):
+            cls, patches = self.encode(rgb, nir, tir, cam_ids)
+            masks = self.sim(cls, patches)[1] if self.sim is not None else None
+            lam = self.lam(patches) if self.lam is not None else None
+        per = {}
+        for i, name in enumerate(MODALITIES):
+            per[name] = ModalityExplanation(
+                intra=None if masks is None else masks.intra[:, i],
+                inter=None if masks is None else masks.inter[:, i],
+                final=None if masks is None else masks.final[:, i],
+                reference_points=None if lam is None else lam.reference.reshape(-1, 2).float(),
+                sampled_positions=None if lam is None else lam.positions[:, i].flatten(1, 2).float(),
+            )
+        return Explanation(grid_size=self.cfg.grid_size, **per)
+
+
+class _eval_mode:
+    """Context manager: eval mode inside, the previous mode restored after."""
+
+    def __init__(self, module: nn.Module):
+        self.module, self.was_training = module, module.training
+
+    def __enter__(self):
+        self.module.eval()
+
+    def __exit__(self, *exc):
+        self.module.train(self.was_training)
+
+
+def build_model(cfg: SignalConfig) -> SignalModel:
+    """Build a Signal model; loads CLIP weights when ``cfg.pretrained`` is set."""
+    model = SignalModel(cfg)
+    if cfg.pretrained:
+        from .clip_weights import load_clip_weights
+
+        load_clip_weights(model.backbone, cfg.pretrained, cfg.trust_torchscript)
+    return model

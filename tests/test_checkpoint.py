@@ -1,0 +1,94 @@
+"""Our safetensors checkpoints and CLIP weight files."""
+import warnings
+
+import pytest
+import torch
+from open_clip.transformer import QuickGELU, VisionTransformer
+from safetensors.torch import save_file
+
+from conftest import make_batch
+from signal_core import CheckpointError, build_model, load_checkpoint, read_checkpoint_config, save_checkpoint
+from signal_core.clip_weights import load_clip_weights, resize_positional_embedding
+
+
+def test_safetensors_round_trip(tiny_cfg, tmp_path):
+    model = build_model(tiny_cfg.replace(k1=6, selection="intersection"))
+    model.train()
+    images, cams, targets = make_batch(tiny_cfg)
+    model(*images, cam_ids=cams, targets=targets)  # move BN running stats away from init
+    path = tmp_path / "sub" / "model.safetensors"
+    save_checkpoint(model, path, metadata={"epoch": "3"})
+    assert [p.name for p in path.parent.iterdir()] == ["model.safetensors"]  # no temp file left
+    assert read_checkpoint_config(path) == model.cfg
+    loaded = load_checkpoint(path)
+    for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert k == k2 and torch.equal(a, b), k
+    assert torch.equal(model.extract_features(*images, cams), loaded.extract_features(*images, cams))
+
+
+def test_loading_something_else_is_a_clear_error(tmp_path):
+    path = tmp_path / "other.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path))
+    with pytest.raises(CheckpointError, match="no Signal config"):
+        load_checkpoint(path)
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.safetensors")
+
+
+def _clip_like_visual(grid: int):
+    """A tiny open_clip visual tower on a square grid, like the CLIP release (14x14 for 224/16)."""
+    return VisionTransformer(image_size=grid * 8, patch_size=8, width=64, layers=2, heads=4, mlp_ratio=4.0,
+                             output_dim=32, act_layer=QuickGELU)
+
+
+def test_resize_positional_embedding_bilinear():
+    posemb = torch.arange(1 + 4 * 4, dtype=torch.float).unsqueeze(1).repeat(1, 3)
+    out = resize_positional_embedding(posemb, (8, 4))
+    assert out.shape == (33, 3)
+    assert torch.equal(out[0], posemb[0])
+    grid = out[1:, 0].reshape(8, 4)
+    src = posemb[1:, 0].reshape(4, 4)
+    assert torch.allclose(grid.mean(), src.mean())  # bilinear keeps the ramp's mean
+    assert torch.allclose(grid[0, 0], src[0, 0]) and torch.allclose(grid[-1, -1], src[-1, -1])
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "pt", "bin"])
+def test_local_clip_weights_load_and_resize(tiny_cfg, tmp_path, fmt):
+    clip_visual = _clip_like_visual(grid=6)
+    state = {f"visual.{k}": v for k, v in clip_visual.state_dict().items()}
+    state["logit_scale"] = torch.tensor(1.0)  # text-side keys are ignored
+    path = tmp_path / f"clip.{fmt}"
+    save_file(state, str(path)) if fmt == "safetensors" else torch.save(state, path)
+    model = build_model(tiny_cfg.replace(pretrained=str(path)))
+    visual = model.backbone.visual
+    assert torch.equal(visual.conv1.weight, clip_visual.conv1.weight)
+    assert torch.equal(visual.transformer.resblocks[1].mlp.c_fc.bias, clip_visual.transformer.resblocks[1].mlp.c_fc.bias)
+    expected = resize_positional_embedding(clip_visual.positional_embedding.detach(), tiny_cfg.grid_size)
+    assert torch.equal(visual.positional_embedding.detach(), expected)
+
+
+def test_torchscript_needs_trust_and_wrong_weights_are_named(tiny_cfg, tmp_path):
+    clip_visual = _clip_like_visual(grid=6).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scripted = torch.jit.trace(clip_visual, torch.randn(1, 3, 48, 48), check_trace=False)
+    path = tmp_path / "ViT-tiny.pt"
+    wrapper = torch.jit.script(_Wrap(scripted))
+    wrapper.save(str(path))
+    with pytest.raises(ValueError, match="trust_torchscript"):
+        build_model(tiny_cfg.replace(pretrained=str(path)))
+    model = build_model(tiny_cfg.replace(pretrained=str(path), trust_torchscript=True))
+    assert torch.equal(model.backbone.visual.conv1.weight, clip_visual.conv1.weight)
+    wide = {f"visual.{k}": v for k, v in VisionTransformer(48, 8, 96, 2, 4, 4.0, output_dim=32).state_dict().items()}
+    save_file(wide, str(tmp_path / "wide.safetensors"))
+    with pytest.raises(ValueError, match="wrong shapes"):
+        build_model(tiny_cfg.replace(pretrained=str(tmp_path / "wide.safetensors")))
+
+
+class _Wrap(torch.nn.Module):
+    def __init__(self, visual):
+        super().__init__()
+        self.visual = visual
+
+    def forward(self, x):
+        return self.visual(x)
