@@ -92,3 +92,21 @@ class _Wrap(torch.nn.Module):
 
     def forward(self, x):
         return self.visual(x)
+
+
+def test_openai_source_goes_through_open_clip(tiny_cfg, monkeypatch):
+    import open_clip
+
+    clip_visual = _clip_like_visual(grid=6)
+    calls = []
+
+    def fake_create_model(name, pretrained=None, **kwargs):
+        calls.append((name, pretrained))
+        clip = torch.nn.Module()
+        clip.visual = clip_visual
+        return clip
+
+    monkeypatch.setattr(open_clip, "create_model", fake_create_model)
+    model = build_model(tiny_cfg.replace(pretrained="openai"))
+    assert calls == [("ViT-B-16-quickgelu", "openai")]
+    assert torch.equal(model.backbone.visual.conv1.weight, clip_visual.conv1.weight)
