@@ -197,8 +197,8 @@ def load_checkpoint(path: Union[str, os.PathLike], device: Union[str, torch.devi
         raise FileNotFoundError(f"checkpoint not found: {path}")
     model = SignalModel(read_checkpoint_config(path))
     state = load_file(str(path), device=str(device))
-    result = model.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise CheckpointError(f"{path} does not fit its own config: missing {result.missing_keys}, "
-                              f"unexpected {result.unexpected_keys}")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path} does not fit the config stored in it: {exc}") from exc
     return model.to(device).eval()

@@ -20,8 +20,9 @@ def euclidean_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def batch_hard_triplet(feats: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Soft-margin triplet loss with batch-hard mining (Hermans et al. 2017).
 
-    mean(log(1 + exp(d(a, hardest negative) ... )) = SoftMarginLoss(d_an - d_ap, 1), on the
-    unnormalised features, as the authors' code (no margin).
+    loss = mean(log(1 + exp(-(d_an - d_ap)))), i.e. SoftMarginLoss(d_an - d_ap, 1), with d_ap the
+    distance to the hardest positive and d_an to the hardest negative of each anchor, on the
+    unnormalised features (Euclidean), as the authors' code (no margin).
 
     Args:
         feats: [B, D] features (before BN).
