@@ -1,0 +1,54 @@
+"""Multi-modal ReID data: dataset parsers, image transforms, torch Dataset and P x K sampler.
+
+Public API:
+    load_dataset(name, root) -> ReIDDataset     name in {"rgbnt201", "rgbnt100", "msvr310"}
+    TripleRecord, ReIDDataset, DatasetError
+    build_transforms(image_size, train, paired=False), RandomErasing, load_triple
+    TripleDataset(records, transform)           items: {"rgb","nir","tir","pid","camid","sceneid","index","path"}
+    IdentitySampler(records_or_pids, batch_size, num_instances, seed, rank, world_size)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from .dataset import TripleDataset
+from .erasing import RandomErasing
+from .errors import DatasetError
+from .msvr310 import load_msvr310
+from .records import ReIDDataset, TripleRecord
+from .rgbnt100 import load_rgbnt100
+from .rgbnt201 import load_rgbnt201
+from .sampler import IdentitySampler
+from .transforms import build_test_transform, build_train_transform, build_transforms, load_triple
+
+LOADERS: dict[str, Callable[[str | Path], ReIDDataset]] = {
+    "rgbnt201": load_rgbnt201,
+    "rgbnt100": load_rgbnt100,
+    "msvr310": load_msvr310,
+}
+
+
+def load_dataset(name: str, root: str | Path) -> ReIDDataset:
+    """Parse a dataset folder.
+
+    Args:
+        name: "rgbnt201", "rgbnt100" or "msvr310" (case-insensitive).
+        root: the dataset folder itself (e.g. ``.../RGBNT201`` holding ``train_171/`` and ``test/``).
+
+    Returns:
+        The parsed dataset (train pids relabelled to ``0..num_train_pids-1``).
+
+    Raises:
+        DatasetError: unknown name, or a folder / file problem (the message shows the expected layout).
+    """
+    loader = LOADERS.get(str(name).lower())
+    if loader is None:
+        raise DatasetError(f"unknown dataset name {name!r}; choose one of {sorted(LOADERS)}")
+    return loader(root)
+
+
+__all__ = [
+    "DatasetError", "IdentitySampler", "RandomErasing", "ReIDDataset", "TripleDataset", "TripleRecord",
+    "build_test_transform", "build_train_transform", "build_transforms", "load_dataset", "load_triple",
+]

@@ -1,0 +1,155 @@
+"""Image loading (incl. the RGBNT100 side-by-side split) and the authors' train / test transforms.
+
+Authors' pipelines (``make_dataloader.py``), applied INDEPENDENTLY to each modality:
+
+* train: Resize(H, W, bicubic) -> RandomHorizontalFlip(0.5) -> Pad(10) -> RandomCrop(H, W)
+  -> ToTensor -> Normalize(0.5, 0.5) -> RandomErasing(0.5, mode='pixel')
+* test: Resize(H, W, bilinear) -> ToTensor -> Normalize(0.5, 0.5)
+
+``paired=True`` (opt-in, not the authors') shares one random draw (flip, crop offset, erasing box
+and fill) across the three modalities, keeping them pixel-aligned.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from PIL import Image, ImageFile
+from torch import Tensor
+from torchvision.transforms import v2
+
+from .erasing import RandomErasing
+from .errors import DatasetError
+
+ImageFile.LOAD_TRUNCATED_IMAGES = True  # as the authors: a few dataset JPEGs are truncated
+
+ImageTriple = tuple[Image.Image, Image.Image, Image.Image]
+TensorTriple = tuple[Tensor, Tensor, Tensor]
+PANEL_WIDTH = 256  # RGBNT100: [RGB | NI | TI] panels of 256 columns each (768 x 128 image)
+NORM_MEAN = (0.5, 0.5, 0.5)
+NORM_STD = (0.5, 0.5, 0.5)
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Open an image file as 3-channel RGB PIL image (grey / IR images are replicated to 3 channels).
+
+    Raises:
+        DatasetError: if the file is missing or cannot be decoded.
+    """
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except FileNotFoundError:
+        raise DatasetError(f"image file '{path}' does not exist; re-check the dataset folder "
+                           "(was it moved after parsing?)") from None
+    except OSError as err:
+        raise DatasetError(f"image file '{path}' cannot be read ({err}); replace or remove it") from None
+
+
+def split_panels(img: Image.Image, path: str | Path = "<image>") -> ImageTriple:
+    """Split an RGBNT100 768-wide image into its (RGB, NI, TI) 256-wide panels.
+
+    The authors crop absolute boxes ``(0,0,256,128)``, ``(256,0,512,128)``, ``(512,0,768,128)``;
+    we crop the same columns over the full height (identical for the 768 x 128 dataset images).
+
+    Raises:
+        DatasetError: if the image is not 768 pixels wide.
+    """
+    if img.width != 3 * PANEL_WIDTH:
+        raise DatasetError(f"RGBNT100 image '{path}' is {img.width}x{img.height} (W x H); expected "
+                           f"{3 * PANEL_WIDTH} wide = [RGB | NI | TI] panels of {PANEL_WIDTH} columns")
+    return tuple(img.crop((i * PANEL_WIDTH, 0, (i + 1) * PANEL_WIDTH, img.height))  # type: ignore[return-value]
+                 for i in range(3))
+
+
+def load_triple(paths: Sequence[str]) -> ImageTriple:
+    """Load the (RGB, NIR, TIR) images of one record.
+
+    Args:
+        paths: three paths; three identical paths mean one RGBNT100 side-by-side image.
+
+    Returns:
+        Three RGB-mode PIL images.
+    """
+    if len(paths) != 3:
+        raise DatasetError(f"a record needs exactly 3 image paths (RGB, NIR, TIR), got {len(paths)}: {paths}")
+    if paths[0] == paths[1] == paths[2]:
+        return split_panels(load_image(paths[0]), paths[0])
+    return tuple(load_image(p) for p in paths)  # type: ignore[return-value]
+
+
+class TripleTransform:
+    """Apply an image pipeline to the three modalities, independently or with one shared draw.
+
+    Args:
+        pipeline: a torchvision v2 transform from PIL image(s) to normalised tv tensor(s).
+        erasing: optional random erasing applied after ``pipeline``.
+        paired: share the random draw across the three modalities.
+    """
+
+    def __init__(self, pipeline: Callable, erasing: RandomErasing | None = None, paired: bool = False) -> None:
+        self.pipeline = pipeline
+        self.erasing = erasing
+        self.paired = paired
+
+    def __call__(self, images: Sequence[Image.Image]) -> TensorTriple:
+        """Transform (RGB, NIR, TIR) PIL images into three ``[3, H, W]`` float tensors."""
+        if self.paired:
+            out = tuple(t.as_subclass(Tensor) for t in self.pipeline(tuple(images)))
+            if self.erasing is not None:
+                out = self.erasing(out)
+        else:
+            out = tuple(self.pipeline(img).as_subclass(Tensor) for img in images)
+            if self.erasing is not None:
+                out = tuple(self.erasing(t) for t in out)
+        return out  # type: ignore[return-value]
+
+    def __repr__(self) -> str:
+        return f"TripleTransform(paired={self.paired}, pipeline={self.pipeline}, erasing={self.erasing})"
+
+
+def _to_normalised_tensor(mean: Sequence[float], std: Sequence[float]) -> list:
+    return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
+
+
+def build_train_transform(image_size: tuple[int, int], paired: bool = False, flip_prob: float = 0.5,
+                          padding: int = 10, erasing_prob: float = 0.5,
+                          mean: Sequence[float] = NORM_MEAN, std: Sequence[float] = NORM_STD) -> TripleTransform:
+    """The authors' training augmentation (see module docstring).
+
+    Args:
+        image_size: (H, W) of the network input.
+        paired: share flip / crop / erasing across modalities (default False = authors).
+        flip_prob: horizontal-flip probability (``INPUT.PROB``).
+        padding: zero padding before the random crop (``INPUT.PADDING``).
+        erasing_prob: random-erasing probability (``INPUT.RE_PROB``); 0 disables it.
+        mean: normalisation mean.
+        std: normalisation std.
+    """
+    size = [int(image_size[0]), int(image_size[1])]
+    pipeline = v2.Compose([
+        v2.Resize(size, interpolation=v2.InterpolationMode.BICUBIC),
+        v2.RandomHorizontalFlip(flip_prob),
+        v2.Pad(padding),
+        v2.RandomCrop(size),
+        *_to_normalised_tensor(mean, std),
+    ])
+    erasing = RandomErasing(erasing_prob, mode="pixel") if erasing_prob > 0 else None
+    return TripleTransform(pipeline, erasing, paired)
+
+
+def build_test_transform(image_size: tuple[int, int], mean: Sequence[float] = NORM_MEAN,
+                         std: Sequence[float] = NORM_STD) -> TripleTransform:
+    """The authors' evaluation transform: bilinear resize to (H, W), to tensor, normalise."""
+    size = [int(image_size[0]), int(image_size[1])]
+    pipeline = v2.Compose([v2.Resize(size, interpolation=v2.InterpolationMode.BILINEAR),
+                           *_to_normalised_tensor(mean, std)])
+    return TripleTransform(pipeline)
+
+
+def build_transforms(image_size: tuple[int, int], train: bool, paired: bool = False, **kwargs) -> TripleTransform:
+    """Train or test transform; ``kwargs`` go to :func:`build_train_transform` (or mean / std for test)."""
+    if train:
+        return build_train_transform(image_size, paired=paired, **kwargs)
+    return build_test_transform(image_size, **kwargs)

@@ -1,0 +1,63 @@
+"""Feature extraction over a dataset, and the missing-modality protocol.
+
+Missing-modality test (as the multi-modal ReID literature reports it, e.g. TOP-ReID, DeMo): the
+normalised input tensor of each missing modality is replaced by zeros, for both query and gallery.
+Settings are named by the missing modalities: "r", "n", "t", "rn", "rt", "nt".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Optional
+
+import torch
+from tqdm.auto import tqdm
+
+from .model import SignalModel
+
+MISSING_SETTINGS = ("r", "n", "t", "rn", "rt", "nt")
+_LETTER = {"r": "rgb", "n": "nir", "t": "tir"}
+
+
+@dataclass
+class DatasetFeatures:
+    """Features and labels of one split, in loader order."""
+
+    feats: torch.Tensor  # [N, F] float32 on the CPU
+    pids: torch.Tensor  # [N]
+    camids: torch.Tensor  # [N]
+    sceneids: torch.Tensor  # [N], -1 where the dataset has none
+
+
+def drop_modalities(batch: dict, missing: Optional[str]) -> dict:
+    """A copy of ``batch`` with the images of the ``missing`` modalities zeroed."""
+    if not missing:
+        return batch
+    if missing not in MISSING_SETTINGS:
+        raise ValueError(f"missing must be one of {MISSING_SETTINGS} or None, got {missing!r}.")
+    batch = dict(batch)
+    for letter in missing:
+        batch[_LETTER[letter]] = torch.zeros_like(batch[_LETTER[letter]])
+    return batch
+
+
+@torch.no_grad()
+def extract_dataset_features(model: SignalModel, loader: Iterable[dict], device: torch.device | str = "cpu",
+                             missing: Optional[str] = None, use_cameras: bool = True,
+                             progress: bool = True, desc: str = "features") -> DatasetFeatures:
+    """Run :meth:`SignalModel.extract_features` over batches of dicts with keys rgb, nir, tir, pid,
+    camid (and optionally sceneid), as yielded by ``signal_core.data`` loaders.
+
+    Args:
+        use_cameras: pass the camera ids to the model (the authors do so at test time as well).
+        missing: zero these modalities' inputs (see :data:`MISSING_SETTINGS`).
+    """
+    feats, pids, camids, sceneids = [], [], [], []
+    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        batch = drop_modalities(batch, missing)
+        cams = batch["camid"].to(device) if use_cameras else None
+        feats.append(model.extract_features(batch["rgb"].to(device), batch["nir"].to(device),
+                                            batch["tir"].to(device), cams).cpu())
+        pids.append(torch.as_tensor(batch["pid"]))
+        camids.append(torch.as_tensor(batch["camid"]))
+        sceneids.append(torch.as_tensor(batch.get("sceneid", torch.full_like(pids[-1], -1))))
+    return DatasetFeatures(torch.cat(feats), torch.cat(pids), torch.cat(camids), torch.cat(sceneids))

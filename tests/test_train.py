@@ -1,0 +1,130 @@
+"""End-to-end training and evaluation on a tiny dataset written in the RGBNT201 layout."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from train.__main__ import main as train_main
+from train.config import load_config
+from train.evaluate import main as evaluate_main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_rgbnt201(root: Path, train_ids=6, test_ids=4, per_id=4, seed=0) -> Path:
+    """Noise images with one base pattern per identity (plus per-image noise), two cameras."""
+    rng = np.random.default_rng(seed)
+    for split, ids in (("train_171", range(1, train_ids + 1)), ("test", range(201, 201 + test_ids))):
+        for pid in ids:
+            base = rng.integers(0, 256, (3, 32, 16, 3))
+            for k in range(per_id):
+                name = f"{pid:06d}_cam{k % 2 + 1}_0_{k:02d}.png"
+                for m, folder in enumerate(("RGB", "NI", "TI")):
+                    img = np.clip(base[m] + rng.normal(0, 20, base[m].shape), 0, 255).astype(np.uint8)
+                    (root / split / folder).mkdir(parents=True, exist_ok=True)
+                    Image.fromarray(img).save(root / split / folder / name)
+    return root
+
+
+def write_config(path: Path, out_dir: Path, **train) -> Path:
+    cfg = {"model": {"preset": "tiny"},
+           "train": {"dataset": "rgbnt201", "epochs": 2, "batch_size": 8, "num_instances": 2, "num_workers": 0,
+                     "warmup_epochs": 1, "checkpoint_every": 1, "eval_batch_size": 8, "output_dir": str(out_dir),
+                     **train}}
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def history(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("train")
+    data = write_rgbnt201(tmp / "RGBNT201")
+    run = tmp / "run1"
+    cfg = write_config(tmp / "tiny.yaml", run)
+    assert train_main(["--config", str(cfg), "--data-root", str(data), "--no-progress"]) == 0
+    return tmp, data, cfg, run
+
+
+@pytest.mark.slow
+def test_two_epoch_training_run(trained):
+    _, _, _, run = trained
+    records = history(run)
+    assert [r["epoch"] for r in records] == [1, 2]
+    for r in records:
+        assert {"loss", "id_concat", "triplet_concat", "id_fused", "triplet_fused", "gam", "lam", "lr"} <= set(r)
+        assert np.isfinite(r["loss"])
+    assert (run / "epoch_001.safetensors").is_file() and (run / "epoch_002.state.pt").is_file()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics) == {"epoch", "mAP", "mINP", "R1", "R5", "R10"}
+    assert 0 < metrics["mAP"] <= 100 and metrics["R1"] <= metrics["R5"] <= metrics["R10"]
+
+
+@pytest.mark.slow
+def test_resume_repeats_the_uninterrupted_losses(trained):
+    tmp, data, _, run = trained
+    run2 = tmp / "run2"
+    cfg2 = write_config(tmp / "tiny2.yaml", run2)
+    args = ["--config", str(cfg2), "--data-root", str(data), "--no-progress", "--resume", str(run / "epoch_001.safetensors")]
+    assert train_main(args) == 0
+    (resumed,) = history(run2)
+    original = history(run)[1]
+    assert resumed["epoch"] == 2
+    for key, value in original.items():
+        assert resumed[key] == pytest.approx(value, rel=1e-6, abs=1e-7), key
+
+
+@pytest.mark.slow
+def test_evaluate_cli_agrees_with_training(trained, tmp_path):
+    _, data, cfg, run = trained
+    out = tmp_path / "metrics.json"
+    common = ["--config", str(cfg), "--data-root", str(data), "--weights", str(run / "epoch_002.safetensors"),
+              "--no-progress", "--num-workers", "0"]
+    assert evaluate_main(common + ["--out", str(out)]) == 0
+    got, trained_metrics = json.loads(out.read_text()), json.loads((run / "metrics.json").read_text())
+    assert set(got) == {"mAP", "mINP", "R1", "R5", "R10"}
+    for key in got:
+        assert got[key] == pytest.approx(trained_metrics[key], abs=1e-6)
+    missing = tmp_path / "missing.json"
+    assert evaluate_main(common + ["--out", str(missing), "--missing", "rn"]) == 0
+    assert json.loads(missing.read_text())["mAP"] > 0
+
+
+def test_bad_data_root_and_config_are_clear_errors(tmp_path, capsys):
+    cfg = write_config(tmp_path / "tiny.yaml", tmp_path / "run")
+    assert train_main(["--config", str(cfg), "--data-root", str(tmp_path / "nowhere")]) == 2
+    assert "error:" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="unknown train setting"):
+        load_config(cfg, ["train.epochz=3"])
+    with pytest.raises(ValueError, match="must look like"):
+        load_config(cfg, ["epochs=3"])
+    model_cfg, train_cfg = load_config(cfg, ["model.k1=4", "train.epochs=7"])
+    assert model_cfg.k1 == 4 and train_cfg.epochs == 7
+
+
+@pytest.mark.parametrize("name", ["rgbnt201", "rgbnt100", "msvr310"])
+def test_dataset_presets_load(name):
+    model_cfg, cfg = load_config(REPO / "train" / "configs" / f"{name}.yaml")
+    assert cfg.dataset == name and model_cfg.pretrained == "openai"
+
+
+@pytest.mark.slow
+def test_distributed_training_with_two_cpu_processes(tmp_path):
+    data = write_rgbnt201(tmp_path / "RGBNT201")
+    cfg = write_config(tmp_path / "tiny.yaml", tmp_path / "ddp", epochs=1, batch_size=8)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0", "-m", "train",
+           "--config", str(cfg), "--data-root", str(data), "--no-progress", "--device", "cpu"]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((tmp_path / "ddp" / "metrics.json").read_text())["mAP"] > 0
+    assert (tmp_path / "ddp" / "epoch_001.safetensors").is_file()

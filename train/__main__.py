@@ -1,0 +1,128 @@
+"""Train Signal: ``python -m train --config train/configs/rgbnt201.yaml --data-root DIR [key=value ...]``.
+
+Several GPUs (or CPU processes): ``torchrun --nproc_per_node=N -m train ...`` (DDP; the batch
+size in the config is the global one). At the end the last epoch's model is tested on the
+query / gallery splits and the metrics are printed and written to ``<output_dir>/metrics.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+
+from signal_core import build_model
+from signal_core.data import DatasetError, IdentitySampler, TripleDataset, build_transforms, load_dataset
+
+from .checkpoints import read_training_checkpoint, save_training_checkpoint
+from .config import TrainConfig, load_config
+from .engine import Precision, append_history, train_one_epoch, unwrap
+from .optim import build_optimizer
+from .testing import evaluate_model, format_metrics
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m train", description=__doc__.split("\n")[0])
+    p.add_argument("--config", required=True, help="YAML preset, e.g. train/configs/rgbnt201.yaml")
+    p.add_argument("--data-root", required=True, help="the dataset folder itself")
+    p.add_argument("--resume", help="a run folder or epoch_NNN.safetensors to continue from")
+    p.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("overrides", nargs="*", help="train.KEY=VALUE or model.KEY=VALUE")
+    return p.parse_args(argv)
+
+
+def setup_distributed(device_arg: str | None) -> tuple[int, int, torch.device]:
+    """(rank, world size, device); initialises the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = torch.cuda.is_available() and (device_arg is None or device_arg.startswith("cuda"))
+    device = torch.device(f"cuda:{local}" if cuda and world > 1 else device_arg or ("cuda" if cuda else "cpu"))
+    if cuda:
+        torch.cuda.set_device(device)
+    if world > 1:
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    return rank, world, device
+
+
+def train_loader(dataset, model_cfg, cfg: TrainConfig, rank: int, world: int) -> tuple[DataLoader, IdentitySampler]:
+    transform = build_transforms(model_cfg.image_size, train=True, paired=cfg.paired_transforms)
+    sampler = IdentitySampler(dataset.train, cfg.batch_size, cfg.num_instances, cfg.seed, rank, world)
+    loader = DataLoader(TripleDataset(dataset.train, transform), batch_size=sampler.local_batch_size,
+                        sampler=sampler, num_workers=cfg.num_workers, drop_last=True,
+                        persistent_workers=False, generator=torch.Generator())
+    return loader, sampler
+
+
+def run(args: argparse.Namespace) -> dict | None:
+    model_cfg, cfg = load_config(args.config, args.overrides)
+    rank, world, device = setup_distributed(args.device)
+    main = rank == 0
+    dataset = load_dataset(cfg.dataset, args.data_root)
+    if main:
+        print(dataset.summary())
+    out_dir = Path(cfg.output_dir)
+    if main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    precision = Precision.resolve(cfg.precision, device)
+
+    start = 1
+    if args.resume:
+        model, state = read_training_checkpoint(args.resume, device)
+        optimizer = build_optimizer(model, cfg)
+        optimizer.load_state_dict(state["optimizer"])
+        if precision.scaler is not None and state["scaler"]:
+            precision.scaler.load_state_dict(state["scaler"])
+        start = int(state["epoch"]) + 1
+        if main:
+            print(f"resuming after epoch {state['epoch']} from {args.resume}")
+    else:
+        torch.manual_seed(cfg.seed)
+        model_cfg = model_cfg.replace(num_classes=dataset.num_train_pids, num_cameras=dataset.num_train_cams)
+        model = build_model(model_cfg).to(device)
+        optimizer = build_optimizer(model, cfg)
+    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+
+    loader, sampler = train_loader(dataset, model.cfg, cfg, rank, world)
+    for epoch in range(start, cfg.epochs + 1):
+        sampler.set_epoch(epoch)
+        loader.generator.manual_seed(cfg.seed + epoch)
+        torch.manual_seed(cfg.seed + epoch + rank)
+        stats = train_one_epoch(net, loader, optimizer, precision, device, epoch, cfg,
+                                show_progress=main and not args.no_progress)
+        if main:
+            append_history(out_dir / "history.jsonl", {"epoch": epoch, **stats})
+            print(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4g}" for k, v in stats.items()), flush=True)
+            if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
+                save_training_checkpoint(unwrap(net), optimizer, precision.scaler, epoch, out_dir)
+    if world > 1:
+        dist.barrier()
+    metrics = None
+    if main:
+        result = evaluate_model(unwrap(net), dataset, device, cfg.eval_batch_size, cfg.num_workers,
+                                progress=not args.no_progress)
+        metrics = {"epoch": cfg.epochs, **result.as_percent_dict()}
+        print(f"test metrics after the last epoch ({cfg.epochs}):\n{format_metrics(metrics)}")
+        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if world > 1:
+        dist.destroy_process_group()
+    return metrics
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        run(args)
+    except (DatasetError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

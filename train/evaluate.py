@@ -1,0 +1,73 @@
+"""Evaluate weights on a dataset's test split:
+``python -m train.evaluate --config train/configs/rgbnt201.yaml --data-root DIR --weights FILE``.
+
+``--weights`` takes our ``.safetensors`` checkpoints or the authors' ``Signal_model.pth``.
+Prints mAP, mINP, R1, R5, R10 (percent); ``--out FILE`` writes them as JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from signal_core import CheckpointError, load_checkpoint, load_official_checkpoint
+from signal_core.data import DatasetError, load_dataset
+from signal_core.inference import MISSING_SETTINGS
+
+from .config import load_config
+from .testing import evaluate_model, format_metrics
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__.split("\n")[0])
+    p.add_argument("--config", required=True, help="YAML preset of the dataset")
+    p.add_argument("--data-root", required=True, help="the dataset folder itself")
+    p.add_argument("--weights", required=True, help="our .safetensors checkpoint or the authors' .pth")
+    p.add_argument("--out", help="write the metrics as JSON to this file")
+    p.add_argument("--missing", choices=MISSING_SETTINGS, help="zero these modalities (missing-modality test)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--batch-size", type=int, default=None, help="test batch size (default: from the config)")
+    p.add_argument("--num-workers", type=int, default=None)
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("overrides", nargs="*", help="train.KEY=VALUE or model.KEY=VALUE")
+    return p.parse_args(argv)
+
+
+def load_weights(path: str, model_cfg, device: torch.device):
+    if Path(path).suffix == ".safetensors":
+        return load_checkpoint(path, device=device)
+    return load_official_checkpoint(path, model_cfg.replace(num_classes=None, num_cameras=None)).to(device)
+
+
+def run(args: argparse.Namespace) -> dict:
+    model_cfg, cfg = load_config(args.config, args.overrides)
+    device = torch.device(args.device)
+    dataset = load_dataset(cfg.dataset, args.data_root)
+    model = load_weights(args.weights, model_cfg, device)
+    result = evaluate_model(model, dataset, device, args.batch_size or cfg.eval_batch_size,
+                            cfg.num_workers if args.num_workers is None else args.num_workers,
+                            missing=args.missing, progress=not args.no_progress)
+    metrics = result.as_percent_dict()
+    label = f" (missing: {args.missing})" if args.missing else ""
+    print(f"{cfg.dataset} test{label}, {result.num_valid_queries} queries:\n{format_metrics(metrics)}")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        run(args)
+    except (DatasetError, CheckpointError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
