@@ -97,6 +97,9 @@ def test_evaluate_cli_agrees_with_training(trained, tmp_path):
     missing = tmp_path / "missing.json"
     assert evaluate_main(common + ["--out", str(missing), "--missing", "rn"]) == 0
     assert json.loads(missing.read_text())["mAP"] > 0
+    reranked = tmp_path / "rerank.json"
+    assert evaluate_main(common + ["--out", str(reranked), "--rerank"]) == 0
+    assert 0 < json.loads(reranked.read_text())["mAP"] <= 100
 
 
 def test_bad_data_root_and_config_are_clear_errors(tmp_path, capsys):
@@ -122,9 +125,9 @@ def test_distributed_training_with_two_cpu_processes(tmp_path):
     data = write_rgbnt201(tmp_path / "RGBNT201")
     cfg = write_config(tmp_path / "tiny.yaml", tmp_path / "ddp", epochs=1, batch_size=8)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0", "-m", "train",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "train",
            "--config", str(cfg), "--data-root", str(data), "--no-progress", "--device", "cpu"]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((tmp_path / "ddp" / "metrics.json").read_text())["mAP"] > 0
     assert (tmp_path / "ddp" / "epoch_001.safetensors").is_file()

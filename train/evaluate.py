@@ -28,6 +28,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--weights", required=True, help="our .safetensors checkpoint or the authors' .pth")
     p.add_argument("--out", help="write the metrics as JSON to this file")
     p.add_argument("--missing", choices=MISSING_SETTINGS, help="zero these modalities (missing-modality test)")
+    p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (not used in the paper)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--batch-size", type=int, default=None, help="test batch size (default: from the config)")
     p.add_argument("--num-workers", type=int, default=None)
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> dict:
     model = load_weights(args.weights, model_cfg, device)
     result = evaluate_model(model, dataset, device, args.batch_size or cfg.eval_batch_size,
                             cfg.num_workers if args.num_workers is None else args.num_workers,
-                            missing=args.missing, progress=not args.no_progress)
+                            missing=args.missing, rerank=args.rerank, progress=not args.no_progress)
     metrics = result.as_percent_dict()
     label = f" (missing: {args.missing})" if args.missing else ""
     print(f"{cfg.dataset} test{label}, {result.num_valid_queries} queries:\n{format_metrics(metrics)}")

@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader
 
 from signal_core import SignalModel
 from signal_core.data import ReIDDataset, TripleDataset, build_transforms
-from signal_core.evaluation import RankResult, evaluate_rank, pairwise_distance
+from signal_core.evaluation import RankResult, evaluate_rank, pairwise_distance, re_ranking
 from signal_core.inference import extract_dataset_features
 
 
@@ -18,14 +18,18 @@ def test_loader(records, image_size: tuple[int, int], batch_size: int, num_worke
 
 
 def evaluate_model(model: SignalModel, dataset: ReIDDataset, device: torch.device, batch_size: int = 128,
-                   num_workers: int = 4, missing: Optional[str] = None, progress: bool = True) -> RankResult:
-    """mAP / mINP / CMC of ``model`` on ``dataset`` with the authors' protocol (scene ids if any)."""
+                   num_workers: int = 4, missing: Optional[str] = None, rerank: bool = False,
+                   progress: bool = True) -> RankResult:
+    """mAP / mINP / CMC of ``model`` on ``dataset`` with the authors' protocol (scene ids if any);
+    ``rerank`` applies k-reciprocal re-ranking (the authors report results without it)."""
     size = model.cfg.image_size
     q = extract_dataset_features(model, test_loader(dataset.query, size, batch_size, num_workers), device,
                                  missing=missing, progress=progress, desc="query")
     g = extract_dataset_features(model, test_loader(dataset.gallery, size, batch_size, num_workers), device,
                                  missing=missing, progress=progress, desc="gallery")
     dist = pairwise_distance(q.feats, g.feats)
+    if rerank:
+        dist = re_ranking(dist, pairwise_distance(q.feats, q.feats), pairwise_distance(g.feats, g.feats))
     scenes = (q.sceneids, g.sceneids) if bool((q.sceneids >= 0).all() and (g.sceneids >= 0).all()) else (None, None)
     return evaluate_rank(dist, q.pids, g.pids, q.camids, g.camids, *scenes)
 
