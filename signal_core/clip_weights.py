@@ -88,7 +88,13 @@ def read_clip_visual_weights(source: str, trust_torchscript: bool = False) -> di
     if source == "openai":
         import open_clip
 
-        model = open_clip.create_model("ViT-B-16-quickgelu", pretrained="openai")
+        try:
+            model = open_clip.create_model("ViT-B-16-quickgelu", pretrained="openai")
+        except RuntimeError as exc:  # open_clip's download failure (offline, hub unreachable)
+            raise ValueError(
+                f"could not get the OpenAI CLIP ViT-B/16 weights through open_clip ({exc}). Offline? Set "
+                "pretrained to a local .safetensors / .bin file, or to None for a random init."
+            ) from exc
         return {k: v.float() for k, v in model.visual.state_dict().items()}
     return _visual_keys(_read_state_dict(Path(source).expanduser(), trust_torchscript))
 
