@@ -172,7 +172,7 @@ class SignalModel(nn.Module):
         """Per modality: SIM's intra / inter / final token masks and LAM's sampling points."""
         with _eval_mode(self):
             cls, patches = self.encode(rgb, nir, tir, cam_ids)
-            masks = self.sim(cls, patches)[1] if self.sim is not None else None
+            masks = self.sim.selection(cls, patches)[0] if self.sim is not None else None  # no fusion needed
             lam = self.lam(patches) if self.lam is not None else None
         per = {}
         for i, name in enumerate(MODALITIES):

@@ -11,7 +11,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision import transforms as T
 
-from signal_core.data import (DatasetError, IdentitySampler, RandomErasing, TripleDataset, build_transforms,
+from signal_core.data import (DatasetError, IdentitySampler, TripleDataset, build_transforms,
                               load_dataset, load_triple)
 
 COLOURS = ((200, 30, 30), (30, 200, 30), (30, 30, 200))  # RGB / NIR / TIR stand-ins
@@ -191,18 +191,22 @@ def test_paired_shares_draw_independent_does_not():
     assert differs
 
 
-def test_random_erasing_box_bounds():
-    erase = RandomErasing(probability=1.0, mode="const")
-    torch.manual_seed(0)
-    for _ in range(20):
-        out = erase(torch.ones(3, 32, 16))
-        mask = out[0] == 0
-        rows, cols = mask.any(1).nonzero(), mask.any(0).nonzero()
+def test_random_erasing_one_box_of_noise():
+    img = Image.new("RGB", (8, 16), (255, 255, 255))  # normalises to exactly 1.0 everywhere
+    train = build_transforms((16, 8), train=True, padding=0, erasing_prob=1.0)
+    erased = 0
+    for seed in range(20):
+        torch.manual_seed(seed)
+        out = train((img, img, img))[0]
+        mask = (out != 1.0).any(0)
         if mask.any():
-            h, w = len(rows), len(cols)
+            erased += 1
+            h, w = len(mask.any(1).nonzero()), len(mask.any(0).nonzero())
             assert mask.sum() == h * w  # one rectangle
-            assert 0.02 * 512 * 0.5 <= h * w <= 512 / 3 * 1.5 and h < 32 and w < 16
-    assert torch.equal(RandomErasing(probability=0.0)(torch.ones(3, 8, 4)), torch.ones(3, 8, 4))
+            assert 0.02 * 128 * 0.5 <= h * w <= 128 / 3 * 1.5 and h < 16 and w < 8
+    assert erased >= 10
+    plain = build_transforms((16, 8), train=True, padding=0, erasing_prob=0.0)
+    assert all(torch.equal(t, torch.ones(3, 16, 8)) for t in plain((img, img, img)))
 
 
 # ---------------------------------------------------------------------------------------- dataset

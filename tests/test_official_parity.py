@@ -40,27 +40,22 @@ def test_features_match_the_authors_code(layout, preset, classes, cams):
     assert (feats - expected).abs().max().item() <= 1e-4
 
 
-def _small_official_state():
-    state = official_state("concat", seed=1)
-    return state
-
-
 def test_missing_key_is_a_clear_error():
-    state = _small_official_state()
+    state = official_state("concat", seed=1)
     del state["SIM.modal_interactive.norm1.weight"]
     with pytest.raises(CheckpointError, match="sim.interaction.norm1.weight"):
         load_official_checkpoint(state, SignalConfig.preset("rgbnt201"))
 
 
 def test_unknown_key_is_a_clear_error():
-    state = _small_official_state()
+    state = official_state("concat", seed=1)
     state["prompt_learner.ctx"] = torch.zeros(3)
     with pytest.raises(CheckpointError, match="prompt_learner.ctx"):
         load_official_checkpoint(state, SignalConfig.preset("rgbnt201"))
 
 
 def test_conflicting_config_and_wrong_geometry_are_clear_errors():
-    state = _small_official_state()
+    state = official_state("concat", seed=1)
     with pytest.raises(CheckpointError, match="num_classes"):
         load_official_checkpoint(state, SignalConfig.preset("rgbnt201", num_classes=5))
     with pytest.raises(CheckpointError, match="positional embedding"):
@@ -70,7 +65,7 @@ def test_conflicting_config_and_wrong_geometry_are_clear_errors():
 
 
 def test_reads_a_module_prefixed_file(tmp_path):
-    state = {f"module.{k}": v for k, v in _small_official_state().items()}
+    state = {f"module.{k}": v for k, v in official_state("concat", seed=1).items()}
     path = tmp_path / "Signal_model.pth"
     torch.save(state, path)
     model = load_official_checkpoint(path, SignalConfig.preset("rgbnt201"))

@@ -3,7 +3,7 @@
 Public API:
     load_dataset(name, root) -> ReIDDataset     name in {"rgbnt201", "rgbnt100", "msvr310"}
     TripleRecord, ReIDDataset, DatasetError
-    build_transforms(image_size, train, paired=False), RandomErasing, load_triple
+    build_transforms(image_size, train, paired=False), load_triple
     TripleDataset(records, transform)           items: {"rgb","nir","tir","pid","camid","sceneid","index","path"}
     IdentitySampler(records_or_pids, batch_size, num_instances, seed, rank, world_size)
 """
@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Callable
 
 from .dataset import TripleDataset
-from .erasing import RandomErasing
 from .errors import DatasetError
 from .msvr310 import load_msvr310
 from .records import ReIDDataset, TripleRecord
@@ -49,6 +48,6 @@ def load_dataset(name: str, root: str | Path) -> ReIDDataset:
 
 
 __all__ = [
-    "DatasetError", "IdentitySampler", "RandomErasing", "ReIDDataset", "TripleDataset", "TripleRecord",
+    "DatasetError", "IdentitySampler", "ReIDDataset", "TripleDataset", "TripleRecord",
     "build_test_transform", "build_train_transform", "build_transforms", "load_dataset", "load_triple",
 ]

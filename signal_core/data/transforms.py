@@ -4,10 +4,13 @@ Authors' pipelines (``make_dataloader.py``), applied INDEPENDENTLY to each modal
 
 * train: Resize(H, W, bicubic) -> RandomHorizontalFlip(0.5) -> Pad(10) -> RandomCrop(H, W)
   -> ToTensor -> Normalize(0.5, 0.5) -> RandomErasing(0.5, mode='pixel')
+  (their timm-style erasing: one box, area 0.02-1/3, aspect log-uniform in [0.3, 1/0.3], 10 tries,
+  per-pixel N(0, 1) fill: exactly torchvision's ``v2.RandomErasing(value="random")`` draw)
 * test: Resize(H, W, bilinear) -> ToTensor -> Normalize(0.5, 0.5)
 
 ``paired=True`` (opt-in, not the authors') shares one random draw (flip, crop offset, erasing box
-and fill) across the three modalities, keeping them pixel-aligned.
+and fill) across the three modalities, keeping them pixel-aligned: torchvision v2 transforms draw
+their parameters once when given several images together.
 """
 from __future__ import annotations
 
@@ -19,7 +22,6 @@ from PIL import Image, ImageFile
 from torch import Tensor
 from torchvision.transforms import v2
 
-from .erasing import RandomErasing
 from .errors import DatasetError
 
 ImageFile.LOAD_TRUNCATED_IMAGES = True  # as the authors: a few dataset JPEGs are truncated
@@ -80,33 +82,24 @@ def load_triple(paths: Sequence[str]) -> ImageTriple:
 
 
 class TripleTransform:
-    """Apply an image pipeline to the three modalities, independently or with one shared draw.
+    """Apply a torchvision v2 pipeline to the three modalities, independently or with one shared draw.
 
     Args:
-        pipeline: a torchvision v2 transform from PIL image(s) to normalised tv tensor(s).
-        erasing: optional random erasing applied after ``pipeline``.
+        pipeline: a v2 transform from PIL image(s) to normalised tensor(s).
         paired: share the random draw across the three modalities.
     """
 
-    def __init__(self, pipeline: Callable, erasing: RandomErasing | None = None, paired: bool = False) -> None:
+    def __init__(self, pipeline: Callable, paired: bool = False) -> None:
         self.pipeline = pipeline
-        self.erasing = erasing
         self.paired = paired
 
     def __call__(self, images: Sequence[Image.Image]) -> TensorTriple:
         """Transform (RGB, NIR, TIR) PIL images into three ``[3, H, W]`` float tensors."""
-        if self.paired:
-            out = tuple(t.as_subclass(Tensor) for t in self.pipeline(tuple(images)))
-            if self.erasing is not None:
-                out = self.erasing(out)
-        else:
-            out = tuple(self.pipeline(img).as_subclass(Tensor) for img in images)
-            if self.erasing is not None:
-                out = tuple(self.erasing(t) for t in out)
-        return out  # type: ignore[return-value]
+        out = self.pipeline(tuple(images)) if self.paired else tuple(self.pipeline(img) for img in images)
+        return tuple(t.as_subclass(Tensor) for t in out)  # type: ignore[return-value]
 
     def __repr__(self) -> str:
-        return f"TripleTransform(paired={self.paired}, pipeline={self.pipeline}, erasing={self.erasing})"
+        return f"TripleTransform(paired={self.paired}, pipeline={self.pipeline})"
 
 
 def _to_normalised_tensor(mean: Sequence[float], std: Sequence[float]) -> list:
@@ -128,15 +121,17 @@ def build_train_transform(image_size: tuple[int, int], paired: bool = False, fli
         std: normalisation std.
     """
     size = [int(image_size[0]), int(image_size[1])]
+    erasing = ([v2.RandomErasing(erasing_prob, scale=(0.02, 1 / 3), ratio=(0.3, 1 / 0.3), value="random")]
+               if erasing_prob > 0 else [])
     pipeline = v2.Compose([
         v2.Resize(size, interpolation=v2.InterpolationMode.BICUBIC),
         v2.RandomHorizontalFlip(flip_prob),
         v2.Pad(padding),
         v2.RandomCrop(size),
         *_to_normalised_tensor(mean, std),
+        *erasing,
     ])
-    erasing = RandomErasing(erasing_prob, mode="pixel") if erasing_prob > 0 else None
-    return TripleTransform(pipeline, erasing, paired)
+    return TripleTransform(pipeline, paired)
 
 
 def build_test_transform(image_size: tuple[int, int], mean: Sequence[float] = NORM_MEAN,
