@@ -17,6 +17,7 @@ from .gam import GlobalAlignment
 from .heads import MODALITIES, build_heads
 from .lam import LAMOutput, LocalAlignment
 from .losses import batch_hard_triplet, label_smoothed_ce
+from .precision import _DTYPES, ShadowWeights, resolve_precision
 from .sim import SelectionMasks, SelectiveInteraction
 
 
@@ -79,11 +80,18 @@ class SignalModel(nn.Module):
                                    cfg.reference_points, cfg.share_offsets) if cfg.use_lam else None)
         self.heads = (build_heads(cfg.head_layout or "concat", d, cfg.num_classes, cfg.use_sim)
                       if cfg.num_classes else None)
+        self.inference_precision = "fp32"  # set_inference_precision(); training always runs in fp32
+        self._shadow: Optional[ShadowWeights] = None  # bf16 copy of the encoder for inference
 
     # --- encoding -------------------------------------------------------------------------------
     def encode(self, rgb: torch.Tensor, nir: torch.Tensor, tir: torch.Tensor,
-               cam_ids: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+               cam_ids: Optional[torch.Tensor] = None, reduced_precision: bool = False
+               ) -> tuple[torch.Tensor, torch.Tensor]:
         """Run the shared encoder once on the three modalities stacked along the batch.
+
+        Args:
+            reduced_precision: run the encoder with the inference precision's weights (bf16 after
+                ``set_inference_precision("bf16")``); the tokens come back in fp32 either way.
 
         Returns:
             cls [B, 3, D] and patches [B, 3, L, D].
@@ -98,7 +106,11 @@ class SignalModel(nn.Module):
             raise ValueError(f"images are {tuple(rgb.shape[-2:])} but the model expects {self.cfg.image_size} "
                              "(H, W): resize them first.")
         cams = None if cam_ids is None else torch.as_tensor(cam_ids).reshape(-1).repeat(3)
-        tokens = self.backbone(torch.cat([rgb, nir, tir], dim=0), cams)  # [3B, 1 + L, D]
+        images = torch.cat([rgb, nir, tir], dim=0)
+        if reduced_precision and self._shadow is not None:
+            tokens = self._shadow(images, cams).float()  # [3B, 1 + L, D]; SIM runs in fp32
+        else:
+            tokens = self.backbone(images, cams)  # [3B, 1 + L, D]
         tokens = tokens.unflatten(0, (3, b)).transpose(0, 1)  # [B, 3, 1 + L, D]
         return tokens[:, :, 0], tokens[:, :, 1:]
 
@@ -154,13 +166,33 @@ class SignalModel(nn.Module):
         return terms
 
     # --- inference ----------------------------------------------------------------------------
+    def set_inference_precision(self, precision: str = "auto") -> str:
+        """Precision of the encoder in :meth:`extract_features` and :meth:`explain`.
+
+        Args:
+            precision: "fp32"; "bf16" (encoder weights cast to bf16 except LayerNorm; inputs may stay
+                fp32; SIM's selection scores, softmaxes and top-k run in fp32); or "auto" (bf16 where
+                the device runs it fast: a bf16 GPU, or a CPU whose bf16 matmuls beat fp32).
+                The fp32 parameters are untouched: training, checkpoints and the
+                state dict stay fp32. Call it again after moving the model to another device.
+
+        Returns:
+            The precision in use, "fp32" or "bf16".
+        """
+        device = next(self.parameters()).device
+        self.inference_precision = resolve_precision(precision, device)
+        dtype = _DTYPES[self.inference_precision]
+        self._shadow = None if dtype == torch.float32 else ShadowWeights(self.backbone, dtype)
+        return self.inference_precision
+
     @torch.no_grad()
     def extract_features(self, rgb: torch.Tensor, nir: torch.Tensor, tir: torch.Tensor,
                          cam_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Retrieval features [B, 6D] (3072 for ViT-B/16): cat(cls_R, cls_N, cls_T, f_rnt) before the
-        BNs, in eval mode, without GAM / LAM. cam_ids=None uses the mean camera embedding."""
+        BNs, in eval mode, without GAM / LAM, fp32. cam_ids=None uses the mean camera embedding.
+        The encoder runs in the precision chosen by :meth:`set_inference_precision` (fp32 by default)."""
         with _eval_mode(self):
-            cls, patches = self.encode(rgb, nir, tir, cam_ids)
+            cls, patches = self.encode(rgb, nir, tir, cam_ids, reduced_precision=True)
             parts = [cls.flatten(1)]
             if self.sim is not None:
                 parts.append(self.sim(cls, patches)[0])
@@ -171,7 +203,7 @@ class SignalModel(nn.Module):
                 cam_ids: Optional[torch.Tensor] = None) -> Explanation:
         """Per modality: SIM's intra / inter / final token masks and LAM's sampling points."""
         with _eval_mode(self):
-            cls, patches = self.encode(rgb, nir, tir, cam_ids)
+            cls, patches = self.encode(rgb, nir, tir, cam_ids, reduced_precision=True)
             masks = self.sim.selection(cls, patches)[0] if self.sim is not None else None  # no fusion needed
             lam = self.lam(patches) if self.lam is not None else None
         per = {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import torch
 from signal_core import CheckpointError, load_checkpoint, load_official_checkpoint
 from signal_core.data import DatasetError, load_dataset
 from signal_core.inference import MISSING_SETTINGS
+from signal_core.precision import PRECISIONS
 
 from .config import load_config
 from .testing import evaluate_model, format_metrics
@@ -30,6 +32,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--missing", choices=MISSING_SETTINGS, help="zero these modalities (missing-modality test)")
     p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (not used in the paper)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="encoder precision at test time (default fp32, the reference numbers; auto = bf16 "
+                        "where the device runs it fast)")
     p.add_argument("--batch-size", type=int, default=None, help="test batch size (default: from the config)")
     p.add_argument("--num-workers", type=int, default=None)
     p.add_argument("--no-progress", action="store_true")
@@ -48,15 +53,19 @@ def run(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     dataset = load_dataset(cfg.dataset, args.data_root)
     model = load_weights(args.weights, model_cfg, device)
+    precision = model.set_inference_precision(args.precision)
     result = evaluate_model(model, dataset, device, args.batch_size or cfg.eval_batch_size,
                             cfg.num_workers if args.num_workers is None else args.num_workers,
                             missing=args.missing, rerank=args.rerank, progress=not args.no_progress)
     metrics = result.as_percent_dict()
     label = f" (missing: {args.missing})" if args.missing else ""
-    print(f"{cfg.dataset} test{label}, {result.num_valid_queries} queries:\n{format_metrics(metrics)}")
+    print(f"{cfg.dataset} test{label}, {result.num_valid_queries} queries, {precision}:\n{format_metrics(metrics)}")
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(metrics, indent=2))
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(json.dumps(metrics, indent=2))
+        os.replace(tmp, out)  # atomic: a reader never sees a half-written file
     return metrics
 
 
