@@ -57,6 +57,7 @@ class Explanation:
     """Per-modality explanation; coordinates are over the patch grid, align_corners=True."""
 
     grid_size: tuple[int, int]  # patch grid (h, w); L = h * w, tokens in row-major order
+    features: torch.Tensor  # [B, F] retrieval features of the same pass (as extract_features)
     rgb: ModalityExplanation
     nir: ModalityExplanation
     tir: ModalityExplanation
@@ -191,20 +192,25 @@ class SignalModel(nn.Module):
         """Retrieval features [B, 6D] (3072 for ViT-B/16): cat(cls_R, cls_N, cls_T, f_rnt) before the
         BNs, in eval mode, without GAM / LAM, fp32. cam_ids=None uses the mean camera embedding.
         The encoder runs in the precision chosen by :meth:`set_inference_precision` (fp32 by default)."""
-        with _eval_mode(self):
-            cls, patches = self.encode(rgb, nir, tir, cam_ids, reduced_precision=True)
-            parts = [cls.flatten(1)]
-            if self.sim is not None:
-                parts.append(self.sim(cls, patches)[0])
-        return torch.cat(parts, dim=1).float()
+        return self._inference(rgb, nir, tir, cam_ids, explain=False)[0]
 
     @torch.no_grad()
     def explain(self, rgb: torch.Tensor, nir: torch.Tensor, tir: torch.Tensor,
                 cam_ids: Optional[torch.Tensor] = None) -> Explanation:
-        """Per modality: SIM's intra / inter / final token masks and LAM's sampling points."""
+        """Per modality: SIM's intra / inter / final token masks and LAM's sampling points, plus the
+        retrieval features of the same pass (identical to :meth:`extract_features`)."""
+        return self._inference(rgb, nir, tir, cam_ids, explain=True)[1]
+
+    def _inference(self, rgb, nir, tir, cam_ids, explain: bool) -> tuple[torch.Tensor, Optional[Explanation]]:
         with _eval_mode(self):
             cls, patches = self.encode(rgb, nir, tir, cam_ids, reduced_precision=True)
-            masks = self.sim.selection(cls, patches)[0] if self.sim is not None else None  # no fusion needed
+            parts, masks = [cls.flatten(1)], None
+            if self.sim is not None:
+                fused, masks = self.sim(cls, patches)
+                parts.append(fused)
+            features = torch.cat(parts, dim=1).float()
+            if not explain:
+                return features, None
             lam = self.lam(patches) if self.lam is not None else None
         per = {}
         for i, name in enumerate(MODALITIES):
@@ -215,7 +221,7 @@ class SignalModel(nn.Module):
                 reference_points=None if lam is None else lam.reference.reshape(-1, 2).float(),
                 sampled_positions=None if lam is None else lam.positions[:, i].flatten(1, 2).float(),
             )
-        return Explanation(grid_size=self.cfg.grid_size, **per)
+        return features, Explanation(grid_size=self.cfg.grid_size, features=features, **per)
 
 
 class _eval_mode:

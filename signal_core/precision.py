@@ -1,11 +1,11 @@
-"""Inference precision: run the ViT encoder with bf16 weights, keep everything numerically delicate
-in fp32.
+"""Inference precision: the ViT encoder's matrix multiplications in bf16, everything numerically
+delicate in fp32.
 
 The fp32 parameters stay the model's own (training, checkpoints and ``state_dict`` never see bf16);
-a bf16 shadow copy of the encoder's weights is made on demand and rebuilt whenever a parameter
-changes (an optimizer step, ``load_state_dict``) or moves to another device. LayerNorm parameters
-stay fp32 (open_clip's ``LayerNormFp32`` normalises in fp32), and the model casts the encoder's
-tokens back to fp32 before the selection scores, softmaxes and top-k of SIM.
+a bf16 copy of the encoder's Linear / attention weights is made on demand and rebuilt whenever a
+parameter changes (an optimizer step, ``load_state_dict``) or moves to another device. The residual
+stream, LayerNorms, embeddings and output projection stay fp32, and so do SIM's selection scores,
+softmaxes and top-k (the encoder's tokens come out in fp32).
 
 "auto" picks bf16 only where it is actually fast: on CUDA when the GPU supports bf16, on the CPU
 when a short matmul probe shows bf16 at least 1.3x faster than fp32 (CPUs with AMX; with AVX512-BF16
@@ -68,17 +68,22 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
 
 
 class ShadowWeights:
-    """A reduced-precision copy of a module's parameters, used through ``torch.func.functional_call``.
+    """Run a module with its matrix multiplications in ``dtype`` and everything else in fp32.
 
-    LayerNorm parameters are kept in fp32. The copy is rebuilt when any parameter's version counter
-    (bumped by every in-place update), identity or device changes.
+    The weights (and biases) of every ``nn.Linear`` and ``nn.MultiheadAttention`` get a ``dtype``
+    copy; their inputs are cast to ``dtype`` on the way in. Everything else keeps its fp32
+    parameters: the patch convolution, embeddings, LayerNorms and the output projection, so the
+    residual stream of a transformer stays fp32 (a bf16 block output is added to an fp32 stream).
+    The module is called through ``torch.func.functional_call``; its own parameters never change.
+    The copy is rebuilt when any parameter's version counter (bumped by every in-place update),
+    identity or device changes.
     """
 
     def __init__(self, module: nn.Module, dtype: torch.dtype):
         self.module, self.dtype = module, dtype
-        self._keep = {f"{prefix}.{name}" if prefix else name
-                      for prefix, sub in module.named_modules() if isinstance(sub, nn.LayerNorm)
-                      for name, _ in sub.named_parameters(recurse=False)}
+        self._matmul_modules = [m for m in module.modules() if isinstance(m, (nn.Linear, nn.MultiheadAttention))]
+        owned = {id(p) for m in self._matmul_modules for p in m.parameters(recurse=False)}
+        self._cast = {name for name, p in module.named_parameters() if id(p) in owned}
         self._key: tuple | None = None
         self._weights: dict[str, torch.Tensor] = {}
 
@@ -86,14 +91,22 @@ class ShadowWeights:
         return tuple((id(p), p._version, p.device) for p in self.module.parameters())
 
     def weights(self) -> dict[str, torch.Tensor]:
-        """The shadow parameters by name, rebuilt if the module's parameters changed."""
+        """The parameters by name (``dtype`` copies of the matmul weights), rebuilt if they changed."""
         key = self._current_key()
         if key != self._key:
             with torch.no_grad():
-                self._weights = {name: p.detach() if name in self._keep else p.detach().to(self.dtype)
+                self._weights = {name: p.detach().to(self.dtype) if name in self._cast else p.detach()
                                  for name, p in self.module.named_parameters()}
             self._key = key
         return self._weights
 
+    def _cast_inputs(self, _module: nn.Module, args: tuple) -> tuple:
+        return tuple(a.to(self.dtype) if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
+
     def __call__(self, *args, **kwargs):
-        return functional_call(self.module, self.weights(), args, kwargs)
+        hooks = [m.register_forward_pre_hook(self._cast_inputs) for m in self._matmul_modules]
+        try:
+            return functional_call(self.module, self.weights(), args, kwargs)
+        finally:
+            for hook in hooks:
+                hook.remove()
