@@ -1,0 +1,247 @@
+"""The demo's search logic, free of any UI code: encode a query triple, rank the gallery, explain.
+
+Ranking is one matrix product of the L2-normalised query feature with the L2-normalised gallery
+features (cosine similarity) and a top-k. A missing modality (no image given) is zeroed as in the
+missing-modality protocol; the result says which ones were.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .feature_cache import FeatureCache, cache_key, gallery_fingerprint, model_fingerprint
+from .features import MODALITIES, InputTransform, extract_gallery_features, triple_batch
+from .gallery import Gallery, camera_tensor, load_entry_images, parse_triple_name
+from .images import ImageDecodeError, ImageSource, decode_image
+from .overlays import explanation_overlay
+from .thumbnails import ThumbnailStore
+
+log = logging.getLogger(__name__)
+MODALITY_LABELS = {"rgb": "RGB", "nir": "NIR", "tir": "TIR"}
+UNKNOWN_CAMERA = "unknown"
+
+
+class QueryError(ValueError):
+    """A query the demo cannot run (no image, unreadable file, bad camera); the message is for the user."""
+
+
+@dataclass
+class RankedMatch:
+    """One ranked gallery entry."""
+
+    rank: int  # 1-based
+    index: int  # row in the gallery
+    pid: Optional[int]
+    camid: Optional[int]  # 0-based
+    similarity: float  # cosine similarity of the features
+    is_match: Optional[bool]  # same identity as the query; None when either is unknown
+    thumbnail: Optional[str] = None
+
+    @property
+    def caption(self) -> str:
+        """E.g. "#1 ✓ id 12 · cam 2 · 0.873" (camera 1-based, as in the file names)."""
+        mark = {True: " ✓", False: "", None: ""}[self.is_match]
+        pid = "?" if self.pid is None else self.pid
+        cam = "?" if self.camid is None else self.camid + 1
+        return f"#{self.rank}{mark} id {pid} · cam {cam} · {self.similarity:.3f}"
+
+
+@dataclass
+class SearchResult:
+    """What one search returns."""
+
+    matches: list[RankedMatch]
+    missing: tuple[str, ...]  # modalities zeroed, e.g. ("nir",)
+    query_pid: Optional[int]
+    camera: Optional[int]  # 0-based camera used, None = mean camera embedding
+    overlays: list[np.ndarray] = field(default_factory=list)  # RGB, NIR, TIR explanation images
+    seconds: float = 0.0
+
+    @property
+    def num_correct(self) -> Optional[int]:
+        return None if self.query_pid is None else sum(bool(m.is_match) for m in self.matches)
+
+    def summary(self, gallery_size: int) -> str:
+        """A short markdown status line."""
+        parts = [f"**Top {len(self.matches)}** of {gallery_size} gallery triples in {self.seconds * 1000:.0f} ms"]
+        parts.append("camera unknown (mean camera embedding)" if self.camera is None
+                     else f"camera {self.camera + 1}")
+        if self.query_pid is not None:
+            parts.append(f"query id {self.query_pid}: {self.num_correct} correct (✓) in the top {len(self.matches)}")
+        text = " · ".join(parts)
+        if self.missing:
+            names = " and ".join(MODALITY_LABELS[m] for m in self.missing)
+            its = "their inputs were" if len(self.missing) > 1 else "its input was"
+            text += (f"\n\n⚠️ Missing modality: **{names}** not given; {its} zeroed "
+                     "(missing-modality protocol) and the search used the other modalities.")
+        return text
+
+
+class SearchEngine:
+    """A loaded model, a gallery and its features; thread-safe :meth:`search` and :meth:`explain_entry`.
+
+    Build with :meth:`from_gallery` (features from the cache or computed once).
+    """
+
+    def __init__(self, model, gallery: Gallery, gallery_features: torch.Tensor, device: str | torch.device = "cpu",
+                 thumbnails: Optional[ThumbnailStore] = None, description: str = ""):
+        if gallery_features.shape[0] != len(gallery):
+            raise ValueError(f"{gallery_features.shape[0]} features for {len(gallery)} gallery entries.")
+        self.model = model.eval()
+        self.gallery = gallery
+        self.device = torch.device(device)
+        self.gallery_features = F.normalize(gallery_features.float(), dim=1).to(self.device)
+        self.gallery_pids = [e.pid for e in gallery.entries]
+        self.thumbnails = thumbnails
+        self.description = description
+        self.image_size = tuple(model.cfg.image_size)
+        self.grid_size = tuple(model.cfg.grid_size)
+        self.transform = InputTransform(self.image_size)
+        self.num_cameras = model.backbone.num_cameras
+        self._lock = threading.Lock()  # one model call at a time (the model is not re-entrant-safe)
+
+    # --- building ------------------------------------------------------------------------------
+    @classmethod
+    def from_gallery(cls, model, gallery: Gallery, device: str | torch.device = "cpu",
+                     weights: Optional[str | os.PathLike] = None, precision: str = "auto",
+                     cache: Optional[FeatureCache] = None, batch_size: int = 32, progress: bool = True,
+                     description: str = "") -> "SearchEngine":
+        """Gallery features from ``cache`` (keyed on model, gallery, precision, device, input size) or
+        computed in batches with a progress bar and stored."""
+        cache = cache or FeatureCache()
+        model_fp = model_fingerprint(weights, model.cfg.to_json(), None if weights else model.state_dict())
+        key = cache_key(model_fp, gallery_fingerprint(gallery),
+                        precision, torch.device(device).type, model.cfg.image_size)
+        feats, hit = cache.get_or_compute(
+            key, len(gallery),
+            lambda: extract_gallery_features(model, gallery, device, batch_size=batch_size, progress=progress))
+        log.info("gallery features: %s (%s)", "from the cache" if hit else "computed", cache.path(key))
+        engine = cls(model, gallery, feats, device, ThumbnailStore(cache.directory / f"thumbs-{key[:16]}"),
+                     description)
+        engine.cache_hit, engine.cache_path = hit, cache.path(key)
+        return engine
+
+    # --- inputs -------------------------------------------------------------------------------
+    @property
+    def camera_choices(self) -> list[str]:
+        """"unknown" and the model's cameras, 1-based as in file names (camK)."""
+        return [UNKNOWN_CAMERA] + [str(k) for k in range(1, self.num_cameras + 1)]
+
+    def parse_camera(self, camera) -> Optional[int]:
+        """The 0-based camera id from "unknown" / None / "" (-> None) or a 1-based number."""
+        if camera is None or str(camera).strip().lower() in ("", UNKNOWN_CAMERA, "none"):
+            return None
+        try:
+            k = int(str(camera).strip())
+        except ValueError:
+            raise QueryError(f"camera must be 'unknown' or a number, got {camera!r}.") from None
+        if not 1 <= k <= self.num_cameras:
+            raise QueryError(f"camera {k} does not exist for this model (cameras 1-{self.num_cameras}, "
+                             "or 'unknown').")
+        return k - 1
+
+    def decode_query(self, sources: Sequence[Optional[ImageSource]]) -> list[Optional[np.ndarray]]:
+        """Decode the (RGB, NIR, TIR) inputs; None or "" means missing.
+
+        Raises:
+            QueryError: all three missing, or one cannot be read (the message names the modality).
+        """
+        if len(sources) != 3:
+            raise QueryError(f"a query needs three inputs (RGB, NIR, TIR), got {len(sources)}.")
+        images: list[Optional[np.ndarray]] = []
+        for modality, source in zip(MODALITIES, sources):
+            if source is None or (isinstance(source, str) and not source.strip()):
+                images.append(None)
+                continue
+            try:
+                images.append(decode_image(source))
+            except ImageDecodeError as exc:
+                raise QueryError(f"{MODALITY_LABELS[modality]} input: {exc}") from None
+        if all(img is None for img in images):
+            raise QueryError("Give at least one image (RGB, NIR or TIR) to search with.")
+        return images
+
+    @staticmethod
+    def query_identity(sources: Sequence[Optional[ImageSource]]) -> Optional[int]:
+        """The identity in the query's file names (``PPPPPP_camK_*``), if any of them has one."""
+        for source in sources:
+            if isinstance(source, (str, os.PathLike)) and str(source).strip():
+                pid, _ = parse_triple_name(Path(source).name)
+                if pid is not None:
+                    return pid
+        return None
+
+    # --- search -------------------------------------------------------------------------------
+    def search(self, rgb: Optional[ImageSource], nir: Optional[ImageSource], tir: Optional[ImageSource],
+               top_k: int = 10, camera=None, explain: bool = True) -> SearchResult:
+        """Rank the gallery for one query triple.
+
+        Args:
+            rgb, nir, tir: image paths / arrays / PIL images; None for a missing modality.
+            top_k: how many results (clamped to 1..gallery size).
+            camera: "unknown" / None (mean camera embedding) or the 1-based camera number.
+            explain: also draw the query's SIM / LAM overlays.
+
+        Raises:
+            QueryError: nothing to search with, an unreadable image, or a bad camera.
+        """
+        start = time.perf_counter()
+        sources = (rgb, nir, tir)
+        camid = self.parse_camera(camera)
+        images = self.decode_query(sources)
+        batch = triple_batch(images, self.transform)
+        cams = None if camid is None else torch.tensor([camid])
+        feature, explanation = self._encode(batch, cams, explain)
+        k = max(1, min(int(top_k or 1), len(self.gallery)))
+        scores, indices = torch.topk(self.gallery_features @ F.normalize(feature, dim=1)[0], k)
+        query_pid = self.query_identity(sources)
+        matches = []
+        for rank, (score, index) in enumerate(zip(scores.tolist(), indices.tolist()), start=1):
+            entry = self.gallery.entries[index]
+            same = None if query_pid is None or entry.pid is None else entry.pid == query_pid
+            thumb = self.thumbnails.path(index, entry) if self.thumbnails is not None else None
+            matches.append(RankedMatch(rank, index, entry.pid, entry.camid, score, same, thumb))
+        missing = tuple(m for m, img in zip(MODALITIES, images) if img is None)
+        overlays = self._overlays(images, explanation) if explain else []
+        return SearchResult(matches, missing, query_pid, camid, overlays, time.perf_counter() - start)
+
+    def explain_entry(self, index: int) -> list[np.ndarray]:
+        """The SIM / LAM overlays of gallery entry ``index`` (encoded with its camera if known)."""
+        entry = self.gallery.entries[int(index)]
+        try:
+            images = list(load_entry_images(entry))
+        except ImageDecodeError as exc:
+            raise QueryError(f"gallery entry {entry.name}: {exc}") from None
+        cams = camera_tensor([entry.camid], self.num_cameras)
+        _, explanation = self._encode(triple_batch(images, self.transform), cams, explain=True)
+        return self._overlays(images, explanation)
+
+    # --- internals ----------------------------------------------------------------------------
+    def _encode(self, batch: dict, cams: Optional[torch.Tensor], explain: bool):
+        inputs = [batch[m].to(self.device) for m in MODALITIES]
+        cams = None if cams is None else cams.to(self.device)
+        with self._lock:  # one encoder pass: explain() returns the features as well
+            if explain:
+                explanation = self.model.explain(*inputs, cams)
+                return explanation.features, explanation
+            return self.model.extract_features(*inputs, cams), None
+
+    def _overlays(self, images: Sequence[Optional[np.ndarray]], explanation) -> list[np.ndarray]:
+        out = []
+        for modality, image in zip(MODALITIES, images):
+            e = explanation[modality]
+            first = (lambda t: None if t is None else t[0])
+            out.append(explanation_overlay(image, self.grid_size, self.image_size, intra=first(e.intra),
+                                           inter=first(e.inter), final=first(e.final),
+                                           reference=e.reference_points, positions=first(e.sampled_positions)))
+        return out
+

@@ -1,0 +1,158 @@
+"""The demo's gallery: which triples it searches, read from a "triples folder" or a dataset folder.
+
+A triples folder holds three modality folders with the same file names in each::
+
+    DIR/RGB/000001_cam1_000.jpg   DIR/NI/000001_cam1_000.jpg   DIR/TI/000001_cam1_000.jpg
+
+Names of the form ``PPPPPP_camK_*.ext`` (the RGBNT201 convention) give identity PPPPPP and
+camera K (0-based K - 1); other names are accepted with identity and camera unknown. A dataset
+folder (RGBNT201 / RGBNT100 / MSVR310 layout) is read with :func:`signal_core.data.load_dataset`
+and its test gallery split is used.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from .images import decode_image
+
+TRIPLE_DIRS = ("RGB", "NI", "TI")
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+DATASETS = ("rgbnt201", "rgbnt100", "msvr310")
+_NAME_PATTERN = re.compile(r"^(\d{1,9})_cam(\d{1,3})(?:_|\.|$)", re.IGNORECASE)
+
+
+class GalleryError(ValueError):
+    """The gallery folder cannot be read; the message says what is wrong and what layout is expected."""
+
+
+@dataclass(frozen=True)
+class GalleryEntry:
+    """One gallery object: its (RGB, NIR, TIR) image paths, identity and 0-based camera if known.
+
+    Three identical paths mean one RGBNT100 image holding the three modalities side by side.
+    """
+
+    paths: tuple[str, str, str]
+    pid: Optional[int] = None
+    camid: Optional[int] = None
+
+    @property
+    def name(self) -> str:
+        return Path(self.paths[0]).name
+
+
+@dataclass
+class Gallery:
+    """The gallery entries, in a fixed order (rows of the feature matrix), and where they came from."""
+
+    entries: list[GalleryEntry]
+    source: str  # e.g. "triples folder /path" or "RGBNT201 test gallery /path"
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def pids(self) -> list[Optional[int]]:
+        return [e.pid for e in self.entries]
+
+    @property
+    def camids(self) -> list[Optional[int]]:
+        return [e.camid for e in self.entries]
+
+    def files(self) -> list[str]:
+        """Every distinct file the gallery reads, in entry order (for the feature-cache key)."""
+        return list(dict.fromkeys(p for e in self.entries for p in e.paths))
+
+
+def parse_triple_name(name: str) -> tuple[Optional[int], Optional[int]]:
+    """(pid, 0-based camid) from a name like ``000123_cam2_0.jpg`` -> (123, 1); (None, None) if it
+    does not follow that pattern."""
+    match = _NAME_PATTERN.match(Path(name).name)
+    if not match or int(match[2]) < 1:
+        return None, None
+    return int(match[1]), int(match[2]) - 1
+
+
+def is_triples_folder(root: str | Path) -> bool:
+    """True when ``root`` has the RGB, NI and TI folders of a triples folder."""
+    root = Path(root)
+    return all((root / d).is_dir() for d in TRIPLE_DIRS)
+
+
+def read_triples_folder(root: str | Path) -> list[GalleryEntry]:
+    """Entries of a triples folder, sorted by file name.
+
+    Raises:
+        GalleryError: a modality folder is missing, the RGB folder has no images, or a file is
+            missing in NI or TI (the message names up to 5 of them).
+    """
+    root = Path(root).expanduser()
+    if not is_triples_folder(root):
+        raise GalleryError(f"{root} is not a triples folder: it needs the sub-folders {', '.join(TRIPLE_DIRS)} "
+                           "holding the same file names (e.g. RGB/000001_cam1_000.jpg, NI/000001_cam1_000.jpg, "
+                           "TI/000001_cam1_000.jpg).")
+    names = sorted(p.name for p in (root / "RGB").iterdir()
+                   if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+    if not names:
+        raise GalleryError(f"{root / 'RGB'} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}).")
+    for folder in TRIPLE_DIRS[1:]:
+        missing = [n for n in names if not (root / folder / n).is_file()]
+        if missing:
+            raise GalleryError(f"{len(missing)} image(s) of {root / 'RGB'} have no counterpart in {root / folder}, "
+                               f"e.g. {missing[:5]}: every triple needs the same file name in RGB, NI and TI.")
+    entries = []
+    for name in names:
+        pid, camid = parse_triple_name(name)
+        entries.append(GalleryEntry(tuple(str(root / d / name) for d in TRIPLE_DIRS), pid, camid))
+    return entries
+
+
+def load_gallery(root: str | Path, dataset: Optional[str] = None) -> Gallery:
+    """Read a gallery: a triples folder, or the test gallery of a dataset folder (``dataset`` names it).
+
+    Raises:
+        GalleryError: the folder is missing, or neither a triples folder nor a readable dataset.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise GalleryError(f"gallery folder {root} does not exist.")
+    if is_triples_folder(root):
+        return Gallery(read_triples_folder(root), f"triples folder {root}")
+    if not dataset:
+        raise GalleryError(f"{root} is not a triples folder (sub-folders {', '.join(TRIPLE_DIRS)}); for a dataset "
+                           f"folder pass its name with --dataset ({'|'.join(DATASETS)}).")
+    from signal_core.data import DatasetError, load_dataset
+
+    try:
+        ds = load_dataset(dataset, root)
+    except DatasetError as exc:
+        raise GalleryError(str(exc)) from None
+    entries = [GalleryEntry(tuple(r.paths), r.pid, r.camid) for r in ds.gallery]
+    if not entries:
+        raise GalleryError(f"the {ds.name} gallery split in {root} is empty.")
+    return Gallery(entries, f"{ds.name} test gallery {root}")
+
+
+def load_entry_images(entry: GalleryEntry) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The (RGB, NIR, TIR) images of an entry as uint8 RGB arrays (RGBNT100 files are split in three).
+
+    Raises:
+        ImageDecodeError: a file cannot be read.
+    """
+    if entry.paths[0] == entry.paths[1] == entry.paths[2]:
+        whole = decode_image(entry.paths[0], max_side=1 << 16)
+        return tuple(np.ascontiguousarray(p) for p in np.array_split(whole, 3, axis=1))  # type: ignore[return-value]
+    return tuple(decode_image(p) for p in entry.paths)  # type: ignore[return-value]
+
+
+def camera_tensor(camids: Sequence[Optional[int]], num_cameras: int) -> Optional[torch.Tensor]:
+    """Camera ids for the model, or None (mean camera embedding) when any is unknown or out of range."""
+    if not num_cameras or any(c is None or not 0 <= c < num_cameras for c in camids):
+        return None
+    return torch.tensor(list(camids), dtype=torch.long)

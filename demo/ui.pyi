@@ -1,0 +1,146 @@
+"""The Gradio page: three image inputs, a Search button, the ranked gallery and the overlays.
+
+The search event is exposed to the API as ``/search`` with inputs (rgb, nir, tir, top_k, camera)
+and outputs (ranked gallery, status markdown, three query overlays). Handlers never raise: a bad
+input becomes a ``gr.Warning`` and a status message, an unexpected error is logged and reported
+the same way, so the server keeps serving.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Optional, Sequence
+
+import gradio as gr
+
+from .engine import MODALITY_LABELS, UNKNOWN_CAMERA, QueryError, SearchEngine
+from .features import MODALITIES
+from .gallery import GalleryEntry
+from .overlays import legend_html
+
+log = logging.getLogger(__name__)
+TITLE = "Signal: multi-modal object re-identification"
+INTRO = ("Give a query object as up to three images (RGB, near infrared, thermal infrared), or click an "
+         "example, and press **Search**: the gallery is ranked by the cosine similarity of Signal's "
+         "features. A modality left empty is zeroed, as in the missing-modality protocol. Below, what the "
+         "model looked at: the tokens its selective interaction (SIM) kept and where its local "
+         "alignment (LAM) sampled; click a result to compare.")
+CSS = ".signal-legend {font-size: 0.9em; padding: 0.3em 0;}"
+
+from gradio.events import Dependency
+
+class ImageInput(gr.Image):
+    """A ``gr.Image`` whose pre-processing never fails.
+
+    Gradio opens uploads with PIL before the handler runs; a file PIL cannot open would fail there
+    with a generic error. Here such a file reaches the handler as its path, where
+    :func:`demo.images.decode_image` gives the user a clear message.
+    """
+
+    def get_block_name(self) -> str:  # same front-end component as gr.Image
+        return "image"
+
+    def preprocess(self, payload):
+        if payload is None:
+            return None
+        try:
+            return super().preprocess(payload)
+        except Exception:  # noqa: BLE001 - reported by the handler's own decoder
+            return getattr(payload, "path", None)
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+def _blank_outputs(message: str, n_overlays: int = 3) -> tuple:
+    return ([], message, *([None] * n_overlays), [], *([None] * 3), "")
+
+
+def build_ui(engine: SearchEngine, examples: Sequence[GalleryEntry] = (), title: str = TITLE) -> gr.Blocks:
+    """The page for ``engine``; ``examples`` are query triples offered under the inputs."""
+    n = len(engine.gallery)
+
+    def search(rgb: Optional[str], nir: Optional[str], tir: Optional[str], top_k: float = 10,
+               camera: str = UNKNOWN_CAMERA):
+        try:
+            result = engine.search(rgb, nir, tir, int(top_k or 10), camera)
+        except QueryError as exc:
+            gr.Warning(str(exc))
+            return _blank_outputs(f"⚠️ {exc}")
+        except Exception as exc:  # noqa: BLE001 - keep serving whatever happens
+            log.exception("search failed")
+            gr.Warning(f"Search failed: {exc.__class__.__name__}: {exc}")
+            return _blank_outputs(f"⚠️ Search failed ({exc.__class__.__name__}: {exc}).")
+        if result.missing:
+            gr.Info("Missing modality: " + " and ".join(MODALITY_LABELS[m] for m in result.missing)
+                    + " zeroed.")
+        gallery_value = [(m.thumbnail, m.caption) for m in result.matches]
+        matches = [{"index": m.index, "caption": m.caption} for m in result.matches]
+        return (gallery_value, result.summary(n), *result.overlays, matches, None, None, None,
+                "Click a result above to see what the model looked at in it.")
+
+    def select(matches: list, evt: gr.SelectData):
+        try:
+            match = matches[evt.index]
+            overlays = engine.explain_entry(match["index"])
+            entry = engine.gallery.entries[match["index"]]
+            return (*overlays, f"**Selected {match['caption']}** · `{entry.name}`")
+        except QueryError as exc:
+            gr.Warning(str(exc))
+            return None, None, None, f"⚠️ {exc}"
+        except Exception as exc:  # noqa: BLE001
+            log.exception("explaining a result failed")
+            return None, None, None, f"⚠️ Could not explain this result ({exc.__class__.__name__}: {exc})."
+
+    with gr.Blocks(title="Signal ReID demo") as page:
+        gr.Markdown(f"# {title}\n{INTRO}")
+        if engine.description:
+            gr.Markdown(f"<small>{engine.description} · {n} gallery triples</small>")
+        with gr.Row():
+            inputs = [ImageInput(label=f"{MODALITY_LABELS[m]} query", type="filepath", image_mode=None,
+                                 sources=["upload", "clipboard"], height=240, elem_id=f"query-{m}")
+                      for m in MODALITIES]
+        with gr.Row(equal_height=True):
+            top_k = gr.Slider(1, max(1, min(50, n)), value=min(10, n), step=1, label="Top k", elem_id="top-k")
+            camera = gr.Dropdown(engine.camera_choices, value=UNKNOWN_CAMERA, label="Query camera",
+                                 info="unknown = mean camera embedding", elem_id="camera")
+            button = gr.Button("Search", variant="primary", elem_id="search-button")
+        if examples:
+            gr.Examples(examples=[[*e.paths, _camera_label(e, engine)] for e in examples],
+                        inputs=[*inputs, camera], label="Example queries (click one)", examples_per_page=12)
+        status = gr.Markdown("Give a query and press Search.", elem_id="status")
+        results = gr.Gallery(label="Ranked gallery (RGB | NIR | TIR)", columns=5, height="auto",
+                             object_fit="contain", allow_preview=False, elem_id="results")
+        gr.Markdown("### What the model looked at")
+        gr.HTML(legend_html())
+        with gr.Row():
+            query_overlays = [gr.Image(label=f"Query {MODALITY_LABELS[m]}", type="numpy", interactive=False,
+                                       height=300, elem_id=f"query-overlay-{m}") for m in MODALITIES]
+        selected_text = gr.Markdown("", elem_id="selected")
+        with gr.Row():
+            selected_overlays = [gr.Image(label=f"Selected result {MODALITY_LABELS[m]}", type="numpy",
+                                          interactive=False, height=300, elem_id=f"selected-overlay-{m}")
+                                 for m in MODALITIES]
+        matches_state = gr.State([])
+        button.click(search, inputs=[*inputs, top_k, camera],
+                     outputs=[results, status, *query_overlays, matches_state, *selected_overlays, selected_text],
+                     api_name="search")
+        results.select(select, inputs=[matches_state], outputs=[*selected_overlays, selected_text],
+                       api_visibility="private")
+    return page
+
+
+def _camera_label(entry: GalleryEntry, engine: SearchEngine) -> str:
+    """The dropdown value for an example's camera ("unknown" when not known to the model)."""
+    if entry.camid is None or not 0 <= entry.camid < engine.num_cameras:
+        return UNKNOWN_CAMERA
+    return str(entry.camid + 1)
+
+
+def launch(page: gr.Blocks, host: str, port: int, share: bool = False, allowed_paths: Sequence[str] = (),
+           prevent_thread_lock: bool = False, concurrency: int = 2):
+    """Queue and launch ``page`` (``allowed_paths``: folders the page may serve files from)."""
+    page.queue(default_concurrency_limit=concurrency, max_size=256)
+    return page.launch(server_name=host, server_port=port, share=share, allowed_paths=list(allowed_paths),
+                       prevent_thread_lock=prevent_thread_lock, css=CSS, show_error=True, quiet=False)

@@ -1,0 +1,277 @@
+"""Unit tests of the demo package: decoding, gallery reading, missing modalities, overlays, the
+feature cache, options and start-up errors. Tiny random models, generated images, no network."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from demo_helpers import make_checkpoint, make_triples_folder
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from demo.engine import QueryError, SearchEngine  # noqa: E402
+from demo.feature_cache import FeatureCache, cache_key, gallery_fingerprint, model_fingerprint  # noqa: E402
+from demo.features import InputTransform, triple_batch  # noqa: E402
+from demo.gallery import GalleryError, load_gallery, parse_triple_name, read_triples_folder  # noqa: E402
+from demo.images import ImageDecodeError, decode_image  # noqa: E402
+from demo.overlays import explanation_overlay, grid_to_pixels, overlay_size  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo_assets")
+    weights = make_checkpoint(root / "model.safetensors")
+    gallery = make_triples_folder(root / "gallery")
+    return weights, gallery
+
+
+@pytest.fixture(scope="module")
+def engine(assets, tmp_path_factory):
+    from demo.cli import load_model
+
+    weights, gallery_dir = assets
+    model, precision = load_model(weights, None, torch.device("cpu"))
+    return SearchEngine.from_gallery(model, load_gallery(gallery_dir), "cpu", weights=weights, precision=precision,
+                                     cache=FeatureCache(tmp_path_factory.mktemp("cache")), progress=False)
+
+
+# --- image decoding ---------------------------------------------------------------------------
+@pytest.mark.parametrize("mode,array", [
+    ("L", np.arange(200, dtype=np.uint8).reshape(20, 10)),
+    ("RGBA", np.full((20, 10, 4), 200, dtype=np.uint8)),
+    ("I;16", (np.arange(200, dtype=np.uint16).reshape(20, 10) * 300)),
+    ("1", np.eye(20, 10, dtype=bool)),
+])
+def test_decode_modes(tmp_path, mode, array):
+    path = tmp_path / "img.png"
+    Image.fromarray(array).save(path)
+    assert Image.open(path).mode == mode
+    out = decode_image(path)
+    assert out.shape == (20, 10, 3) and out.dtype == np.uint8
+    if mode == "I;16":  # stretched by min / max to the full 8-bit range
+        assert out.min() == 0 and out.max() == 255
+
+
+def test_decode_palette_and_arrays(tmp_path):
+    Image.new("P", (7, 5), 3).save(tmp_path / "p.gif")
+    assert decode_image(tmp_path / "p.gif").shape == (5, 7, 3)
+    assert decode_image(np.linspace(0, 1, 30, dtype=np.float32).reshape(5, 6)).max() == 255
+    assert decode_image(np.zeros((4, 4, 2), np.uint16)).shape == (4, 4, 3)
+
+
+def test_decode_huge_image_is_downscaled(tmp_path):
+    path = tmp_path / "huge.jpg"
+    Image.new("RGB", (8000, 8000), (10, 200, 30)).save(path, quality=50)
+    out = decode_image(path)
+    assert max(out.shape[:2]) <= 2048 and out.shape[2] == 3
+    assert abs(int(out[100, 100, 1]) - 200) < 10
+
+
+@pytest.mark.parametrize("content", [b"hello, not an image", b"\x89PNG\r\n\x1a\n broken", b""])
+def test_decode_non_image_gives_clear_error(tmp_path, content):
+    path = tmp_path / "bad.png"
+    path.write_bytes(content)
+    with pytest.raises(ImageDecodeError, match="bad.png"):
+        decode_image(path)
+    with pytest.raises(ImageDecodeError, match="does not exist"):
+        decode_image(tmp_path / "nope.png")
+
+
+# --- gallery ----------------------------------------------------------------------------------
+def test_parse_triple_name():
+    assert parse_triple_name("000123_cam2_0_00.jpg") == (123, 1)
+    assert parse_triple_name("/x/000007_cam1.png") == (7, 0)
+    assert parse_triple_name("holiday.jpg") == (None, None)
+
+
+def test_triples_folder(tmp_path):
+    root = make_triples_folder(tmp_path / "g", ids=(5,), per_id=2)
+    (root / "RGB" / "other.png").write_bytes((root / "RGB" / "000005_cam1_000.png").read_bytes())
+    for d in ("NI", "TI"):
+        (root / d / "other.png").write_bytes((root / d / "000005_cam1_000.png").read_bytes())
+    entries = read_triples_folder(root)
+    assert [(e.pid, e.camid) for e in entries] == [(5, 0), (5, 1), (None, None)]
+    (root / "TI" / "other.png").unlink()
+    with pytest.raises(GalleryError, match="other.png"):
+        read_triples_folder(root)
+    with pytest.raises(GalleryError, match="--dataset"):
+        load_gallery(tmp_path)
+
+
+# --- search and missing modalities -----------------------------------------------------------
+def test_search_finds_itself(engine):
+    entry = engine.gallery.entries[4]
+    result = engine.search(*entry.paths, top_k=3, camera=str(entry.camid + 1))
+    assert result.matches[0].index == 4 and result.matches[0].similarity == pytest.approx(1.0, abs=1e-5)
+    assert result.query_pid == entry.pid and result.matches[0].is_match
+    assert "✓" in result.matches[0].caption and len(result.overlays) == 3
+    assert result.overlays[0].shape == (*overlay_size(engine.image_size), 3)
+
+
+def test_missing_modality_is_zeroed(engine):
+    entry = engine.gallery.entries[0]
+    result = engine.search(entry.paths[0], None, "", top_k=5)
+    assert result.missing == ("nir", "tir") and "Missing modality" in result.summary(len(engine.gallery))
+    images = engine.decode_query((entry.paths[0], None, None))
+    batch = triple_batch(images, InputTransform(engine.image_size))
+    assert torch.equal(batch["nir"], torch.zeros_like(batch["nir"])) and batch["rgb"].abs().sum() > 0
+    expected = engine.model.extract_features(batch["rgb"], torch.zeros_like(batch["rgb"]),
+                                             torch.zeros_like(batch["rgb"]))
+    scores = engine.gallery_features @ torch.nn.functional.normalize(expected, dim=1)[0]
+    assert result.matches[0].similarity == pytest.approx(scores.max().item(), abs=1e-5)
+
+
+def test_bad_queries(engine, tmp_path):
+    with pytest.raises(QueryError, match="at least one image"):
+        engine.search(None, None, None)
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not an image")
+    with pytest.raises(QueryError, match="NIR input: 'notes.txt' is not an image"):
+        engine.search(engine.gallery.entries[0].paths[0], str(bad), None)
+    with pytest.raises(QueryError, match="camera 9"):
+        engine.search(engine.gallery.entries[0].paths[0], None, None, camera="9")
+
+
+def test_explain_entry(engine):
+    overlays = engine.explain_entry(2)
+    assert len(overlays) == 3 and all(o.shape == (*overlay_size(engine.image_size), 3) for o in overlays)
+
+
+# --- overlays ---------------------------------------------------------------------------------
+def test_overlay_shapes_and_colours():
+    grid, size = (8, 4), (64, 32)
+    image = np.zeros((64, 32, 3), np.uint8)
+    intra = np.zeros(32, bool)
+    intra[0] = True
+    inter = np.zeros(32, bool)
+    inter[31] = True
+    out = explanation_overlay(image, grid, size, intra=intra, inter=inter)
+    h, w = overlay_size(size)
+    assert out.shape == (h, w, 3) and h >= 384 and h % 64 == 0
+    assert out[5, 5, 1] > out[5, 5, 2]  # first patch: intra (green)
+    assert out[-5, -5, 2] > out[-5, -5, 1]  # last patch: inter (blue)
+    assert out[h // 2, w // 2].sum() == 0  # untouched
+    arrows = explanation_overlay(None, grid, size, reference=np.array([[-1.0, -1.0]]),
+                                 positions=np.array([[1.0, 1.0]]))
+    assert arrows.shape == (h, w, 3)
+    px = grid_to_pixels(np.array([[-1.0, -1.0], [1.0, 1.0]]), grid, (h, w))
+    cell = h / 8
+    assert px[0] == pytest.approx([cell / 2, cell / 2]) and px[1] == pytest.approx([w - cell / 2, h - cell / 2])
+
+
+# --- feature cache ----------------------------------------------------------------------------
+def _key(weights, gallery, cfg_json="{}"):
+    return cache_key(model_fingerprint(weights, cfg_json), gallery_fingerprint(gallery), "fp32", "cpu", (64, 32))
+
+
+def test_cache_hit_miss_rebuild(tmp_path):
+    weights = make_checkpoint(tmp_path / "m.safetensors")
+    gallery = load_gallery(make_triples_folder(tmp_path / "g", ids=(1, 2), per_id=2))
+    cache = FeatureCache(tmp_path / "cache")
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return torch.randn(len(gallery), 6)
+
+    key = _key(weights, gallery)
+    first, hit = cache.get_or_compute(key, len(gallery), compute)
+    assert not hit and len(calls) == 1
+    again, hit = cache.get_or_compute(key, len(gallery), compute)
+    assert hit and len(calls) == 1 and torch.equal(first, again)
+    assert not [p for p in cache.directory.iterdir() if p.name.endswith(".tmp")]
+
+    # a changed gallery file (content and mtime) or model gives another key
+    path = Path(gallery.entries[0].paths[1])
+    path.write_bytes(path.read_bytes() + b"\0")
+    os.utime(path, ns=(1, 1))
+    assert _key(weights, load_gallery(tmp_path / "g")) != key
+    make_checkpoint(weights, seed=1)
+    assert _key(weights, gallery) != key
+    assert _key(tmp_path / "m.safetensors", gallery, cfg_json='{"k1": 3}') != _key(weights, gallery)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "flip"])
+def test_corrupt_cache_is_rebuilt(tmp_path, damage):
+    cache = FeatureCache(tmp_path)
+    feats = torch.randn(5, 8)
+    path = cache.save("k" * 64, feats)
+    data = bytearray(path.read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) - 7]
+    elif damage == "garbage":
+        data = bytearray(b"garbage" * 5)
+    else:
+        data[-3] ^= 0xFF  # a flipped bit in the tensor data: caught by the checksum
+    path.write_bytes(bytes(data))
+    assert cache.load("k" * 64, 5) is None
+    rebuilt, hit = cache.get_or_compute("k" * 64, 5, lambda: feats)
+    assert not hit and torch.equal(cache.load("k" * 64, 5), feats)
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    cache = FeatureCache(tmp_path)
+    feats = torch.randn(3, 4)
+    cache.save("a" * 64, feats)
+
+    def broken(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", broken)
+    with pytest.raises(OSError):
+        cache.save("a" * 64, torch.zeros(3, 4))
+    assert torch.equal(cache.load("a" * 64, 3), feats)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [cache.path("a" * 64).name]
+
+
+def test_engine_reuses_cache(assets, tmp_path):
+    from demo.cli import load_model
+
+    weights, gallery_dir = assets
+    model, _ = load_model(weights, None, torch.device("cpu"))
+    gallery = load_gallery(gallery_dir)
+    cache = FeatureCache(tmp_path)
+    first = SearchEngine.from_gallery(model, gallery, weights=weights, cache=cache, progress=False)
+    second = SearchEngine.from_gallery(model, gallery, weights=weights, cache=cache, progress=False)
+    assert not first.cache_hit and second.cache_hit
+    assert torch.allclose(first.gallery_features, second.gallery_features)
+
+
+# --- options and start-up ---------------------------------------------------------------------
+def test_options_flags_override_environment():
+    from demo.cli import parse_options
+
+    env = {"SIGNAL_WEIGHTS": "hf://a/b/m.safetensors", "SIGNAL_DEVICE": "cpu", "GRADIO_SERVER_PORT": "9000",
+           "SIGNAL_DATASET": "RGBNT100", "SIGNAL_SHARE": "1", "SIGNAL_PRECISION": "bf16"}
+    opts = parse_options([], env)
+    assert (opts.weights, opts.device, opts.port, opts.dataset, opts.share, opts.precision) == (
+        "hf://a/b/m.safetensors", "cpu", 9000, "rgbnt100", True, "bf16")
+    opts = parse_options(["--port", "7000", "--weights", "x.safetensors"], env)
+    assert (opts.port, opts.weights) == (7000, "x.safetensors")
+    assert parse_options([], {}).port == 7860 and parse_options([], {}).host == "127.0.0.1"
+
+
+def test_missing_bundled_assets_exit_cleanly(tmp_path, monkeypatch, capsys):
+    import app
+    import demo.cli
+
+    monkeypatch.setattr(demo.cli, "REPO_ROOT", tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert app.main([]) == 2
+    err = capsys.readouterr().err
+    assert "assets/demo_model.safetensors is missing" in err and "--weights" in err and "Traceback" not in err
+    assert app.main(["--weights", str(tmp_path / "nope.safetensors")]) == 2
+    assert "not found" in capsys.readouterr().err
+    (tmp_path / "authors.pth").write_bytes(b"x")
+    assert app.main(["--weights", str(tmp_path / "authors.pth")]) == 2
+    assert "--dataset" in capsys.readouterr().err
