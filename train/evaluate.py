@@ -1,7 +1,8 @@
 """Evaluate weights on a dataset's test split:
 ``python -m train.evaluate --config train/configs/rgbnt201.yaml --data-root DIR --weights FILE``.
 
-``--weights`` takes our ``.safetensors`` checkpoints or the authors' ``Signal_model.pth``.
+``--weights`` takes our ``.safetensors`` checkpoints or the authors' ``Signal_model.pth``;
+``--untrained`` evaluates the config's architecture at its random initialisation (a baseline).
 Prints mAP, mINP, R1, R5, R10 (percent); ``--out FILE`` writes them as JSON.
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from signal_core import CheckpointError, load_checkpoint, load_official_checkpoint
+from signal_core import CheckpointError, build_model, load_checkpoint, load_official_checkpoint
 from signal_core.data import DatasetError, load_dataset
 from signal_core.inference import MISSING_SETTINGS
 from signal_core.precision import PRECISIONS
@@ -27,7 +28,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__.split("\n")[0])
     p.add_argument("--config", required=True, help="YAML preset of the dataset")
     p.add_argument("--data-root", required=True, help="the dataset folder itself")
-    p.add_argument("--weights", required=True, help="our .safetensors checkpoint or the authors' .pth")
+    weights = p.add_mutually_exclusive_group(required=True)
+    weights.add_argument("--weights", help="our .safetensors checkpoint or the authors' .pth")
+    weights.add_argument("--untrained", action="store_true",
+                         help="instead of --weights: the config's model at its random initialisation "
+                              "(seeded with train.seed), as a baseline")
     p.add_argument("--out", help="write the metrics as JSON to this file")
     p.add_argument("--missing", choices=MISSING_SETTINGS, help="zero these modalities (missing-modality test)")
     p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (not used in the paper)")
@@ -52,7 +57,12 @@ def run(args: argparse.Namespace) -> dict:
     model_cfg, cfg = load_config(args.config, args.overrides)
     device = torch.device(args.device)
     dataset = load_dataset(cfg.dataset, args.data_root)
-    model = load_weights(args.weights, model_cfg, device)
+    if args.untrained:
+        torch.manual_seed(cfg.seed)
+        model = build_model(model_cfg.replace(pretrained=None, num_classes=None,
+                                            num_cameras=dataset.num_train_cams)).to(device)
+    else:
+        model = load_weights(args.weights, model_cfg, device)
     precision = model.set_inference_precision(args.precision)
     result = evaluate_model(model, dataset, device, args.batch_size or cfg.eval_batch_size,
                             cfg.num_workers if args.num_workers is None else args.num_workers,

@@ -1,8 +1,8 @@
 """Procedural multi-modal ReID benchmark (RGB / NIR / TIR triples) in the RGBNT201 folder layout.
 
-``python -m train.synthetic --out DIR`` writes the default benchmark (seed 0, 150 train + 100 test
-identities, 4 cameras, 2 images per identity and camera, 128 x 64 images; about 15-20 s on one core,
-26 MiB of JPEGs):
+``python -m train.synthetic --out DIR`` writes the default benchmark (seed 0, 600 train + 100 test
+identities, 4 cameras, 2 images per identity and camera, 128 x 64 images; about 25 s on one core,
+73 MiB of JPEGs):
 
     DIR/train_171/{RGB,NI,TI}/PPPPPP_camK_III.jpg    PPPPPP = 1-based identity, K = 1-based camera,
     DIR/test/{RGB,NI,TI}/PPPPPP_camK_III.jpg         III = image index within (identity, camera)
@@ -118,7 +118,7 @@ class SyntheticSpec:
     """Everything that defines a synthetic benchmark; the same spec gives byte-identical files."""
 
     seed: int = 0  # master seed of every random stream
-    train_ids: int = 150  # identities of the train split (pids 1..train_ids)
+    train_ids: int = 600  # identities of the train split (pids 1..train_ids); a from-scratch ViT needs many
     test_ids: int = 100  # identities of the test split (pids train_ids+1..train_ids+test_ids)
     cameras: int = 4  # cameras (1..9: the RGBNT201 name keeps one camera digit)
     per_camera: int = 2  # images per identity and camera
