@@ -101,7 +101,13 @@ class ShadowWeights:
         return self._weights
 
     def _cast_inputs(self, _module: nn.Module, args: tuple) -> tuple:
-        return tuple(a.to(self.dtype) if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
+        # One cast per distinct tensor: self-attention gets query is key is value, which keeps
+        # nn.MultiheadAttention on its packed (one-matmul) input projection.
+        cast: dict[int, torch.Tensor] = {}
+        for a in args:
+            if torch.is_tensor(a) and a.is_floating_point() and id(a) not in cast:
+                cast[id(a)] = a.to(self.dtype)
+        return tuple(cast.get(id(a), a) for a in args)
 
     def __call__(self, *args, **kwargs):
         hooks = [m.register_forward_pre_hook(self._cast_inputs) for m in self._matmul_modules]
