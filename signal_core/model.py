@@ -17,7 +17,7 @@ from .gam import GlobalAlignment
 from .heads import MODALITIES, build_heads
 from .lam import LAMOutput, LocalAlignment
 from .losses import batch_hard_triplet, label_smoothed_ce
-from .precision import _DTYPES, ShadowWeights, resolve_precision
+from .precision import PRECISION_DTYPES, ShadowWeights, resolve_precision
 from .sim import SelectionMasks, SelectiveInteraction
 
 
@@ -82,7 +82,7 @@ class SignalModel(nn.Module):
         self.heads = (build_heads(cfg.head_layout or "concat", d, cfg.num_classes, cfg.use_sim)
                       if cfg.num_classes else None)
         self.inference_precision = "fp32"  # set_inference_precision(); training always runs in fp32
-        self._shadow: Optional[ShadowWeights] = None  # bf16 copy of the encoder for inference
+        self._shadow: Optional[ShadowWeights] = None  # the encoder with bf16 matmuls, for inference
 
     # --- encoding -------------------------------------------------------------------------------
     def encode(self, rgb: torch.Tensor, nir: torch.Tensor, tir: torch.Tensor,
@@ -171,18 +171,19 @@ class SignalModel(nn.Module):
         """Precision of the encoder in :meth:`extract_features` and :meth:`explain`.
 
         Args:
-            precision: "fp32"; "bf16" (encoder weights cast to bf16 except LayerNorm; inputs may stay
-                fp32; SIM's selection scores, softmaxes and top-k run in fp32); or "auto" (bf16 where
-                the device runs it fast: a bf16 GPU, or a CPU whose bf16 matmuls beat fp32).
-                The fp32 parameters are untouched: training, checkpoints and the
-                state dict stay fp32. Call it again after moving the model to another device.
+            precision: "fp32"; "bf16" (the encoder's Linear / attention matmuls in bf16; its residual
+                stream, LayerNorms, embeddings and projections, and SIM's scores, softmaxes and
+                top-k stay fp32; inputs may stay fp32); or "auto" (bf16 where the device runs it
+                fast: a bf16 GPU, or a CPU whose bf16 matmuls beat fp32). The fp32 parameters are
+                untouched: training, checkpoints and the state dict stay fp32. Call it again after
+                moving the model to another device.
 
         Returns:
             The precision in use, "fp32" or "bf16".
         """
         device = next(self.parameters()).device
         self.inference_precision = resolve_precision(precision, device)
-        dtype = _DTYPES[self.inference_precision]
+        dtype = PRECISION_DTYPES[self.inference_precision]
         self._shadow = None if dtype == torch.float32 else ShadowWeights(self.backbone, dtype)
         return self.inference_precision
 

@@ -21,7 +21,7 @@ from torch import nn
 from torch.func import functional_call
 
 PRECISIONS = ("fp32", "bf16", "auto")
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 CPU_BF16_MIN_SPEEDUP = 1.3  # auto picks bf16 on the CPU only above this measured matmul speed-up
 
 

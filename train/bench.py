@@ -53,17 +53,9 @@ def timed(fn: Callable[[], object], repeats: int, sync: Callable[[], None] = lam
 
 
 def machine_info() -> dict:
-    flags = ""
-    if Path("/proc/cpuinfo").exists():
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = line
-                break
-    cpu = platform.processor()
-    if Path("/proc/cpuinfo").exists():
-        names = [l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                 if l.startswith("model name")]
-        cpu = names[0] if names else cpu
+    info = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
+    field = lambda name: next((l.split(":", 1)[1].strip() for l in info if l.startswith(name)), "")  # noqa: E731
+    flags, cpu = f" {field('flags')} ", field("model name") or platform.processor()
     return {
         "cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__, "python": platform.python_version(),
@@ -83,9 +75,10 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, repeats: int) -> float
     return best
 
 
-def vit_b16(num_cameras: int = 15) -> torch.nn.Module:
+def random_model(preset: str = "rgbnt201", num_cameras: int = 15) -> torch.nn.Module:
+    """A Signal model of ``preset`` with random weights (rgbnt201: ViT-B/16 at 256 x 128)."""
     torch.manual_seed(0)
-    cfg = SignalConfig.preset("rgbnt201", pretrained=None, num_classes=None, num_cameras=num_cameras)
+    cfg = SignalConfig.preset(preset, pretrained=None, num_classes=None, num_cameras=num_cameras)
     return build_model(cfg).eval()
 
 
@@ -112,19 +105,20 @@ def extraction(model, device: torch.device, precision: str, batch: int, repeats:
             "achieved_gflops": flops / best / 1e9, "fraction_of_matmul_peak": flops / best / 1e9 / peak}
 
 
-def synthetic_split(root: Path | None, num_triples: int):
-    """Test triples (as normalised 256x128 tensors) of a synthetic benchmark, generated if needed."""
+def synthetic_split(root: Path | None, num_triples: int, image_size: tuple[int, int]):
+    """Test triples (normalised tensors of ``image_size``) of a synthetic benchmark; without ``root``
+    a small one is generated in a temporary folder."""
     from signal_core.data import TripleDataset, build_transforms, load_dataset
     from train.synthetic import SyntheticSpec, generate
 
-    if root is None:
-        root = Path(tempfile.mkdtemp(prefix="signal-bench-"))
-        generate(SyntheticSpec(train_ids=2, test_ids=max(4, num_triples // 8)), root, progress=False)
-    records = load_dataset("rgbnt201", root).gallery
-    step = max(1, len(records) // num_triples)
-    records = records[::step][:num_triples]
-    ds = TripleDataset(records, build_transforms((256, 128), train=False))
-    items = [ds[i] for i in range(len(ds))]
+    with tempfile.TemporaryDirectory(prefix="signal-bench-") as tmp:
+        if root is None:
+            root = Path(tmp)
+            generate(SyntheticSpec(train_ids=2, test_ids=max(4, num_triples // 8)), root, progress=False)
+        records = load_dataset("rgbnt201", root).gallery
+        step = max(1, len(records) // num_triples)
+        ds = TripleDataset(records[::step][:num_triples], build_transforms(image_size, train=False))
+        items = [ds[i] for i in range(len(ds))]
     stack = lambda key: torch.stack([it[key] for it in items])  # noqa: E731
     return stack("rgb"), stack("nir"), stack("tir"), torch.tensor([it["camid"] for it in items])
 
@@ -181,6 +175,8 @@ def demo_latency(model, weights: Path | None, searches: int) -> dict:
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m train.bench", description=__doc__.split("\n")[0])
     p.add_argument("--out", default="runs/bench.json", help="JSON file for the figures")
+    p.add_argument("--preset", default="rgbnt201",
+                   help="model preset with random weights (default rgbnt201: ViT-B/16 at 256 x 128)")
     p.add_argument("--batch", type=int, default=8, help="triples per extract_features call")
     p.add_argument("--repeats", type=int, default=5, help="timed repetitions (after one warm-up)")
     p.add_argument("--synthetic", type=Path, default=None,
@@ -193,11 +189,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> dict:
-    report: dict = {"machine": machine_info(), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+    report: dict = {"machine": machine_info(), "time": time.strftime("%Y-%m-%d %H:%M:%S"), "preset": args.preset}
     print(f"machine: {report['machine']}", flush=True)
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available()
                                        and "cuda" not in args.skip else [])
-    model = vit_b16()
+    model = random_model(args.preset)
     for device in devices:
         model.to(device)
         peaks = {p: matmul_peak(device, d, args.repeats) for p, d in (("fp32", torch.float32),
@@ -212,9 +208,9 @@ def run(args: argparse.Namespace) -> dict:
                   f"{peaks[r['precision']]:.0f} GFLOP/s matmul peak", flush=True)
     model.to("cpu")
     if "accuracy" not in args.skip:
-        data = synthetic_split(args.synthetic, args.accuracy_triples)
+        data = synthetic_split(args.synthetic, args.accuracy_triples, model.cfg.image_size)
         report["bf16_accuracy"] = accuracy(model, torch.device("cpu"), data, args.batch)
-        print(f"bf16 vs fp32 (ViT-B/16, synthetic): {report['bf16_accuracy']}", flush=True)
+        print(f"bf16 vs fp32 ({args.preset}, synthetic): {report['bf16_accuracy']}", flush=True)
     if "ranking" not in args.skip:
         report["ranking"] = ranking(2000, 20000, model.cfg.feature_dim, 3)
         print(f"ranking 2,000 x 20,000: {report['ranking']}", flush=True)
@@ -222,7 +218,7 @@ def run(args: argparse.Namespace) -> dict:
         from signal_core import load_checkpoint
 
         report["demo"] = {"demo_model": demo_latency(load_checkpoint(DEMO_WEIGHTS), DEMO_WEIGHTS, args.demo_queries),
-                          "vit_b16_random": demo_latency(model, None, args.demo_queries)}
+                          f"random_{args.preset}": demo_latency(model, None, args.demo_queries)}
         for name, r in report["demo"].items():
             print(f"demo query latency, {name} ({r['precision']}, gallery {r['gallery_size']}): "
                   f"p50 {r['p50_ms']:.0f} ms, p95 {r['p95_ms']:.0f} ms over {r['n']}", flush=True)
