@@ -14,6 +14,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Parse options, load the model and gallery, serve the page; returns the exit status."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from demo.cli import StartupError, build_engine, parse_options, served_folders
+    from signal_core.runtime import keep_freed_memory
+
+    keep_freed_memory()  # faster large CPU tensors (signal_core/runtime.py)
 
     options = parse_options(argv)
     try:

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from signal_core import build_model
 from signal_core.data import DatasetError, IdentitySampler, TripleDataset, build_transforms, load_dataset
+from signal_core.runtime import keep_freed_memory
 
 from .checkpoints import read_training_checkpoint, save_training_checkpoint
 from .config import TrainConfig, load_config
@@ -116,6 +117,7 @@ def run(args: argparse.Namespace) -> dict | None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    keep_freed_memory()  # faster large CPU tensors (signal_core/runtime.py)
     try:
         run(args)
     except (DatasetError, ValueError, FileNotFoundError) as exc:

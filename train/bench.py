@@ -33,6 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from signal_core import SignalConfig, build_model
 from signal_core.evaluation import evaluate_rank, pairwise_distance
+from signal_core.runtime import keep_freed_memory
 
 DEMO_WEIGHTS = Path("assets/demo_model.safetensors")
 DEMO_GALLERY = Path("assets/demo/gallery")
@@ -232,6 +233,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv=None) -> int:
+    keep_freed_memory()  # as every entry point does (signal_core/runtime.py)
     run(parse_args(argv))
     return 0
 

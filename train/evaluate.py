@@ -19,6 +19,7 @@ from signal_core import CheckpointError, build_model, load_checkpoint, load_offi
 from signal_core.data import DatasetError, load_dataset
 from signal_core.inference import MISSING_SETTINGS
 from signal_core.precision import PRECISIONS
+from signal_core.runtime import keep_freed_memory
 
 from .config import load_config
 from .testing import evaluate_model, format_metrics
@@ -81,6 +82,7 @@ def run(args: argparse.Namespace) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    keep_freed_memory()  # faster large CPU tensors (signal_core/runtime.py)
     try:
         run(args)
     except (DatasetError, CheckpointError, ValueError, FileNotFoundError) as exc:
