@@ -951,7 +951,10 @@ def export_demo_assets(data_root: str | Path, out_dir: str | Path, num_ids: int 
                 dst = out_dir / sub / mod / Path(src).name
                 shutil.copyfile(src, dst)
                 total += dst.stat().st_size
-    manifest = {"source": str(data_root), "ids": chosen, "query": [Path(r.paths[0]).name for r in queries],
+    spec_file = Path(data_root) / "synthetic.json"  # record the benchmark's spec, not a machine path
+    source = ({"synthetic_spec": dataclasses.asdict(read_spec(data_root))} if spec_file.is_file()
+              else {"dataset_folder": Path(data_root).name})
+    manifest = {"source": source, "ids": chosen, "query": [Path(r.paths[0]).name for r in queries],
                 "gallery": [Path(r.paths[0]).name for r in gallery]}
     _write_json(out_dir / "demo.json", manifest)
     total += (out_dir / "demo.json").stat().st_size
