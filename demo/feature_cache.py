@@ -13,11 +13,12 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable, Optional
 
 import torch
+
+from signal_core.atomic import atomic_write
 
 from .gallery import Gallery
 
@@ -115,18 +116,8 @@ class FeatureCache:
         from safetensors.torch import save_file
 
         feats = feats.detach().float().cpu().contiguous()
-        path = self.path(key)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=self.directory)
-        os.close(fd)
-        try:
-            save_file({"features": feats}, tmp, metadata={"key": key, "sha256": _checksum(feats),
-                                                          "format": CACHE_FORMAT})
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        meta = {"key": key, "sha256": _checksum(feats), "format": CACHE_FORMAT}
+        return atomic_write(self.path(key), lambda tmp: save_file({"features": feats}, tmp, metadata=meta))
 
     def get_or_compute(self, key: str, count: int, compute: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, bool]:
         """(features, True) from the cache, or (``compute()``, False) after storing them.

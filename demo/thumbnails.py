@@ -6,11 +6,12 @@ rather than arrays encoded anew on every search.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from signal_core.atomic import atomic_write
 
 from .gallery import GalleryEntry, load_entry_images
 from .images import ImageDecodeError
@@ -47,14 +48,10 @@ class ThumbnailStore:
             picture = compose_triple(load_entry_images(entry))
         except ImageDecodeError:
             picture = np.full((THUMB_HEIGHT, THUMB_HEIGHT, 3), 96, dtype=np.uint8)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".jpg", dir=self.directory)
-        os.close(fd)
-        try:
-            if not cv2.imwrite(tmp, cv2.cvtColor(picture, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90]):
+        bgr = cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)
+
+        def write(tmp: str) -> None:
+            if not cv2.imwrite(tmp, bgr, [cv2.IMWRITE_JPEG_QUALITY, 90]):
                 raise OSError(f"could not write {tmp}")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return str(path)
+
+        return str(atomic_write(path, write, suffix=".jpg"))

@@ -9,14 +9,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Union
 
 import torch
 
+from .atomic import atomic_write
 from .config import SignalConfig
-from .model import SignalModel, build_model
+from .model import SignalModel
 
 StateDict = dict[str, torch.Tensor]
 _MOD = {"r": "rgb", "n": "nir", "t": "tir"}
@@ -155,25 +155,13 @@ def load_official_checkpoint(path_or_state_dict: Union[str, os.PathLike, StateDi
 _CONFIG_KEY = "signal_config"
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_checkpoint(model: SignalModel, path: Union[str, os.PathLike], metadata: dict[str, str] | None = None) -> None:
     """Save weights as safetensors with the config (JSON) in the header; written atomically."""
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     meta = {_CONFIG_KEY: model.cfg.replace(pretrained=None).to_json(), **(metadata or {})}
-    _atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=meta))
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
 def read_checkpoint_config(path: Union[str, os.PathLike]) -> SignalConfig:

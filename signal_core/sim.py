@@ -9,7 +9,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from open_clip.transformer import LayerNormFp32
 from torch import nn
 

@@ -8,7 +8,7 @@ from safetensors.torch import save_file
 
 from conftest import make_batch
 from signal_core import CheckpointError, build_model, load_checkpoint, read_checkpoint_config, save_checkpoint
-from signal_core.clip_weights import load_clip_weights, resize_positional_embedding
+from signal_core.clip_weights import resize_positional_embedding
 
 
 def test_safetensors_round_trip(tiny_cfg, tmp_path):

@@ -7,7 +7,6 @@ query / gallery splits and the metrics are printed and written to ``<output_dir>
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from signal_core import build_model
+from signal_core.atomic import write_json
 from signal_core.data import DatasetError, IdentitySampler, TripleDataset, build_transforms, load_dataset
 from signal_core.runtime import keep_freed_memory
 
@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> dict | None:
                                 progress=not args.no_progress)
         metrics = {"epoch": cfg.epochs, **result.as_percent_dict()}
         print(f"test metrics after the last epoch ({cfg.epochs}):\n{format_metrics(metrics)}")
-        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        write_json(out_dir / "metrics.json", metrics)
     if world > 1:
         dist.destroy_process_group()
     return metrics

@@ -13,15 +13,13 @@ for what global colour statistics alone achieve.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-from pathlib import Path
 from typing import Sequence
 
 import cv2
 import numpy as np
 
+from signal_core.atomic import write_json
 from signal_core.data import DatasetError, TripleRecord, load_dataset, load_triple
 from signal_core.evaluation import RankResult, evaluate_rank
 
@@ -108,11 +106,7 @@ def run(args: argparse.Namespace) -> dict:
     print(f"{dataset.name} test, colour histograms ({'+'.join(modalities)}, {args.bins} bins), "
           f"{result.num_valid_queries} queries:\n{format_metrics(metrics)}")
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps(metrics, indent=2) + "\n")
-        os.replace(tmp, out)
+        write_json(args.out, metrics)
     return metrics
 
 

@@ -16,7 +16,6 @@ Figures are ratios within this run: compare them with another machine's JSON wit
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -32,6 +31,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from signal_core import SignalConfig, build_model
+from signal_core.atomic import write_json
 from signal_core.evaluation import evaluate_rank, pairwise_distance
 from signal_core.runtime import keep_freed_memory
 
@@ -223,12 +223,7 @@ def run(args: argparse.Namespace) -> dict:
         for name, r in report["demo"].items():
             print(f"demo query latency, {name} ({r['precision']}, gallery {r['gallery_size']}): "
                   f"p50 {r['p50_ms']:.0f} ms, p95 {r['p95_ms']:.0f} ms over {r['n']}", flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=2))
-    os.replace(tmp, out)
-    print(f"wrote {out}")
+    print(f"wrote {write_json(args.out, report)}")
     return report
 
 

@@ -6,15 +6,14 @@ complete once its ``.safetensors`` file exists.
 """
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Optional
 
 import torch
 
 from signal_core import SignalModel, load_checkpoint, save_checkpoint
+from signal_core.atomic import atomic_write
 
 _NAME = re.compile(r"^epoch_(\d+)\.safetensors$")
 
@@ -30,13 +29,7 @@ def save_training_checkpoint(model: SignalModel, optimizer: torch.optim.Optimize
     out_dir.mkdir(parents=True, exist_ok=True)
     payload = {"epoch": epoch, "optimizer": optimizer.state_dict(),
                "scaler": scaler.state_dict() if scaler is not None else {}}
-    fd, tmp = tempfile.mkstemp(prefix=f".{state.name}.", dir=out_dir)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, state)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    atomic_write(state, lambda tmp: torch.save(payload, tmp))
     save_checkpoint(model, weights, metadata={"epoch": str(epoch)})
     return weights
 

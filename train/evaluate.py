@@ -8,14 +8,13 @@ Prints mAP, mINP, R1, R5, R10 (percent); ``--out FILE`` writes them as JSON.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from pathlib import Path
 
 import torch
 
 from signal_core import CheckpointError, build_model, load_checkpoint, load_official_checkpoint
+from signal_core.atomic import write_json
 from signal_core.data import DatasetError, load_dataset
 from signal_core.inference import MISSING_SETTINGS
 from signal_core.precision import PRECISIONS
@@ -72,11 +71,7 @@ def run(args: argparse.Namespace) -> dict:
     label = f" (missing: {args.missing})" if args.missing else ""
     print(f"{cfg.dataset} test{label}, {result.num_valid_queries} queries, {precision}:\n{format_metrics(metrics)}")
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps(metrics, indent=2))
-        os.replace(tmp, out)  # atomic: a reader never sees a half-written file
+        write_json(args.out, metrics)
     return metrics
 
 

@@ -67,7 +67,6 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import shutil
 import sys
 import time
@@ -78,6 +77,8 @@ from typing import Optional, Sequence
 
 import cv2
 import numpy as np
+
+from signal_core.atomic import write_json
 
 GENERATOR = "signal-synthetic"
 GENERATOR_VERSION = 1
@@ -833,12 +834,6 @@ def encode_jpeg(img: np.ndarray, quality: int) -> bytes:
     return buf.tobytes()
 
 
-def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
 def _prepare_out(out_dir: Path, overwrite: bool) -> None:
     owned = [out_dir / d for d in SPLIT_DIRS.values()] + [out_dir / "synthetic.json"]
     if any(p.exists() for p in owned):
@@ -895,7 +890,7 @@ def generate(spec: SyntheticSpec, out_dir: str | Path, progress: bool = True, ov
     }
     payload = {"generator": GENERATOR, "version": GENERATOR_VERSION, "spec": dataclasses.asdict(spec),
                "layout": "RGBNT201", "summary": summary, "frames": frames}
-    _write_json(out_dir / "synthetic.json", payload)
+    write_json(out_dir / "synthetic.json", payload, indent=1, sort_keys=True)
     return {**summary, "seconds": seconds, "out_dir": str(out_dir)}
 
 
@@ -956,7 +951,7 @@ def export_demo_assets(data_root: str | Path, out_dir: str | Path, num_ids: int 
               else {"dataset_folder": Path(data_root).name})
     manifest = {"source": source, "ids": chosen, "query": [Path(r.paths[0]).name for r in queries],
                 "gallery": [Path(r.paths[0]).name for r in gallery]}
-    _write_json(out_dir / "demo.json", manifest)
+    write_json(out_dir / "demo.json", manifest, indent=1, sort_keys=True)
     total += (out_dir / "demo.json").stat().st_size
     return {"ids": len(chosen), "query": len(queries), "gallery": len(gallery), "bytes": total, "out_dir": str(out_dir)}
 
