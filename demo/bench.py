@@ -77,14 +77,13 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         torch.manual_seed(0)
         model = build_model(SignalConfig.preset(args.random_preset, pretrained=None, num_classes=10,
                                                 num_cameras=4)).to(device).eval()
-        if hasattr(model, "set_inference_precision"):
-            model.set_inference_precision(args.precision)
+        model.set_inference_precision(args.precision)
     else:
         weights = resolve_weights(args.weights)
         model, _ = load_model(weights, args.dataset, device, args.precision)
     with tempfile.TemporaryDirectory() as cache_dir:
         start = time.perf_counter()
-        engine = SearchEngine.from_gallery(model, gallery, device, weights=weights, precision=args.precision,
+        engine = SearchEngine.from_gallery(model, gallery, device, weights=weights,
                                            cache=FeatureCache(cache_dir))
         gallery_s = time.perf_counter() - start
         examples = load_examples(resolve_folder(args.queries, args.queries or ""), limit=1000)

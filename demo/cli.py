@@ -141,31 +141,21 @@ def resolve_device(name: str) -> torch.device:
 
 def load_model(path: Path, dataset: Optional[str], device: torch.device, precision: str = "auto"):
     """Our safetensors checkpoint, or the authors' .pth with the ``dataset`` preset; on ``device``, in
-    eval mode, with the inference precision set when the model supports it.
+    eval mode, with the inference precision set.
 
     Returns:
-        (model, effective precision label for the feature cache).
+        (model, the precision in use, "fp32" or "bf16", for the feature cache key).
     """
-    from signal_core import CheckpointError, SignalConfig, load_checkpoint, load_official_checkpoint
+    from signal_core import CheckpointError, SignalConfig, load_weights
 
+    if path.suffix != ".safetensors" and not dataset:
+        raise StartupError(f"{path.name} looks like the authors' checkpoint: pass --dataset "
+                           f"({'|'.join(DATASETS)}) so that its config is known.")
     try:
-        if path.suffix == ".safetensors":
-            model = load_checkpoint(path, device=device)
-        else:
-            if not dataset:
-                raise StartupError(f"{path.name} looks like the authors' checkpoint: pass --dataset "
-                                   f"({'|'.join(DATASETS)}) so that its config is known.")
-            model = load_official_checkpoint(path, SignalConfig.preset(dataset)).to(device)
+        model = load_weights(path, SignalConfig.preset(dataset) if dataset else None, device)
     except (CheckpointError, OSError, ValueError) as exc:
         raise StartupError(f"could not load the model from {path}: {exc}") from None
-    model.eval()
-    if hasattr(model, "set_inference_precision"):
-        model.set_inference_precision(precision)
-        precision = str(getattr(model, "inference_precision", precision))
-    elif precision == "bf16":
-        log.warning("this signal_core has no SignalModel.set_inference_precision: running in fp32")
-        precision = "fp32"
-    return model, precision
+    return model, model.set_inference_precision(precision)
 
 
 def resolve_folder(spec: Optional[str], default: str) -> Optional[Path]:
@@ -219,7 +209,7 @@ def build_engine(options: DemoOptions, progress: bool = True):
     cache = FeatureCache(options.cache_dir or default_cache_dir())
     try:
         engine = SearchEngine.from_gallery(
-            model, gallery, device, weights=weights, precision=precision, cache=cache,
+            model, gallery, device, weights=weights, cache=cache,
             batch_size=options.batch_size, progress=progress,
             description=f"model {weights.name} · {gallery.source} · {device.type} · {precision}")
     except ImageDecodeError as exc:

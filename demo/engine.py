@@ -112,15 +112,15 @@ class SearchEngine:
     # --- building ------------------------------------------------------------------------------
     @classmethod
     def from_gallery(cls, model, gallery: Gallery, device: str | torch.device = "cpu",
-                     weights: Optional[str | os.PathLike] = None, precision: str = "auto",
+                     weights: Optional[str | os.PathLike] = None,
                      cache: Optional[FeatureCache] = None, batch_size: int = 32, progress: bool = True,
                      description: str = "") -> "SearchEngine":
-        """Gallery features from ``cache`` (keyed on model, gallery, precision, device, input size) or
-        computed in batches with a progress bar and stored."""
+        """Gallery features from ``cache`` (keyed on model, gallery, the model's inference precision,
+        device, input size) or computed in batches with a progress bar and stored."""
         cache = cache or FeatureCache()
         model_fp = model_fingerprint(weights, model.cfg.to_json(), None if weights else model.state_dict())
         key = cache_key(model_fp, gallery_fingerprint(gallery),
-                        precision, torch.device(device).type, model.cfg.image_size)
+                        model.inference_precision, torch.device(device).type, model.cfg.image_size)
         feats, hit = cache.get_or_compute(
             key, len(gallery),
             lambda: extract_gallery_features(model, gallery, device, batch_size=batch_size, progress=progress))

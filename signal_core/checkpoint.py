@@ -190,3 +190,20 @@ def load_checkpoint(path: Union[str, os.PathLike], device: Union[str, torch.devi
     except RuntimeError as exc:
         raise CheckpointError(f"{path} does not fit the config stored in it: {exc}") from exc
     return model.to(device).eval()
+
+
+def load_weights(path: Union[str, os.PathLike], official_cfg: SignalConfig | None = None,
+                 device: Union[str, torch.device] = "cpu") -> SignalModel:
+    """Either kind of weights file: our ``.safetensors`` checkpoint (its config is in the file), or
+    the authors' ``Signal_model.pth``, built from ``official_cfg`` (the dataset's preset; classes
+    and cameras are read off the checkpoint).
+
+    Raises:
+        CheckpointError: a ``.pth`` without ``official_cfg``, or weights that do not fit.
+    """
+    if Path(path).suffix == ".safetensors":
+        return load_checkpoint(path, device=device)
+    if official_cfg is None:
+        raise CheckpointError(f"{Path(path).name} is not one of our .safetensors checkpoints; to load the "
+                              "authors' Signal_model.pth, give the dataset's preset config.")
+    return load_official_checkpoint(path, official_cfg.replace(num_classes=None, num_cameras=None)).to(device)

@@ -37,8 +37,8 @@ def engine(assets, tmp_path_factory):
     from demo.cli import load_model
 
     weights, gallery_dir = assets
-    model, precision = load_model(weights, None, torch.device("cpu"))
-    return SearchEngine.from_gallery(model, load_gallery(gallery_dir), "cpu", weights=weights, precision=precision,
+    model, _ = load_model(weights, None, torch.device("cpu"))
+    return SearchEngine.from_gallery(model, load_gallery(gallery_dir), "cpu", weights=weights,
                                      cache=FeatureCache(tmp_path_factory.mktemp("cache")), progress=False)
 
 

@@ -71,3 +71,17 @@ def test_reads_a_module_prefixed_file(tmp_path):
     model = load_official_checkpoint(path, SignalConfig.preset("rgbnt201"))
     assert torch.equal(model.gam.tau.detach(), torch.tensor(0.07))
     assert not model.training
+
+
+def test_load_weights_takes_either_kind_of_file(tmp_path, tiny_cfg):
+    from signal_core import build_model, load_weights, save_checkpoint
+
+    pth = tmp_path / "Signal_model.pth"
+    torch.save(official_state("concat", seed=0), pth)
+    ours = load_weights(pth, SignalConfig.preset("rgbnt201"))
+    ref = load_official_checkpoint(pth, SignalConfig.preset("rgbnt201"))
+    assert all(torch.equal(v, ref.state_dict()[k]) for k, v in ours.state_dict().items())
+    with pytest.raises(CheckpointError, match="preset config"):
+        load_weights(pth)
+    save_checkpoint(build_model(tiny_cfg), tmp_path / "tiny.safetensors")
+    assert load_weights(tmp_path / "tiny.safetensors").cfg == tiny_cfg

@@ -166,7 +166,7 @@ def demo_latency(model, weights: Path | None, searches: int) -> dict:
     gallery, queries = load_gallery(DEMO_GALLERY), load_gallery(DEMO_QUERIES)
     with tempfile.TemporaryDirectory() as cache:
         start = time.perf_counter()
-        engine = SearchEngine.from_gallery(model, gallery, "cpu", weights=weights, precision="auto",
+        engine = SearchEngine.from_gallery(model, gallery, "cpu", weights=weights,
                                            cache=FeatureCache(cache), progress=False)
         gallery_s = time.perf_counter() - start
         stats = measure_query_latency(engine, [e.paths for e in queries.entries], n=searches)

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import torch
 
-from signal_core import CheckpointError, build_model, load_checkpoint, load_official_checkpoint
+from signal_core import CheckpointError, build_model, load_weights
 from signal_core.atomic import write_json
 from signal_core.data import DatasetError, load_dataset
 from signal_core.inference import MISSING_SETTINGS
@@ -45,12 +44,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("overrides", nargs="*", help="train.KEY=VALUE or model.KEY=VALUE")
     return p.parse_args(argv)
-
-
-def load_weights(path: str, model_cfg, device: torch.device):
-    if Path(path).suffix == ".safetensors":
-        return load_checkpoint(path, device=device)
-    return load_official_checkpoint(path, model_cfg.replace(num_classes=None, num_cameras=None)).to(device)
 
 
 def run(args: argparse.Namespace) -> dict:
