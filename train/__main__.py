@@ -17,13 +17,14 @@ from torch.utils.data import DataLoader
 
 from signal_core import build_model
 from signal_core.atomic import write_json
-from signal_core.data import DatasetError, IdentitySampler, TripleDataset, build_transforms, load_dataset
+from signal_core.data import IdentitySampler, TripleDataset, build_transforms, load_dataset
 from signal_core.runtime import keep_freed_memory
 
 from .checkpoints import read_training_checkpoint, save_training_checkpoint
 from .config import TrainConfig, load_config
 from .engine import Precision, append_history, train_one_epoch, unwrap
 from .optim import build_optimizer
+from .cli import run_command
 from .testing import evaluate_model, format_metrics
 
 
@@ -118,12 +119,7 @@ def run(args: argparse.Namespace) -> dict | None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     keep_freed_memory()  # faster large CPU tensors (signal_core/runtime.py)
-    try:
-        run(args)
-    except (DatasetError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(run, args)
 
 
 if __name__ == "__main__":

@@ -20,9 +20,10 @@ import cv2
 import numpy as np
 
 from signal_core.atomic import write_json
-from signal_core.data import DatasetError, TripleRecord, load_dataset, load_triple
+from signal_core.data import TripleRecord, load_dataset, load_triple
 from signal_core.evaluation import RankResult, evaluate_rank
 
+from .cli import run_command
 from .testing import format_metrics
 
 MODALITY_NAMES = ("rgb", "nir", "tir")
@@ -111,12 +112,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv=None) -> int:
-    try:
-        run(parse_args(argv))
-    except (DatasetError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(run, parse_args(argv))
 
 
 if __name__ == "__main__":

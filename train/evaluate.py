@@ -12,14 +12,15 @@ import sys
 
 import torch
 
-from signal_core import CheckpointError, build_model, load_weights
+from signal_core import build_model, load_weights
 from signal_core.atomic import write_json
-from signal_core.data import DatasetError, load_dataset
+from signal_core.data import load_dataset
 from signal_core.inference import MISSING_SETTINGS
 from signal_core.precision import PRECISIONS
 from signal_core.runtime import keep_freed_memory
 
 from .config import load_config
+from .cli import run_command
 from .testing import evaluate_model, format_metrics
 
 
@@ -71,12 +72,7 @@ def run(args: argparse.Namespace) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     keep_freed_memory()  # faster large CPU tensors (signal_core/runtime.py)
-    try:
-        run(args)
-    except (DatasetError, CheckpointError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(run, args)
 
 
 if __name__ == "__main__":
