@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from demo.features import extract_gallery_features
 from demo.gallery import load_gallery
 from signal_core import load_checkpoint
-from signal_core.evaluation import evaluate_rank, pairwise_distance
+from signal_core.metrics import evaluate_rank, pairwise_distance
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 WEIGHTS = ASSETS / "demo_model.safetensors"

@@ -1,4 +1,4 @@
-"""Tests for signal_core.evaluation (CPU only, no network, no authors' code)."""
+"""Tests for signal_core.metrics (CPU only, no network, no authors' code)."""
 import dataclasses
 import math
 import os
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from signal_core.evaluation import RankResult, evaluate_rank, pairwise_distance, re_ranking
+from signal_core.metrics import RankResult, evaluate_rank, pairwise_distance, re_ranking
 
 # ---------------------------------------------------------------------------------------
 # A tiny hand-built setup shared by the two protocol tests.

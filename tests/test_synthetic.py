@@ -1,4 +1,4 @@
-"""Tests for the procedural benchmark (train/synthetic.py) and the histogram baseline (train/baselines.py)."""
+"""Tests for the procedural benchmark (the train.synthetic package) and the histogram baseline (train/baselines.py)."""
 from __future__ import annotations
 
 import hashlib

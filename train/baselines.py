@@ -6,7 +6,7 @@ the default ``bins=8``; on the synthetic benchmark it beats joint HSV, whose hue
 pixels) and intensity histograms of the NIR and TIR images (``2 * bins`` bins each), each
 normalised to sum 1; features are the concatenated square roots (each modality block has unit L2
 norm, so the Euclidean distance is a Hellinger / Bhattacharyya-type distance). Ranking metrics use
-``signal_core.evaluation.evaluate_rank`` with the dataset's protocol (camera, or scene for MSVR310),
+``signal_core.metrics.evaluate_rank`` with the dataset's protocol (camera, or scene for MSVR310),
 exactly as ``train.evaluate`` does for a model. No learning, no spatial information: a reference point
 for what global colour statistics alone achieve.
 """
@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
+from tqdm.auto import tqdm
 
 from signal_core.atomic import write_json
 from signal_core.data import TripleRecord, load_dataset, load_triple
-from signal_core.evaluation import RankResult, evaluate_rank
+from signal_core.metrics import RankResult, evaluate_rank
 
 from .cli import run_command
 from .testing import format_metrics
@@ -50,6 +51,11 @@ def histogram_features(rgb: np.ndarray, nir: np.ndarray, tir: np.ndarray, bins: 
     return (np.concatenate(blocks) / np.sqrt(len(blocks))).astype(np.float32)
 
 
+def _field(records: Sequence[TripleRecord], attr: str) -> np.ndarray:
+    """``[N]`` array of one label field (pid, camid, sceneid) of the records."""
+    return np.array([getattr(r, attr) for r in records])
+
+
 def _grey(img) -> np.ndarray:
     return cv2.cvtColor(np.asarray(img), cv2.COLOR_RGB2GRAY)
 
@@ -57,13 +63,8 @@ def _grey(img) -> np.ndarray:
 def record_features(records: Sequence[TripleRecord], bins: int = 8,
                     modalities: Sequence[str] = MODALITY_NAMES, progress: bool = False) -> np.ndarray:
     """``[N, D]`` histogram features of the records (images read with the datasets' own loader)."""
-    try:
-        from tqdm.auto import tqdm
-        it = tqdm(records, desc="histograms", disable=not progress, leave=False)
-    except ImportError:  # pragma: no cover
-        it = records
     feats = []
-    for r in it:
+    for r in tqdm(records, desc="histograms", disable=not progress, leave=False):
         rgb, nir, tir = load_triple(r.paths)
         feats.append(histogram_features(np.asarray(rgb), _grey(nir), _grey(tir), bins, modalities))
     return np.stack(feats)
@@ -78,10 +79,9 @@ def evaluate_histograms(dataset, bins: int = 8, modalities: Sequence[str] = MODA
     sq = (qf * qf).sum(1)[:, None] + (gf * gf).sum(1)[None, :] - 2.0 * qf @ gf.T
     dist = np.sqrt(np.maximum(sq, 0.0))
     q, g = dataset.query, dataset.gallery
-    arr = lambda recs, attr: np.array([getattr(r, attr) for r in recs])  # noqa: E731
-    scenes = ((arr(q, "sceneid"), arr(g, "sceneid"))
-              if (arr(q, "sceneid") >= 0).all() and (arr(g, "sceneid") >= 0).all() else (None, None))
-    return evaluate_rank(dist, arr(q, "pid"), arr(g, "pid"), arr(q, "camid"), arr(g, "camid"), *scenes)
+    scenes = ((_field(q, "sceneid"), _field(g, "sceneid"))
+              if (_field(q, "sceneid") >= 0).all() and (_field(g, "sceneid") >= 0).all() else (None, None))
+    return evaluate_rank(dist, _field(q, "pid"), _field(g, "pid"), _field(q, "camid"), _field(g, "camid"), *scenes)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -32,7 +32,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from signal_core import SignalConfig, build_model
 from signal_core.atomic import write_json
-from signal_core.evaluation import evaluate_rank, pairwise_distance
+from signal_core.metrics import evaluate_rank, pairwise_distance
 from signal_core.runtime import keep_freed_memory
 
 DEMO_WEIGHTS = Path("assets/demo_model.safetensors")

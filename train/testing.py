@@ -8,8 +8,8 @@ from torch.utils.data import DataLoader
 
 from signal_core import SignalModel
 from signal_core.data import ReIDDataset, TripleDataset, build_transforms
-from signal_core.evaluation import RankResult, evaluate_rank, pairwise_distance, re_ranking
 from signal_core.inference import extract_dataset_features
+from signal_core.metrics import RankResult, evaluate_rank, pairwise_distance, re_ranking
 
 
 def test_loader(records, image_size: tuple[int, int], batch_size: int, num_workers: int) -> DataLoader:

@@ -1,0 +1,84 @@
+"""The benchmark spec (every knob of the generator) and the RGBNT201 names it writes."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from .palette import PALETTE
+
+GENERATOR = "signal-synthetic"
+GENERATOR_VERSION = 1
+SPLIT_DIRS = {"train": "train_171", "test": "test"}
+MODALITY_DIRS = ("RGB", "NI", "TI")
+VIEWS = ("front", "back", "left", "right")
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """Everything that defines a synthetic benchmark; the same spec gives byte-identical files."""
+
+    seed: int = 0  # master seed of every random stream
+    train_ids: int = 600  # identities of the train split (pids 1..train_ids); a from-scratch ViT needs many
+    test_ids: int = 100  # identities of the test split (pids train_ids+1..train_ids+test_ids)
+    cameras: int = 4  # cameras (1..9: the RGBNT201 name keeps one camera digit)
+    per_camera: int = 2  # images per identity and camera
+    height: int = 128  # image height (pixels)
+    width: int = 64  # image width (pixels)
+    vehicle_fraction: float = 0.3  # fraction of vehicle-like identities (the rest are person-like)
+    palette_size: int = 8  # shared clothing / body colours (first N of PALETTE, 3..12)
+    colour_sets: int = 16  # 3-colour sets shared by identities (0: every identity draws its own colours)
+    scene_pool: int = 12  # background scenes shared by all identities
+    scenes_per_camera: int = 3  # scenes each camera sees (drawn from the pool)
+    distractor_pool: int = 16  # distractor objects shared by all identities
+    viewpoint: float = 1.0  # side change probability + scale / position / pose jitter; 0 = front, fixed
+    illumination: float = 1.0  # per-camera colour cast / brightness / gamma / gradient; 0 = none
+    night: float = 0.25  # fraction of night images (dark, noisy RGB); 0 = none
+    clutter: float = 1.0  # background texture, shapes and distractors (0..2); 0 = plain background
+    misalign: float = 3.0  # max NIR / TIR shift relative to RGB in pixels; 0 = aligned (no scale jitter either)
+    misalign_scale: float = 0.04  # max relative NIR / TIR scale change (only when misalign > 0)
+    noise: float = 1.0  # Gaussian sensor noise level (sigma ~ 4/255 x level); 0 = none
+    jpeg_quality: int = 95  # JPEG quality of every written image
+
+    def __post_init__(self) -> None:
+        for ok, message in self._checks():
+            if not ok:
+                raise ValueError(f"SyntheticSpec: {message}")
+
+    def _checks(self) -> list[tuple[bool, str]]:
+        """(condition, message) pairs, in the order they are reported."""
+        return [
+            (self.train_ids >= 1 and self.test_ids >= 1, "train_ids and test_ids must be >= 1"),
+            (self.train_ids + self.test_ids <= 999_999, "at most 999999 identities (6-digit pids)"),
+            (1 <= self.cameras <= 9, "cameras must be in 1..9 (one digit in the file name)"),
+            (1 <= self.per_camera <= 999, "per_camera must be in 1..999"),
+            (self.height >= 32 and self.width >= 16, "images must be at least 32 x 16 (H x W)"),
+            (0.0 <= self.vehicle_fraction <= 1.0, "vehicle_fraction must be in [0, 1]"),
+            (3 <= self.palette_size <= len(PALETTE), f"palette_size must be in 3..{len(PALETTE)}"),
+            (self.colour_sets >= 0, "colour_sets must be >= 0"),
+            (self.scene_pool >= 1 and 1 <= self.scenes_per_camera <= self.scene_pool,
+             "need scene_pool >= 1 and 1 <= scenes_per_camera <= scene_pool"),
+            (self.distractor_pool >= 1, "distractor_pool must be >= 1"),
+            (0.0 <= self.night <= 1.0, "night must be in [0, 1]"),
+            (0.0 <= self.clutter <= 2.0, "clutter must be in [0, 2]"),
+            (min(self.viewpoint, self.illumination, self.misalign, self.misalign_scale, self.noise) >= 0,
+             "difficulty levels must be >= 0"),
+            (self.viewpoint <= 1.0, "viewpoint must be in [0, 1]"),
+            (1 <= self.jpeg_quality <= 100, "jpeg_quality must be in 1..100"),
+        ]
+
+    def pids(self, split: str) -> range:
+        """1-based identities of ``split`` ("train" or "test")."""
+        if split == "train":
+            return range(1, self.train_ids + 1)
+        if split == "test":
+            return range(self.train_ids + 1, self.train_ids + self.test_ids + 1)
+        raise ValueError(f"unknown split {split!r}")
+
+    def replace(self, **changes) -> SyntheticSpec:
+        """A copy with ``changes`` applied (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+def image_name(pid: int, camera: int, index: int) -> str:
+    """RGBNT201 file name ``PPPPPP_camK_III.jpg``; ``camera`` 0-based here, written 1-based."""
+    return f"{pid:06d}_cam{camera + 1}_{index:03d}.jpg"
