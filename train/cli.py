@@ -11,12 +11,24 @@ USER_ERRORS = (ValueError, FileNotFoundError)  # DatasetError and CheckpointErro
 _LOGGERS = ("train", "signal_core")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the record (it may be replaced)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def configure_logging(level: int = logging.INFO) -> None:
     """Send the log records of ``train`` and ``signal_core`` (info and up) to stderr, once."""
     for name in _LOGGERS:
         logger = logging.getLogger(name)
         if not any(getattr(h, "_signal_cli", False) for h in logger.handlers):
-            handler = logging.StreamHandler(sys.stderr)
+            handler = _StderrHandler()
             handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
             handler._signal_cli = True  # type: ignore[attr-defined]
             logger.addHandler(handler)
