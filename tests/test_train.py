@@ -15,7 +15,6 @@ import yaml
 from PIL import Image
 
 from signal_core import build_model, load_checkpoint, read_checkpoint_config, read_checkpoint_metadata, save_checkpoint
-
 from train.__main__ import main as train_main
 from train.config import load_config
 from train.evaluate import main as evaluate_main
@@ -155,7 +154,7 @@ def test_resume_from_a_damaged_checkpoint_is_a_clear_error(trained, tmp_path, ca
 
 @pytest.mark.slow
 def test_optimizer_state_is_read_on_the_cpu(trained, monkeypatch):
-    import train.checkpoints as checkpoints
+    from train import checkpoints
 
     _, _, _, run = trained
     calls = []

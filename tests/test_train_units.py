@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from conftest import make_batch
+
 from signal_core import build_model
 from train.__main__ import main as train_main
 from train.config import TrainConfig, check_identities_per_rank, load_config

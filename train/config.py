@@ -176,11 +176,16 @@ def resolved_config(model_cfg: SignalConfig, cfg: TrainConfig) -> dict[str, dict
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """``"key: saved -> current"`` for every key whose value differs (keys missing on one side too)."""
-    missing = object()
     out = []
     for key in sorted(set(saved) | set(current)):
-        old, new = saved.get(key, missing), current.get(key, missing)
+        old, new = saved.get(key, _ABSENT), current.get(key, _ABSENT)
         if old != new:
-            show = lambda v: "(absent)" if v is missing else repr(v)  # noqa: E731
-            out.append(f"{key}: {show(old)} -> {show(new)}")
+            out.append(f"{key}: {_show(old)} -> {_show(new)}")
     return out
+
+
+_ABSENT = object()
+
+
+def _show(value: Any) -> str:
+    return "(absent)" if value is _ABSENT else repr(value)
