@@ -6,7 +6,9 @@ parameter filled: any mismatch is a ``CheckpointError`` naming the keys, never a
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -19,6 +21,7 @@ from .config import SignalConfig
 from .model import SignalModel
 
 StateDict = dict[str, torch.Tensor]
+log = logging.getLogger(__name__)
 _MOD = {"r": "rgb", "n": "nir", "t": "tir"}
 _MOD_INDEX = {"r": "0", "n": "1", "t": "2"}
 
@@ -46,6 +49,11 @@ class CheckpointError(ValueError):
     """A checkpoint does not fit the model; the message names the keys and what to do."""
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
 def official_key_to_ours(key: str) -> str:
     """Our parameter name for one of the authors' checkpoint keys (CheckpointError if unknown)."""
     for pattern, repl in OFFICIAL_KEY_RULES:
@@ -65,10 +73,17 @@ def _read_official(path_or_state_dict: Union[str, os.PathLike, StateDict]) -> St
             state = torch.load(str(path), map_location="cpu", weights_only=True)
         except Exception as exc:
             raise CheckpointError(f"{path} could not be read as a tensor state dict "
-                                  f"({exc.__class__.__name__}: {exc}).") from exc
+                                  f"({exc.__class__.__name__}: {_first_line(exc)}).") from exc
+    name = "the state dict" if isinstance(path_or_state_dict, dict) else str(path_or_state_dict)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{name} holds a {type(state).__name__}, not a state dict of tensors: "
+                              "is it a Signal_model.pth?")
     for wrapper in ("state_dict", "model"):
         if isinstance(state.get(wrapper), dict):
             state = state[wrapper]
+    bad = [str(k) for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"{name} is not a state dict of tensors (entries {bad[:5]} are not tensors).")
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
 
 
@@ -153,38 +168,93 @@ def load_official_checkpoint(path_or_state_dict: Union[str, os.PathLike, StateDi
 
 # --- our own checkpoints ------------------------------------------------------------------------
 _CONFIG_KEY = "signal_config"
+_CHECKSUM_KEY = "tensors_sha256"
+
+
+def tensors_sha256(tensors: StateDict) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def save_checkpoint(model: SignalModel, path: Union[str, os.PathLike], metadata: dict[str, str] | None = None) -> None:
-    """Save weights as safetensors with the config (JSON) in the header; written atomically."""
+    """Save weights as safetensors, with the config (JSON) and a SHA-256 of the tensors in the
+    header; written atomically. ``metadata``: more string entries for the header."""
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    meta = {_CONFIG_KEY: model.cfg.replace(pretrained=None).to_json(), **(metadata or {})}
+    meta = {**(metadata or {}), _CONFIG_KEY: model.cfg.replace(pretrained=None).to_json(),
+            _CHECKSUM_KEY: tensors_sha256(tensors)}
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
-def read_checkpoint_config(path: Union[str, os.PathLike]) -> SignalConfig:
-    """The config stored in one of our safetensors checkpoints."""
+def read_checkpoint_metadata(path: Union[str, os.PathLike]) -> dict[str, str]:
+    """The string entries of a safetensors header (our config, checksum, epoch, training config).
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: the file is not a readable safetensors file (random bytes, truncated, a
+            pickle); the message names it.
+    """
     from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    if _CONFIG_KEY not in meta:
-        raise CheckpointError(f"{path} has no Signal config in its header: is it one of our checkpoints? "
-                              "For the authors' .pth files use load_official_checkpoint.")
-    return SignalConfig.from_dict(json.loads(meta[_CONFIG_KEY]))
-
-
-def load_checkpoint(path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu") -> SignalModel:
-    """Load one of our safetensors checkpoints (config included) into a new model, eval mode."""
-    from safetensors.torch import load_file
 
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    model = SignalModel(read_checkpoint_config(path))
-    state = load_file(str(path), device=str(device))
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except Exception as exc:  # SafetensorError, OSError, ...: never a traceback for a bad file
+        raise CheckpointError(f"{path} is not a readable safetensors checkpoint (damaged, truncated or "
+                              f"another format: {exc.__class__.__name__}: {_first_line(exc)}).") from exc
+
+
+def read_checkpoint_config(path: Union[str, os.PathLike]) -> SignalConfig:
+    """The config stored in one of our safetensors checkpoints."""
+    return _config_from_metadata(read_checkpoint_metadata(path), path)
+
+
+def _config_from_metadata(meta: dict[str, str], path: Union[str, os.PathLike]) -> SignalConfig:
+    if _CONFIG_KEY not in meta:
+        raise CheckpointError(f"{path} has no Signal config in its header: is it one of our checkpoints? "
+                              "For the authors' .pth files use load_official_checkpoint.")
+    try:
+        return SignalConfig.from_dict(json.loads(meta[_CONFIG_KEY]))
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: the Signal config in its header is not valid ({exc}).") from exc
+
+
+def load_checkpoint(path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu") -> SignalModel:
+    """Load one of our safetensors checkpoints (config included) into a new model, eval mode.
+
+    The tensors are checked against the SHA-256 in the header; files written before checksums were
+    stored (no ``tensors_sha256`` entry) load unverified.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: not a readable checkpoint, a checksum mismatch (corrupt tensor data), or
+            tensors that do not fit the stored config; the message names the file.
+    """
+    from safetensors.torch import load_file
+
+    path = Path(path).expanduser()
+    meta = read_checkpoint_metadata(path)
+    model = SignalModel(_config_from_metadata(meta, path))
+    try:
+        state = load_file(str(path), device="cpu")
+    except Exception as exc:
+        raise CheckpointError(f"{path}: the tensor data cannot be read (damaged or truncated file: "
+                              f"{exc.__class__.__name__}: {_first_line(exc)}).") from exc
+    expected = meta.get(_CHECKSUM_KEY)
+    if expected is None:
+        log.debug("%s has no tensor checksum (written by an older version): loaded unverified", path)
+    elif tensors_sha256(state) != expected:
+        raise CheckpointError(f"{path} is corrupt: its tensor data do not match the SHA-256 in its header "
+                              "(the file was damaged or modified after it was written); use another copy.")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

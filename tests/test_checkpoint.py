@@ -110,3 +110,75 @@ def test_openai_source_goes_through_open_clip(tiny_cfg, monkeypatch):
     model = build_model(tiny_cfg.replace(pretrained="openai"))
     assert calls == [("ViT-B-16-quickgelu", "openai")]
     assert torch.equal(model.backbone.visual.conv1.weight, clip_visual.conv1.weight)
+
+
+# --- damaged files: a CheckpointError naming the file, never a SafetensorError / UnpicklingError ----
+def _saved(tiny_cfg, tmp_path):
+    path = tmp_path / "model.safetensors"
+    save_checkpoint(build_model(tiny_cfg), path)
+    return path
+
+
+def test_checkpoints_carry_a_checksum_of_their_tensors(tiny_cfg, tmp_path):
+    from signal_core import read_checkpoint_metadata
+    from signal_core.checkpoint import tensors_sha256
+
+    model = build_model(tiny_cfg)
+    path = tmp_path / "model.safetensors"
+    save_checkpoint(model, path, metadata={"epoch": "3"})
+    meta = read_checkpoint_metadata(path)
+    assert meta["epoch"] == "3" and meta["tensors_sha256"] == tensors_sha256(model.state_dict())
+    assert len(meta["tensors_sha256"]) == 64
+
+
+def test_overwritten_tensor_bytes_are_detected(tiny_cfg, tmp_path):
+    path = _saved(tiny_cfg, tmp_path)
+    data = bytearray(path.read_bytes())
+    data[-64:] = bytes(64)  # the header (config, checksum) stays intact
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=f"{path} is corrupt: its tensor data do not match the SHA-256"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("damage", ["random", "truncated", "empty", "pickle"])
+def test_unreadable_files_name_themselves(tiny_cfg, tmp_path, damage):
+    import numpy as np
+
+    path = _saved(tiny_cfg, tmp_path)
+    data = path.read_bytes()
+    if damage == "random":
+        path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    elif damage == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "empty":
+        path.write_bytes(b"")
+    else:
+        torch.save({"epoch": 3}, path)
+    with pytest.raises(CheckpointError, match=f"^{path} "):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("payload", [[1, 2, 3], {"w": "text"}, "junk-bytes", "object"])
+def test_a_pth_that_is_no_state_dict_is_a_clear_error(tiny_cfg, tmp_path, payload):
+    from signal_core import SignalConfig, load_weights
+
+    path = tmp_path / "Signal_model.pth"
+    if payload == "junk-bytes":
+        path.write_bytes(b"not a checkpoint\n" * 10)
+    elif payload == "object":
+        torch.save(SignalConfig.preset("tiny"), path)  # a pickled class: refused by weights_only=True
+    else:
+        torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=str(path)):
+        load_weights(path, SignalConfig.preset("tiny"))
+
+
+def test_checkpoints_without_a_checksum_still_load(tmp_path):
+    from pathlib import Path
+
+    from signal_core import read_checkpoint_metadata
+
+    asset = Path(__file__).resolve().parents[1] / "assets" / "demo_model.safetensors"
+    assert "tensors_sha256" not in read_checkpoint_metadata(asset)  # written before checksums
+    model = load_checkpoint(asset)
+    assert model.cfg.layers == 4 and not model.training

@@ -1,15 +1,20 @@
 """End-to-end training and evaluation on a tiny dataset written in the RGBNT201 layout."""
+import dataclasses
 import json
+import logging
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from PIL import Image
 
+from signal_core import build_model, load_checkpoint, read_checkpoint_config, read_checkpoint_metadata, save_checkpoint
 from train.__main__ import main as train_main
 from train.config import load_config
 from train.evaluate import main as evaluate_main
@@ -70,17 +75,99 @@ def test_two_epoch_training_run(trained):
 
 
 @pytest.mark.slow
-def test_resume_repeats_the_uninterrupted_losses(trained):
+def test_run_folder_records_the_resolved_config(trained):
+    _, _, cfg, run = trained
+    model_cfg, train_cfg = load_config(cfg)
+    saved_model, saved_train = load_config(run / "config.yaml")  # a complete config: usable as --config
+    assert saved_train == train_cfg
+    assert saved_model == read_checkpoint_config(run / "epoch_002.safetensors") == load_checkpoint(
+        run / "epoch_002.safetensors").cfg
+    assert saved_model == model_cfg.replace(num_classes=6, num_cameras=2)
+    text = (run / "config.yaml").read_text()
+    assert "base_lr: 0.00035\n" in text and "image_size: [64, 32]\n" in text and "!!" not in text  # plain values
+    stored = json.loads(read_checkpoint_metadata(run / "epoch_001.safetensors")["train_config"])
+    assert stored == dataclasses.asdict(train_cfg)
+    assert not list(run.glob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_resume_repeats_the_uninterrupted_losses(trained, caplog):
     tmp, data, _, run = trained
     run2 = tmp / "run2"
     cfg2 = write_config(tmp / "tiny2.yaml", run2)
     args = ["--config", str(cfg2), "--data-root", str(data), "--no-progress", "--resume", str(run / "epoch_001.safetensors")]
-    assert train_main(args) == 0
+    with caplog.at_level(logging.WARNING, logger="train"):
+        assert train_main(args) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "differ from the ones it was trained with: output_dir: " in warnings[0]
+    assert f"-> {str(run2)!r}" in warnings[0]
     (resumed,) = history(run2)
     original = history(run)[1]
     assert resumed["epoch"] == 2
     for key, value in original.items():
         assert resumed[key] == pytest.approx(value, rel=1e-6, abs=1e-7), key
+
+
+@pytest.mark.slow
+def test_resume_after_a_crash_between_history_and_checkpoint(trained):
+    tmp, data, _, run = trained
+    crashed = tmp / "crashed"
+    crashed.mkdir()
+    for name in ("epoch_001.safetensors", "epoch_001.state.pt", "history.jsonl"):
+        shutil.copy(run / name, crashed / name)  # epoch 2 has its history line, not its checkpoint
+    (crashed / ".epoch_002.state.pt.k3j9.tmp").write_bytes(b"half-written")
+    cfg = write_config(tmp / "crashed.yaml", crashed)
+    args = ["--config", str(cfg), "--data-root", str(data), "--no-progress", "--resume", str(crashed)]
+    assert train_main(args) == 0
+    records = history(crashed)
+    assert [r["epoch"] for r in records] == [1, 2]  # not [1, 2, 2]
+    for key, value in history(run)[1].items():
+        assert records[1][key] == pytest.approx(value, rel=1e-6, abs=1e-7), key
+    assert not list(crashed.glob("*.tmp")) and (crashed / "epoch_002.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_a_new_run_does_not_mix_with_an_old_one(trained, capsys):
+    _, data, cfg, run = trained
+    assert train_main(["--config", str(cfg), "--data-root", str(data), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {run} already holds a run") and f"--resume {run}" in err
+    assert [r["epoch"] for r in history(run)] == [1, 2]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damaged", ["epoch_001.safetensors", "epoch_001.state.pt"])
+def test_resume_from_a_damaged_checkpoint_is_a_clear_error(trained, tmp_path, capsys, damaged):
+    _, data, _, run = trained
+    for name in ("epoch_001.safetensors", "epoch_001.state.pt"):
+        shutil.copy(run / name, tmp_path / name)
+    data_bytes = bytearray((tmp_path / damaged).read_bytes())
+    data_bytes[-200:] = bytes(200)
+    (tmp_path / damaged).write_bytes(bytes(data_bytes))
+    cfg = write_config(tmp_path / "tiny.yaml", tmp_path / "out")
+    args = ["--config", str(cfg), "--data-root", str(data), "--no-progress", "--resume", str(tmp_path)]
+    assert train_main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {tmp_path / damaged} ") and err.count("\n") == 1
+    assert not (tmp_path / "out" / "history.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_optimizer_state_is_read_on_the_cpu(trained, monkeypatch):
+    from train import checkpoints
+
+    _, _, _, run = trained
+    calls = []
+    real_load = torch.load
+
+    def recording_load(*args, **kwargs):
+        calls.append(kwargs)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoints.torch, "load", recording_load)
+    ckpt = checkpoints.read_training_checkpoint(run, torch.device("cpu"))
+    assert ckpt.epoch == 2 and calls == [{"map_location": "cpu", "weights_only": True}]
+    assert ckpt.train_config["epochs"] == 2 and ckpt.path.name == "epoch_002.safetensors"
 
 
 @pytest.mark.slow
@@ -100,6 +187,24 @@ def test_evaluate_cli_agrees_with_training(trained, tmp_path):
     reranked = tmp_path / "rerank.json"
     assert evaluate_main(common + ["--out", str(reranked), "--rerank"]) == 0
     assert 0 < json.loads(reranked.read_text())["mAP"] <= 100
+
+
+@pytest.mark.parametrize("damage", ["overwritten", "random"])
+def test_evaluate_refuses_a_damaged_checkpoint(tiny_cfg, tmp_path, capsys, damage):
+    data = write_rgbnt201(tmp_path / "RGBNT201", train_ids=2, test_ids=2, per_id=2)
+    cfg = write_config(tmp_path / "tiny.yaml", tmp_path / "run")
+    weights = tmp_path / "model.safetensors"
+    save_checkpoint(build_model(tiny_cfg), weights)
+    if damage == "random":
+        weights.write_bytes(np.random.default_rng(1).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    else:
+        raw = bytearray(weights.read_bytes())
+        raw[-100:] = bytes(100)
+        weights.write_bytes(bytes(raw))
+    code = evaluate_main(["--config", str(cfg), "--data-root", str(data), "--weights", str(weights), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(f"error: {weights} ") and err.count("\n") == 1
+    assert ("is corrupt" if damage == "overwritten" else "is not a readable safetensors checkpoint") in err
 
 
 def test_bad_data_root_and_config_are_clear_errors(tmp_path, capsys):

@@ -7,6 +7,8 @@ query / gallery splits and the metrics are printed and written to ``<output_dir>
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import logging
 import os
 import sys
 from pathlib import Path
@@ -15,17 +17,21 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from signal_core import build_model
+from signal_core import SignalConfig, SignalModel, build_model
 from signal_core.atomic import write_json
 from signal_core.data import IdentitySampler, TripleDataset, build_transforms, load_dataset
 from signal_core.runtime import keep_freed_memory
 
-from .checkpoints import read_training_checkpoint, save_training_checkpoint
-from .config import TrainConfig, load_config
-from .engine import Precision, append_history, train_one_epoch, unwrap
+from .checkpoints import TrainingCheckpoint, load_optimizer_state, read_training_checkpoint, save_training_checkpoint
+from .cli import configure_logging, run_command
+from .config import TrainConfig, check_identities_per_rank, config_differences, load_config, resolved_config
+from .engine import AmpPolicy, train_one_epoch, unwrap
 from .optim import build_optimizer
-from .cli import run_command
+from .run_folder import append_history, check_fresh_output_dir, repair_for_resume, write_run_config
+from .seeding import seed_epoch
 from .testing import evaluate_model, format_metrics
+
+log = logging.getLogger("train")  # not __name__: that is "__main__" under python -m train
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -61,47 +67,75 @@ def train_loader(dataset, model_cfg, cfg: TrainConfig, rank: int, world: int) ->
     return loader, sampler
 
 
+def warn_config_changes(ckpt: TrainingCheckpoint, model_cfg: SignalConfig, cfg: TrainConfig) -> None:
+    """Log a warning naming every setting that differs from the ones the checkpoint was trained with."""
+    if ckpt.train_config is None:
+        log.info("%s stores no training config (an older checkpoint): settings not compared", ckpt.path)
+    else:
+        changed = config_differences(ckpt.train_config, dataclasses.asdict(cfg))
+        if changed:
+            log.warning("resuming %s with training settings that differ from the ones it was trained with: %s",
+                        ckpt.path, "; ".join(changed))
+    saved = ckpt.model.cfg
+    wanted = model_cfg.replace(num_classes=saved.num_classes, num_cameras=saved.num_cameras, pretrained=None)
+    changed = config_differences(saved.to_dict(), wanted.to_dict())
+    if changed:
+        log.warning("the model settings of the config differ from %s's; its own are used: %s", ckpt.path,
+                    "; ".join(changed))
+
+
+def build_or_resume(args: argparse.Namespace, model_cfg: SignalConfig, cfg: TrainConfig, dataset,
+                    device: torch.device, amp: AmpPolicy, main: bool) -> tuple[SignalModel, torch.optim.Optimizer, int]:
+    """(model, optimizer, first epoch): a fresh model, or the state of ``--resume``."""
+    out_dir = Path(cfg.output_dir)
+    if not args.resume:
+        check_fresh_output_dir(out_dir)
+        torch.manual_seed(cfg.seed)
+        model_cfg = model_cfg.replace(num_classes=dataset.num_train_pids, num_cameras=dataset.num_train_cams)
+        model = build_model(model_cfg).to(device)
+        return model, build_optimizer(model, cfg), 1
+    ckpt = read_training_checkpoint(args.resume, device)
+    optimizer = build_optimizer(ckpt.model, cfg)
+    load_optimizer_state(optimizer, ckpt)
+    if amp.scaler is not None and ckpt.scaler:
+        amp.scaler.load_state_dict(ckpt.scaler)
+    if main:
+        warn_config_changes(ckpt, model_cfg, cfg)
+        repair_for_resume(out_dir, ckpt.epoch)
+        print(f"resuming after epoch {ckpt.epoch} from {ckpt.path}")
+    return ckpt.model, optimizer, ckpt.epoch + 1
+
+
 def run(args: argparse.Namespace) -> dict | None:
     model_cfg, cfg = load_config(args.config, args.overrides)
+    check_identities_per_rank(cfg, int(os.environ.get("WORLD_SIZE", "1")))
     rank, world, device = setup_distributed(args.device)
     main = rank == 0
+    if not main:
+        log.setLevel(logging.ERROR)  # one rank reports
     dataset = load_dataset(cfg.dataset, args.data_root)
     if main:
         print(dataset.summary())
     out_dir = Path(cfg.output_dir)
+    amp = AmpPolicy.resolve(cfg.precision, device)
+    model, optimizer, start = build_or_resume(args, model_cfg, cfg, dataset, device, amp, main)
+    train_config = dataclasses.asdict(cfg)
     if main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    precision = Precision.resolve(cfg.precision, device)
-
-    start = 1
-    if args.resume:
-        model, state = read_training_checkpoint(args.resume, device)
-        optimizer = build_optimizer(model, cfg)
-        optimizer.load_state_dict(state["optimizer"])
-        if precision.scaler is not None and state["scaler"]:
-            precision.scaler.load_state_dict(state["scaler"])
-        start = int(state["epoch"]) + 1
-        if main:
-            print(f"resuming after epoch {state['epoch']} from {args.resume}")
-    else:
-        torch.manual_seed(cfg.seed)
-        model_cfg = model_cfg.replace(num_classes=dataset.num_train_pids, num_cameras=dataset.num_train_cams)
-        model = build_model(model_cfg).to(device)
-        optimizer = build_optimizer(model, cfg)
+        write_run_config(out_dir, resolved_config(model.cfg, cfg))
+        print(f"training precision: {amp.name}" + (" with a grad scaler" if amp.scaler else ""))
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
 
     loader, sampler = train_loader(dataset, model.cfg, cfg, rank, world)
     for epoch in range(start, cfg.epochs + 1):
         sampler.set_epoch(epoch)
-        loader.generator.manual_seed(cfg.seed + epoch)
-        torch.manual_seed(cfg.seed + epoch + rank)
-        stats = train_one_epoch(net, loader, optimizer, precision, device, epoch, cfg,
+        seed_epoch(loader, cfg.seed, epoch, rank)
+        stats = train_one_epoch(net, loader, optimizer, amp, device, epoch, cfg,
                                 show_progress=main and not args.no_progress)
         if main:
-            append_history(out_dir / "history.jsonl", {"epoch": epoch, **stats})
+            append_history(out_dir, {"epoch": epoch, **stats})
             print(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4g}" for k, v in stats.items()), flush=True)
             if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
-                save_training_checkpoint(unwrap(net), optimizer, precision.scaler, epoch, out_dir)
+                save_training_checkpoint(unwrap(net), optimizer, amp.scaler, epoch, out_dir, train_config)
     if world > 1:
         dist.barrier()
     metrics = None
@@ -119,6 +153,7 @@ def run(args: argparse.Namespace) -> dict | None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     keep_freed_memory()  # faster large CPU tensors (signal_core/runtime.py)
+    configure_logging()
     return run_command(run, args)
 
 

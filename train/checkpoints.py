@@ -1,21 +1,38 @@
 """Training checkpoints: model weights (safetensors, config inside) + optimizer state, per epoch.
 
-``epoch_007.safetensors`` holds the model, ``epoch_007.state.pt`` the optimizer / grad-scaler
-state; both are written atomically (temp file, then rename), the state first, so a checkpoint is
-complete once its ``.safetensors`` file exists.
+``epoch_007.safetensors`` holds the model (with its SHA-256, the epoch and the training config in
+the header), ``epoch_007.state.pt`` the optimizer / grad-scaler state; both are written atomically
+(temp file, then rename), the state first, so a checkpoint is complete once its ``.safetensors``
+file exists. Reading checks both files: a damaged one is a ``CheckpointError`` naming it.
 """
 from __future__ import annotations
 
+import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 
-from signal_core import SignalModel, load_checkpoint, save_checkpoint
+from signal_core import CheckpointError, SignalModel, load_checkpoint, read_checkpoint_metadata, save_checkpoint
 from signal_core.atomic import atomic_write
 
 _NAME = re.compile(r"^epoch_(\d+)\.safetensors$")
+TRAIN_CONFIG_KEY = "train_config"  # the safetensors header entry holding the training config (JSON)
+
+
+@dataclass
+class TrainingCheckpoint:
+    """What ``--resume`` needs from a checkpoint."""
+
+    model: SignalModel  # on the requested device, eval mode
+    epoch: int  # the last finished epoch
+    optimizer: dict  # optimizer.state_dict(), tensors on the CPU
+    scaler: dict  # GradScaler.state_dict() ({} without a scaler)
+    train_config: Optional[dict[str, Any]]  # the TrainConfig it was trained with (None: older file)
+    path: Path  # the .safetensors file
+    state_path: Path  # the .state.pt file beside it
 
 
 def checkpoint_paths(out_dir: Path, epoch: int) -> tuple[Path, Path]:
@@ -23,14 +40,18 @@ def checkpoint_paths(out_dir: Path, epoch: int) -> tuple[Path, Path]:
 
 
 def save_training_checkpoint(model: SignalModel, optimizer: torch.optim.Optimizer,
-                             scaler: Optional[torch.amp.GradScaler], epoch: int, out_dir: Path) -> Path:
-    """Write the checkpoint of a finished ``epoch``; returns the model file."""
+                             scaler: Optional[torch.amp.GradScaler], epoch: int, out_dir: Path,
+                             train_config: Optional[dict[str, Any]] = None) -> Path:
+    """Write the checkpoint of a finished ``epoch`` (and the training config); returns the model file."""
     weights, state = checkpoint_paths(out_dir, epoch)
     out_dir.mkdir(parents=True, exist_ok=True)
     payload = {"epoch": epoch, "optimizer": optimizer.state_dict(),
                "scaler": scaler.state_dict() if scaler is not None else {}}
     atomic_write(state, lambda tmp: torch.save(payload, tmp))
-    save_checkpoint(model, weights, metadata={"epoch": str(epoch)})
+    metadata = {"epoch": str(epoch)}
+    if train_config is not None:
+        metadata[TRAIN_CONFIG_KEY] = json.dumps(train_config, sort_keys=True)
+    save_checkpoint(model, weights, metadata=metadata)
     return weights
 
 
@@ -47,12 +68,55 @@ def find_checkpoint(path: str | Path) -> Path:
     raise FileNotFoundError(f"checkpoint not found: {path}")
 
 
-def read_training_checkpoint(path: str | Path, device: torch.device) -> tuple[SignalModel, dict]:
-    """The model of a checkpoint and its training state {"epoch", "optimizer", "scaler"}."""
+def read_training_state(state_file: Path) -> dict:
+    """The optimizer / scaler state file, on the CPU (the optimizer moves it to its parameters)."""
+    try:
+        state = torch.load(state_file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError, RuntimeError (truncated zip), EOFError, ...
+        raise CheckpointError(f"{state_file} is not a readable training state (damaged, truncated or another "
+                              f"format: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}).") from exc
+    if not isinstance(state, dict) or not {"epoch", "optimizer", "scaler"} <= set(state):
+        raise CheckpointError(f"{state_file} is not a training state file (expected epoch, optimizer and scaler).")
+    return state
+
+
+def read_training_checkpoint(path: str | Path, device: torch.device) -> TrainingCheckpoint:
+    """The model of a checkpoint, its training state and the training config stored with it.
+
+    Raises:
+        FileNotFoundError: no checkpoint, or no optimizer state beside it.
+        CheckpointError: either file is damaged, or they disagree on the epoch.
+    """
     weights = find_checkpoint(path)
     state_file = weights.with_name(weights.name.replace(".safetensors", ".state.pt"))
     if not state_file.is_file():
         raise FileNotFoundError(f"{weights} has no optimizer state beside it ({state_file.name}); "
                                 "cannot resume exactly. Use it as --weights for evaluation instead.")
-    state = torch.load(state_file, map_location=device, weights_only=True)
-    return load_checkpoint(weights, device=device), state
+    model = load_checkpoint(weights, device=device)
+    meta = read_checkpoint_metadata(weights)
+    state = read_training_state(state_file)
+    if "epoch" in meta and meta["epoch"] != str(state["epoch"]):
+        raise CheckpointError(f"{weights} is epoch {meta['epoch']} but {state_file.name} is epoch {state['epoch']}.")
+    saved = None
+    if TRAIN_CONFIG_KEY in meta:
+        try:
+            saved = json.loads(meta[TRAIN_CONFIG_KEY])
+        except ValueError as exc:
+            raise CheckpointError(f"{weights}: the training config in its header is not valid JSON ({exc}).") from exc
+    return TrainingCheckpoint(model, int(state["epoch"]), state["optimizer"], state["scaler"], saved, weights,
+                              state_file)
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, checkpoint: TrainingCheckpoint) -> None:
+    """Restore the optimizer from a checkpoint (its tensors move to the parameters' device).
+
+    Raises:
+        CheckpointError: the saved state does not fit (other parameter groups: the groups follow
+            the distinct learning rates, so changing base_lr / backbone_lr / *_factor can change them).
+    """
+    try:
+        optimizer.load_state_dict(checkpoint.optimizer)
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"{checkpoint.state_path}: the optimizer state does not fit this model and config "
+                              f"({str(exc).splitlines()[0]}); resume with the learning-rate settings it was "
+                              "trained with.") from exc

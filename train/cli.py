@@ -1,11 +1,39 @@
-"""What every command-line entry point of ``train`` shares: user errors end as one line, not a trace."""
+"""What every command-line entry point of ``train`` shares: user errors end as one line, not a
+trace; warnings of ``train`` and ``signal_core`` go to stderr as ``warning: ...`` lines."""
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from typing import Any, Callable
 
 USER_ERRORS = (ValueError, FileNotFoundError)  # DatasetError and CheckpointError are ValueErrors
+_LOGGERS = ("train", "signal_core")
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the record (it may be replaced)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Send the log records of ``train`` and ``signal_core`` (info and up) to stderr, once."""
+    for name in _LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(getattr(h, "_signal_cli", False) for h in logger.handlers):
+            handler = _StderrHandler()
+            handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+            handler._signal_cli = True  # type: ignore[attr-defined]
+            logger.addHandler(handler)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(level)
 
 
 def run_command(run: Callable[[argparse.Namespace], Any], args: argparse.Namespace) -> int:
@@ -14,6 +42,7 @@ def run_command(run: Callable[[argparse.Namespace], Any], args: argparse.Namespa
     try:
         run(args)
     except USER_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        print(f"error: {message}", file=sys.stderr)
         return 2
     return 0

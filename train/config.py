@@ -16,6 +16,8 @@ import yaml
 
 from signal_core import SignalConfig
 
+from .typed_values import convert_value, field_types
+
 
 @dataclass
 class TrainConfig:
@@ -40,44 +42,150 @@ class TrainConfig:
     gamma: float = 0.1  # multistep decay
     paired_transforms: bool = False  # one random augmentation draw for all three modalities
     num_workers: int = 4  # data loader workers per process
-    precision: str = "auto"  # auto | fp32 | fp16 | bf16 (autocast on CUDA; fp32 on CPU for auto)
-    seed: int = 1234  # global seed; epoch e uses seed + e, so a resumed run repeats exactly
+    precision: str = "auto"  # auto (the authors': fp16 autocast + GradScaler on CUDA, fp32 elsewhere) | fp32 | fp16 | bf16
+    seed: int = 1234  # global seed; epoch e of rank r draws from (seed, e, r), so a resumed run repeats exactly
     checkpoint_every: int = 10  # epochs between checkpoints (one is always written at the end)
     eval_batch_size: int = 128  # triples per batch at test time
     output_dir: str = "runs/signal"  # checkpoints, history.jsonl and metrics.json go here
 
 
-def _coerce(value: str) -> Any:
-    return yaml.safe_load(value)
+DATASETS = ("rgbnt201", "rgbnt100", "msvr310")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+SCHEDULES = ("cosine", "multistep")
+# (field, lowest allowed value, inclusive): checked by TrainConfig.validate
+_LOWER_BOUNDS = [("epochs", 1, True), ("batch_size", 1, True), ("num_instances", 1, True),
+                 ("base_lr", 0.0, False), ("backbone_lr", 0.0, True), ("bias_lr_factor", 0.0, True),
+                 ("classifier_lr_factor", 0.0, True), ("weight_decay", 0.0, True), ("warmup_epochs", 0, True),
+                 ("warmup_lr_factor", 0.0, True), ("min_lr_factor", 0.0, True), ("lr_noise_pct", 0.0, True),
+                 ("gamma", 0.0, False), ("num_workers", 0, True), ("checkpoint_every", 1, True),
+                 ("eval_batch_size", 1, True)]
+# model fields that must be positive (SignalConfig checks the relations between fields itself)
+_POSITIVE_MODEL_FIELDS = ("patch_size", "width", "layers", "heads", "embed_dim", "k1", "interaction_heads",
+                          "lam_stride")
+_NON_NEGATIVE_MODEL_FIELDS = ("id_weight", "triplet_weight", "label_smoothing", "alpha", "beta",
+                              "lam_offset_range", "camera_embed_scale")
+
+
+def validate_train_config(cfg: TrainConfig) -> None:
+    """Raise ``ValueError`` naming the first setting that cannot work and what it must be."""
+    for name, low, inclusive in _LOWER_BOUNDS:
+        value = getattr(cfg, name)
+        if value < low or (not inclusive and value == low):
+            bound = f"at least {low}" if inclusive else f"greater than {low}"
+            raise ValueError(f"train.{name} must be {bound}, got {value}.")
+    choices = {"dataset": DATASETS, "precision": PRECISIONS, "schedule": SCHEDULES}
+    for name, allowed in choices.items():
+        if getattr(cfg, name) not in allowed:
+            raise ValueError(f"train.{name} must be one of {', '.join(allowed)}; got {getattr(cfg, name)!r}.")
+    if cfg.batch_size % cfg.num_instances:
+        raise ValueError(f"train.batch_size {cfg.batch_size} must be a multiple of train.num_instances "
+                         f"{cfg.num_instances} (P identities x K instances).")
+    if any(m < 1 for m in cfg.milestones):
+        raise ValueError(f"train.milestones must be epochs >= 1, got {cfg.milestones}.")
+    if not cfg.output_dir.strip():
+        raise ValueError("train.output_dir must not be empty.")
+
+
+def check_identities_per_rank(cfg: TrainConfig, world_size: int) -> None:
+    """Each process mines triplets in its own share of the batch: it needs at least 2 identities.
+
+    Raises:
+        ValueError: ``batch_size / (world_size x num_instances)`` is below 2, or not whole.
+    """
+    step = world_size * cfg.num_instances
+    per_rank = cfg.batch_size // step
+    if cfg.batch_size % step or per_rank < 2:
+        raise ValueError(
+            f"train.batch_size {cfg.batch_size} over {world_size} process(es) x num_instances {cfg.num_instances} "
+            f"gives {cfg.batch_size / step:g} identities per process; triplet mining needs a whole number >= 2 "
+            f"per process: use batch_size {2 * step} or more (a multiple of {step}), fewer processes or a "
+            "smaller num_instances.")
+
+
+def _apply(section: dict, cls: type, prefix: str, name: str, raw: Any) -> None:
+    types_ = field_types(cls)
+    if name not in types_:
+        where = "train/config.py" if cls is TrainConfig else "signal_core/config.py"
+        raise ValueError(f"unknown {prefix} setting {name!r}; the settings are listed in {where}.")
+    section[name] = convert_value(raw, types_[name], f"{prefix}.{name}")
+
+
+def _typed_section(raw: dict, cls: type, prefix: str, path: Path, skip: tuple[str, ...] = ()) -> dict:
+    section: dict = {}
+    for name, value in raw.items():
+        if name in skip:
+            section[name] = value
+            continue
+        try:
+            _apply(section, cls, prefix, str(name), value)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+    return section
 
 
 def load_config(path: str | Path, overrides: Optional[list[str]] = None) -> tuple[SignalConfig, TrainConfig]:
-    """Read a YAML config and apply ``section.key=value`` overrides.
+    """Read a YAML config and apply ``section.key=value`` overrides, each converted to its field's type.
 
     Raises:
-        ValueError: unknown section or key, malformed override (the message says which).
+        ValueError: unknown section or key, a value of the wrong type or range, a malformed
+            override (the one-line message says which and what is expected).
     """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"config file not found: {path}")
-    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected 'model:' and 'train:' sections, got {type(raw).__name__}.")
     model_raw, train_raw = dict(raw.pop("model", {}) or {}), dict(raw.pop("train", {}) or {})
     if raw:
         raise ValueError(f"{path}: unknown top-level sections {sorted(raw)}; expected 'model' and 'train'.")
+    model_values = _typed_section(model_raw, SignalConfig, "model", path, skip=("preset",))
+    train_values = _typed_section(train_raw, TrainConfig, "train", path)
     for item in overrides or []:
         key, sep, value = item.partition("=")
-        section, dot, name = key.partition(".")
+        section, dot, name = key.strip().partition(".")
         if not sep or not dot or section not in ("model", "train"):
             raise ValueError(f"override {item!r} must look like train.epochs=2 or model.k1=64.")
-        (model_raw if section == "model" else train_raw)[name] = _coerce(value)
-    preset = model_raw.pop("preset", None)
-    if preset is None:
+        if section == "model" and name == "preset":
+            model_values["preset"] = value
+        else:
+            target = model_values if section == "model" else train_values
+            _apply(target, SignalConfig if section == "model" else TrainConfig, section, name, value)
+    preset = model_values.pop("preset", None)
+    complete = set(field_types(SignalConfig)) <= set(model_values)  # e.g. a run's config.yaml
+    if preset is None and not complete:
         raise ValueError(f"{path}: the model section needs a 'preset' (rgbnt201, rgbnt100, msvr310, tiny).")
-    if "image_size" in model_raw:
-        model_raw["image_size"] = tuple(model_raw["image_size"])
-    model_cfg = SignalConfig.preset(preset, **model_raw)
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(train_raw) - known)
-    if unknown:
-        raise ValueError(f"unknown train setting(s) {unknown}; see train/config.py for the list.")
-    return model_cfg, TrainConfig(**train_raw)
+    for name in _POSITIVE_MODEL_FIELDS + _NON_NEGATIVE_MODEL_FIELDS:
+        value = model_values.get(name)
+        if value is not None and (value < 0 or (value == 0 and name in _POSITIVE_MODEL_FIELDS)):
+            raise ValueError(f"model.{name} must be {'positive' if name in _POSITIVE_MODEL_FIELDS else '>= 0'}, "
+                             f"got {value}.")
+    model_cfg = SignalConfig(**model_values) if preset is None else SignalConfig.preset(str(preset), **model_values)
+    train_cfg = TrainConfig(**train_values)
+    validate_train_config(train_cfg)
+    return model_cfg, train_cfg
+
+
+def resolved_config(model_cfg: SignalConfig, cfg: TrainConfig) -> dict[str, dict[str, Any]]:
+    """The full configuration of a run as plain YAML / JSON values: {"model": ..., "train": ...}."""
+    return {"model": model_cfg.to_dict(), "train": dataclasses.asdict(cfg)}
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """``"key: saved -> current"`` for every key whose value differs (keys missing on one side too)."""
+    out = []
+    for key in sorted(set(saved) | set(current)):
+        old, new = saved.get(key, _ABSENT), current.get(key, _ABSENT)
+        if old != new:
+            out.append(f"{key}: {_show(old)} -> {_show(new)}")
+    return out
+
+
+_ABSENT = object()
+
+
+def _show(value: Any) -> str:
+    return "(absent)" if value is _ABSENT else repr(value)

@@ -20,7 +20,7 @@ from signal_core.precision import PRECISIONS
 from signal_core.runtime import keep_freed_memory
 
 from .config import load_config
-from .cli import run_command
+from .cli import configure_logging, run_command
 from .testing import evaluate_model, format_metrics
 
 
@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     keep_freed_memory()  # faster large CPU tensors (signal_core/runtime.py)
+    configure_logging()
     return run_command(run, args)
 
 
