@@ -12,6 +12,7 @@ import json
 import math
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
@@ -156,7 +157,8 @@ def export_onnx(model: SignalModel, path: Union[str, os.PathLike], batch: int = 
     fastpath = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)  # the fused MHA kernel has no ONNX form; same maths
     try:
-        with tempfile.TemporaryDirectory(prefix="signal-export-") as tmp, torch.no_grad():
+        with tempfile.TemporaryDirectory(prefix="signal-export-") as tmp, torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shapes fixed by the config (L, k)
             raw = str(Path(tmp) / "raw.onnx")
             torch.onnx.export(graph, args, raw, input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
                               dynamic_axes=dynamic, opset_version=OPSET, dynamo=False, do_constant_folding=True)
