@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import os
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -110,8 +110,8 @@ class OnnxRuntimeEngine(FeatureEngine):
 
     kind = "onnxruntime"
 
-    def __init__(self, path: Union[str, os.PathLike], providers: Optional[list[str]] = None,
-                 threads: Optional[int] = None):
+    def __init__(self, path: str | os.PathLike, providers: list[str] | None = None,
+                 threads: int | None = None):
         ort = require("onnxruntime")
         info = _read_info(path)
         options = ort.SessionOptions()
@@ -133,8 +133,8 @@ class OpenVINOEngine(FeatureEngine):
 
     kind = "openvino"
 
-    def __init__(self, path: Union[str, os.PathLike], device: str = "CPU", inference_precision: Optional[str] = None,
-                 threads: Optional[int] = None):
+    def __init__(self, path: str | os.PathLike, device: str = "CPU", inference_precision: str | None = None,
+                 threads: int | None = None):
         ov = require("openvino")
         info = _read_info(path)
         config = {}
@@ -154,7 +154,7 @@ class OpenVINOEngine(FeatureEngine):
         return result[self.compiled.output("features")]
 
 
-def _read_info(path: Union[str, os.PathLike]) -> ExportInfo:
+def _read_info(path: str | os.PathLike) -> ExportInfo:
     onnx = require("onnx")
     path = Path(path)
     if not path.is_file():
@@ -162,7 +162,7 @@ def _read_info(path: Union[str, os.PathLike]) -> ExportInfo:
     return read_export_info(onnx.load(str(path), load_external_data=False))
 
 
-def load_engine(source, kind: str = "onnxruntime", precision: Optional[str] = None, **options) -> FeatureEngine:
+def load_engine(source, kind: str = "onnxruntime", precision: str | None = None, **options) -> FeatureEngine:
     """A feature engine.
 
     Args:

@@ -15,7 +15,6 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
 
 import torch
 from torch import nn
@@ -42,7 +41,7 @@ class ExportInfo:
         return json.dumps({**self.__dict__, "image_size": list(self.image_size)})
 
     @classmethod
-    def from_json(cls, text: str) -> "ExportInfo":
+    def from_json(cls, text: str) -> ExportInfo:
         data = json.loads(text)
         return cls(**{**data, "image_size": tuple(data["image_size"])})
 
@@ -118,7 +117,7 @@ def _interaction(mi, cls: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     heads = attn.num_heads
     wq, wk, wv = attn.in_proj_weight.chunk(3)
     bq, bk, bv = attn.in_proj_bias.chunk(3)
-    split = lambda x: x.unflatten(-1, (heads, -1)).transpose(1, 2)  # noqa: E731  [B, heads, T, D/heads]
+    split = lambda x: x.unflatten(-1, (heads, -1)).transpose(1, 2)
     q, k, v = split(cls @ wq.T + bq), split(tokens @ wk.T + bk), split(tokens @ wv.T + bv)
     weights = (q @ k.transpose(-2, -1) / math.sqrt(attn.head_dim)).softmax(dim=-1)  # [B, heads, 3, N]
     out = attn.out_proj((weights @ v).transpose(1, 2).flatten(2))  # [B, 3, D]
@@ -140,7 +139,7 @@ def export_info(model: SignalModel, precision: str = "fp32") -> ExportInfo:
                       config=cfg.replace(pretrained=None).to_json())
 
 
-def export_onnx(model: SignalModel, path: Union[str, os.PathLike], batch: int = 2) -> ExportInfo:
+def export_onnx(model: SignalModel, path: str | os.PathLike, batch: int = 2) -> ExportInfo:
     """Write ``model``'s test-time feature as an ONNX graph (dynamic batch, weights inside the file).
 
     Returns:
@@ -188,7 +187,7 @@ def read_export_info(proto) -> ExportInfo:
                      "export it with python -m train.export.")
 
 
-def save_onnx(proto, path: Union[str, os.PathLike]) -> None:
+def save_onnx(proto, path: str | os.PathLike) -> None:
     """Check and write an ONNX model atomically, weights inside the file (external data above 2 GB)."""
     import onnx
 

@@ -9,10 +9,11 @@ LayerNorms.
 """
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator, Union
 
 import numpy as np
 
@@ -49,7 +50,7 @@ class _Reader:
                 "tir": np.asarray(batch["tir"], np.float32), "cam_ids": np.asarray(batch["cam_ids"], np.int64)}
 
 
-def quantize_int8(fp32_path: Union[str, os.PathLike], out_path: Union[str, os.PathLike],
+def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
                   calibration: Iterable[dict[str, np.ndarray]]) -> list[str]:
     """Write the int8 version of an exported fp32 graph.
 
@@ -68,13 +69,19 @@ def quantize_int8(fp32_path: Union[str, os.PathLike], out_path: Union[str, os.Pa
     proto = onnx.load(str(fp32_path))
     info = read_export_info(proto)
     nodes = quantizable_nodes(proto)
-    with tempfile.TemporaryDirectory(prefix="signal-int8-") as tmp:
-        raw = str(Path(tmp) / "int8.onnx")
-        quant.quantize_static(str(fp32_path), raw, _Reader(calibration), quant_format=quant.QuantFormat.QDQ,
-                              per_channel=True, activation_type=quant.QuantType.QUInt8,
-                              weight_type=quant.QuantType.QInt8, nodes_to_quantize=nodes,
-                              calibrate_method=quant.CalibrationMethod.MinMax)
-        proto = onnx.load(raw)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # onnxruntime's advice to run its pre-processing: the graph is already clean
+    try:
+        with tempfile.TemporaryDirectory(prefix="signal-int8-") as tmp:
+            raw = str(Path(tmp) / "int8.onnx")
+            quant.quantize_static(str(fp32_path), raw, _Reader(calibration), quant_format=quant.QuantFormat.QDQ,
+                                  per_channel=True, activation_type=quant.QuantType.QUInt8,
+                                  weight_type=quant.QuantType.QInt8, nodes_to_quantize=nodes,
+                                  calibrate_method=quant.CalibrationMethod.MinMax)
+            proto = onnx.load(raw)
+    finally:
+        root.setLevel(level)
     info.precision = "int8"
     set_export_info(proto, info)
     save_onnx(proto, out_path)

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from official_format import official_keys
+
 from signal_core import SignalConfig, build_model, load_weights, save_checkpoint
 from signal_core.checkpoint import official_key_to_ours
 from signal_core.engines import load_engine
@@ -147,7 +147,7 @@ def test_int8_bundled_model_ranks_the_demo_gallery_like_fp32(tmp_path, capsys):
     assert int8.precision == "int8"
     feats = {(name, split): engine(b["rgb"], b["nir"], b["tir"], b["cam_ids"])
              for name, engine in (("fp32", fp32), ("int8", int8)) for split, b in batches.items()}
-    cos = lambda a, b: (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)  # noqa: E731
+    cos = lambda a, b: (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     assert cos(feats["fp32", "gallery"], feats["int8", "gallery"]).min() > 0.99
     top1 = {name: ((feats[name, "query"][:, None] - feats[name, "gallery"][None]) ** 2).sum(-1).argmin(1)
             for name in ("fp32", "int8")}

@@ -17,8 +17,8 @@ import argparse
 import re
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Optional
 
 import numpy as np
 import torch
@@ -50,7 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def calibration_records(root: str, dataset: Optional[str], count: int) -> list[TripleRecord]:
+def calibration_records(root: str, dataset: str | None, count: int) -> list[TripleRecord]:
     """Up to ``count`` records spread evenly over a triples folder or a dataset's training split."""
     path = Path(root).expanduser()
     if not path.is_dir():
@@ -58,7 +58,7 @@ def calibration_records(root: str, dataset: Optional[str], count: int) -> list[T
     if all((path / d).is_dir() for d in TRIPLE_DIRS):
         names = sorted(p.name for p in (path / "RGB").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         names = [n for n in names if all((path / d / n).is_file() for d in TRIPLE_DIRS[1:])]
-        cam = lambda n: int(m[1]) - 1 if (m := _CAMERA.match(n)) and int(m[1]) >= 1 else -1  # noqa: E731
+        cam = lambda n: int(m[1]) - 1 if (m := _CAMERA.match(n)) and int(m[1]) >= 1 else -1
         records = [TripleRecord(tuple(str(path / d / n) for d in TRIPLE_DIRS), -1, cam(n)) for n in names]
     elif dataset:
         records = load_dataset(dataset, path).train
