@@ -74,14 +74,14 @@ def measure(name: str, engine, bench_batch, data, batch: int, repeats: int, ref)
 
 def run(args) -> dict:
     torch.set_num_threads(args.threads or torch.get_num_threads())
-    model = random_model("rgbnt201")
+    model = random_model(args.preset)
     size = model.cfg.image_size
     rgb, nir, tir, cams = synthetic_split(None, 2 * args.triples, size)
     cams = cams.clamp(max=model.backbone.num_cameras - 1)
     data = [t[0::2].numpy() for t in (rgb, nir, tir)] + [cams[0::2].numpy()]  # scored
     calib = [t[1::2].numpy() for t in (rgb, nir, tir)] + [cams[1::2].numpy()]  # int8 calibration
     bench_batch = [x[:args.batch] for x in data]
-    report = {"machine": {**machine_info(), "flags": cpu_flags()}, "model": "ViT-B/16 Signal, random weights, rgbnt201",
+    report = {"machine": {**machine_info(), "flags": cpu_flags()}, "model": f"Signal, random weights, {args.preset} preset",
               "image_size": list(size), "batch": args.batch, "triples_scored": len(data[0]),
               "calibration_triples": len(calib[0]), "rows": []}
     with tempfile.TemporaryDirectory(prefix="signal-engines-") as tmp:
@@ -122,6 +122,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--triples", type=int, default=64, help="scored triples (as many again calibrate int8)")
+    p.add_argument("--preset", default="rgbnt201", help="model preset (rgbnt201: ViT-B/16 at 256 x 128; tiny: a smoke test)")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
     keep_freed_memory()
