@@ -8,6 +8,7 @@ whole batch when ``cam_ids=None``), and it does no Python-side checks that depen
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -147,7 +148,9 @@ def export_onnx(model: SignalModel, path: str | os.PathLike, batch: int = 2) -> 
     """
     import onnx
 
-    graph = FeatureGraph(model.float().cpu()).eval()
+    was_training = model.training
+    on_cpu_fp32 = all(p.device.type == "cpu" and p.dtype == torch.float32 for p in model.parameters())
+    graph = FeatureGraph(model if on_cpu_fp32 else copy.deepcopy(model).float().cpu())  # caller's model stays put
     h, w = model.cfg.image_size
     g = torch.Generator().manual_seed(0)
     args = tuple(torch.randn(batch, 3, h, w, generator=g) for _ in range(3)) + (
@@ -164,6 +167,7 @@ def export_onnx(model: SignalModel, path: str | os.PathLike, batch: int = 2) -> 
             proto = onnx.load(raw)
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
+        model.train(was_training)
     info = export_info(model)
     set_export_info(proto, info)
     save_onnx(proto, path)
