@@ -1,0 +1,124 @@
+"""Export a model's test-time feature as ONNX (fp32 or int8):
+``python -m train.export --weights W [--dataset NAME] --out model.onnx [--precision int8 --calibration DIR]``.
+
+The graph takes rgb / nir / tir [B, 3, H, W] float32 (normalised as in training) and cam_ids [B]
+int64 (-1 = unknown camera: the mean camera embedding) and returns ``features`` [B, F], the values
+of ``SignalModel.extract_features``; the batch size is dynamic. Right after writing, the graph is
+checked (onnx.checker) and run on onnxruntime against PyTorch on random inputs: the maximum
+absolute difference (fp32) or the cosine (int8) is printed.
+
+int8: post-training static quantization (onnxruntime, QDQ, per-channel int8 weights) of the
+encoder's weight matmuls, calibrated on ``--calibration``: a triples folder (RGB/ NI/ TI/ with the
+same file names) or, with ``--dataset``, a dataset root (its training split).
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from signal_core import SignalConfig, SignalModel, load_weights
+from signal_core.data import TripleDataset, TripleRecord, build_transforms, load_dataset
+from signal_core.engines import load_engine
+from signal_core.export import export_onnx
+from signal_core.quantize import quantize_int8
+from signal_core.runtime import keep_freed_memory
+
+from .cli import run_command
+
+DATASETS = ("rgbnt201", "rgbnt100", "msvr310")
+TRIPLE_DIRS = ("RGB", "NI", "TI")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+_CAMERA = re.compile(r"^\d+_cam(\d+)_")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m train.export", description=__doc__.split("\n")[0])
+    p.add_argument("--weights", required=True, help="our .safetensors checkpoint or the authors' .pth (with --dataset)")
+    p.add_argument("--dataset", choices=DATASETS, help="preset of the authors' .pth; layout of a --calibration dataset root")
+    p.add_argument("--out", required=True, help="the .onnx file to write")
+    p.add_argument("--precision", choices=("fp32", "int8"), default="fp32")
+    p.add_argument("--calibration", help="int8: a triples folder, or a dataset root with --dataset")
+    p.add_argument("--calibration-size", type=int, default=128, help="int8: triples used for calibration")
+    p.add_argument("--batch-size", type=int, default=8, help="int8: calibration batch size")
+    return p.parse_args(argv)
+
+
+def calibration_records(root: str, dataset: str | None, count: int) -> list[TripleRecord]:
+    """Up to ``count`` records spread evenly over a triples folder or a dataset's training split."""
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(f"calibration folder not found: {path}")
+    if all((path / d).is_dir() for d in TRIPLE_DIRS):
+        names = sorted(p.name for p in (path / "RGB").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        names = [n for n in names if all((path / d / n).is_file() for d in TRIPLE_DIRS[1:])]
+        cam = lambda n: int(m[1]) - 1 if (m := _CAMERA.match(n)) and int(m[1]) >= 1 else -1
+        records = [TripleRecord(tuple(str(path / d / n) for d in TRIPLE_DIRS), -1, cam(n)) for n in names]
+    elif dataset:
+        records = load_dataset(dataset, path).train
+    else:
+        raise ValueError(f"{path} is not a triples folder (RGB/, NI/, TI/ with the same file names); for a "
+                         "dataset root give --dataset.")
+    if not records:
+        raise ValueError(f"{path} holds no triples to calibrate on.")
+    step = max(1, len(records) // count)
+    return records[::step][:count]
+
+
+def calibration_batches(records: list[TripleRecord], model: SignalModel, batch: int) -> Iterator[dict]:
+    """Batches {rgb, nir, tir, cam_ids} as numpy, transformed as at test time."""
+    ds = TripleDataset(records, build_transforms(model.cfg.image_size, train=False))
+    cams = model.backbone.num_cameras
+    for start in range(0, len(ds), batch):
+        items = [ds[i] for i in range(start, min(start + batch, len(ds)))]
+        out = {k: torch.stack([it[k] for it in items]).numpy() for k in ("rgb", "nir", "tir")}
+        ids = np.array([it["camid"] for it in items], dtype=np.int64)
+        out["cam_ids"] = np.where((ids >= 0) & (ids < cams), ids, -1)
+        yield out
+
+
+def compare(model: SignalModel, path: str) -> dict[str, float]:
+    """onnxruntime vs PyTorch on 3 random triples (cameras 0, unknown, last): max |diff|, min cosine."""
+    g = torch.Generator().manual_seed(0)
+    images = [torch.randn(3, 3, *model.cfg.image_size, generator=g).numpy() for _ in range(3)]
+    cams = np.array([0, -1, max(model.backbone.num_cameras - 1, -1)], dtype=np.int64)
+    ref = load_engine(model, kind="torch")(*images, cams)
+    got = load_engine(path, kind="onnxruntime", providers=["CPUExecutionProvider"])(*images, cams)
+    cos = (ref * got).sum(1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1))
+    return {"max_abs_diff": float(np.abs(ref - got).max()), "cosine_min": float(cos.min())}
+
+
+def run(args: argparse.Namespace) -> dict[str, float]:
+    if args.precision == "int8" and not args.calibration:
+        raise ValueError("--precision int8 needs --calibration (a triples folder, or a dataset root with --dataset).")
+    preset = SignalConfig.preset(args.dataset) if args.dataset else None
+    model = load_weights(args.weights, preset).eval()
+    if args.precision == "fp32":
+        export_onnx(model, args.out)
+    else:
+        records = calibration_records(args.calibration, args.dataset, args.calibration_size)
+        with tempfile.TemporaryDirectory(prefix="signal-export-") as tmp:
+            fp32 = str(Path(tmp) / "fp32.onnx")
+            export_onnx(model, fp32)
+            nodes = quantize_int8(fp32, args.out, calibration_batches(records, model, args.batch_size))
+        print(f"int8: {len(nodes)} encoder matmuls quantized, calibrated on {len(records)} triples")
+    check = compare(model, args.out)
+    print(f"wrote {args.out} ({args.precision}); onnxruntime vs PyTorch on 3 random triples: "
+          f"max abs diff {check['max_abs_diff']:.2e}, cosine min {check['cosine_min']:.6f}")
+    return check
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    keep_freed_memory()
+    return run_command(run, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
