@@ -12,8 +12,9 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ SKIP_HINT = "pass --skip-bad to skip unreadable triples (they are listed in the 
 
 def row_metadata(record: TripleRecord) -> dict[str, Any]:
     """``{"name", "paths", "pid", "camid", "sceneid"}`` of a record, ``None`` where unknown (< 0)."""
-    known = lambda v: int(v) if v is not None and v >= 0 else None  # noqa: E731
+    known = lambda v: int(v) if v is not None and v >= 0 else None
     return {"name": Path(record.paths[0]).name, "paths": list(record.paths), "pid": known(record.pid),
             "camid": known(record.camid), "sceneid": known(record.sceneid)}
 
@@ -98,7 +99,7 @@ def _encode_batch(model: SignalModel, batch: dict[str, Any], camids: list[int], 
 
 def encode_records(model: SignalModel, records: Sequence[TripleRecord], device: torch.device | str = "cpu",
                    batch_size: int = 32, num_workers: int = 0, skip_bad: bool = False,
-                   on_batch: Optional[Callable[[int], None]] = None) -> EncodedRecords:
+                   on_batch: Callable[[int], None] | None = None) -> EncodedRecords:
     """Features of ``records``, in order (the unreadable ones left out when ``skip_bad``).
 
     Args:
@@ -144,7 +145,7 @@ class ExtractionSummary:
 def extract_to_folder(model: SignalModel, records: Sequence[TripleRecord], out: str | Path, model_info: dict[str, Any],
                       settings: dict[str, Any], device: torch.device | str = "cpu", batch_size: int = 32,
                       num_workers: int = 0, shard_size: int = 512, skip_bad: bool = False, progress: bool = True,
-                      max_shards: Optional[int] = None) -> ExtractionSummary:
+                      max_shards: int | None = None) -> ExtractionSummary:
     """Write (or resume) the feature folder ``out`` for ``records``, one shard of ``shard_size`` rows at a time.
 
     Args:

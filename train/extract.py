@@ -97,9 +97,9 @@ def run(args: argparse.Namespace) -> ExtractionSummary:
 def report(summary: ExtractionSummary, precision: str) -> str:
     """A few lines on what the run did."""
     rate = summary.processed / summary.seconds if summary.seconds > 0 else 0.0
-    lines = [f"{summary.out}: {summary.count} features of {summary.planned} triples ({precision}); "
+    lines = [(f"{summary.out}: {summary.count} features of {summary.planned} triples ({precision}); "
              f"{summary.processed} triples in {summary.seconds:.1f} s ({rate:.1f} triples/s), "
-             f"{summary.shards_reused} shard(s) kept from an earlier run."]
+             f"{summary.shards_reused} shard(s) kept from an earlier run.")]
     if summary.skipped:
         names = ", ".join(s["name"] for s in summary.skipped[:10])
         lines.append(f"skipped {len(summary.skipped)} unreadable triple(s) (listed in manifest.json): {names}")
