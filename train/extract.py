@@ -56,13 +56,15 @@ def read_records(args: argparse.Namespace) -> tuple[list[TripleRecord], dict]:
     if bool(args.triples) == bool(args.data_root):
         raise ValueError("give either --triples DIR or --dataset NAME --data-root DIR --split SPLIT.")
     if args.triples:
-        return read_triples_folder(args.triples), {"kind": "triples", "root": str(Path(args.triples).resolve())}
+        root = Path(args.triples).expanduser().resolve()  # absolute paths in the rows: usable from any folder
+        return read_triples_folder(root), {"kind": "triples", "root": str(root)}
     if not (args.dataset and args.split):
         raise ValueError("--data-root needs --dataset (rgbnt201|rgbnt100|msvr310) and --split (query|gallery|train).")
-    records = getattr(load_dataset(args.dataset, args.data_root), args.split)
+    root = Path(args.data_root).expanduser().resolve()
+    records = getattr(load_dataset(args.dataset, root), args.split)
     if not records:
         raise DatasetError(f"the {args.split} split of {args.data_root} is empty.")
-    source = {"kind": "dataset", "name": args.dataset, "root": str(Path(args.data_root).resolve()), "split": args.split}
+    source = {"kind": "dataset", "name": args.dataset, "root": str(root), "split": args.split}
     return records, source
 
 
