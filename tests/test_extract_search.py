@@ -135,6 +135,15 @@ def test_extract_search_round_trip(weights, tmp_path, capsys):
     assert text.count('class="item unknown"') == 10 - green - red >= 5  # the unlabelled query's 5 at least
     assert len(sources) == 3 * (2 + 2 * 5)
 
+    # --drop-junk: the copy (same identity and camera) is left out; the unlabelled query keeps its copy.
+    out3 = tmp_path / "results3.json"
+    assert search.main(["--features", str(tmp_path / "feats"), "--queries", str(queries), "--weights", str(weights),
+                        "--top-k", "20", "--out", str(out3), "--drop-junk"]) == 0
+    labelled, unlabelled = json.loads(out3.read_text())["results"]
+    assert len(labelled["matches"]) == len(names) - 1  # the gallery's 000002_cam2_001 is junk
+    assert all((m["identity"], m["camera"]) != (2, 2) for m in labelled["matches"])
+    assert unlabelled["matches"][0]["name"] == "unlabelled_01.png" and len(unlabelled["matches"]) == len(names)
+
     # Queries as a feature folder give the same ranking as the triples folder.
     assert run_extract(weights, queries, tmp_path / "qfeats") == 0
     out2 = tmp_path / "results2.json"

@@ -49,12 +49,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--html", help="also write this HTML page of rank lists (thumbnails embedded)")
     p.add_argument("--html-queries", type=int, default=50, help="queries shown on the HTML page (default 50)")
     p.add_argument("--index", choices=INDEX_KINDS, default="auto", help="gallery index (default auto: by size)")
+    p.add_argument("--drop-junk", action="store_true",
+                   help="leave out gallery triples of the query's identity seen by the query's camera (or scene, "
+                        "when both carry scene ids), as the evaluation protocols do; unknown identities are kept")
     p.add_argument("--weights", help="the gallery's weights, to extract a triples folder of queries")
     p.add_argument("--dataset", choices=("rgbnt201", "rgbnt100", "msvr310"), help="preset of an authors' .pth")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable query triples")
+    p.add_argument("--threads", type=int, help="CPU threads of the model (default: torch's; 1 can be much faster "
+                                               "when other processes keep the cores busy)")
     return p.parse_args(argv)
 
 
@@ -85,6 +90,19 @@ def query_features(args: argparse.Namespace, gallery: FeatureSet) -> tuple[np.nd
     for s in encoded.skipped:
         print(f"skipped unreadable query {s['name']}: {s['error']}", file=sys.stderr)
     return encoded.features, encoded.rows
+
+
+def junk_labels(q_rows: list[dict[str, Any]], g_rows: list[dict[str, Any]]) -> tuple[dict, dict]:
+    """(query keyword arguments of ``GalleryIndex.search``, gallery metadata) for junk filtering.
+
+    Unknown identities never match: -2 for a query, -1 in the gallery. Scenes are used when every
+    query and gallery row has one (MSVR310), else cameras.
+    """
+    by = "sceneid" if all(r.get("sceneid") is not None for r in q_rows + g_rows) else "camid"
+    value = lambda row, key, unknown: unknown if row.get(key) is None else int(row[key])  # noqa: E731
+    queries = {"query_pids": [value(r, "pid", -2) for r in q_rows], f"query_{by}s": [value(r, by, -2) for r in q_rows]}
+    gallery = {"pid": [value(r, "pid", -1) for r in g_rows], by: [value(r, by, -1) for r in g_rows]}
+    return queries, gallery
 
 
 def _labels(row: dict[str, Any]) -> dict[str, Any]:
@@ -122,8 +140,10 @@ def rank1_summary(results: list[dict[str, Any]]) -> str:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    if args.top_k < 1 or args.html_queries < 0:
-        raise ValueError("--top-k must be at least 1 and --html-queries 0 or more.")
+    if args.top_k < 1 or args.html_queries < 0 or (args.threads is not None and args.threads < 1):
+        raise ValueError("--top-k and --threads must be at least 1, --html-queries 0 or more.")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     gallery = read_features(args.features)
     if len(gallery.features) == 0:
         raise ValueError(f"the gallery feature folder '{args.features}' holds no features.")
@@ -131,15 +151,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if q_feats.shape[1] != gallery.features.shape[1]:
         raise ValueError(f"query features have dimension {q_feats.shape[1]}, the gallery's {gallery.features.shape[1]}.")
     start = time.perf_counter()
-    index = GalleryIndex.build(gallery.features, kind=args.index)
-    scores, rows = index.search(q_feats, min(args.top_k, len(gallery.features)))  # [M, k], [M, k]
+    junk = junk_labels(q_rows, gallery.metadata) if args.drop_junk else None
+    index = GalleryIndex.build(gallery.features, kind=args.index, metadata=junk and junk[1])
+    scores, rows = index.search(q_feats, min(args.top_k, len(gallery.features)),  # [M, k], [M, k]
+                                **(junk[0] if junk else {}))
     seconds = time.perf_counter() - start
     results = rank_results(q_rows, gallery.metadata, np.asarray(scores), np.asarray(rows))
     payload = {"gallery": str(Path(args.features).resolve()), "queries": str(Path(args.queries).resolve()),
-               "top_k": args.top_k, "index": args.index, "model_sha256": gallery.manifest["model"]["sha256"],
+               "top_k": args.top_k, "index": index.kind, "drop_junk": args.drop_junk, "model_sha256": gallery.manifest["model"]["sha256"],
                "results": results}
     write_json(args.out, payload)
-    print(f"{len(results)} queries x {len(gallery.features)} gallery triples, top {args.top_k}, index {args.index} "
+    print(f"{len(results)} queries x {len(gallery.features)} gallery triples, top {args.top_k}, index {index.kind} "
           f"(build + search {seconds:.2f} s); {rank1_summary(results)}; wrote {args.out}")
     if args.html:
         lists = [RankList(_ranked(r), [_ranked(m) for m in r["matches"]]) for r in results]
