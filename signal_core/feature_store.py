@@ -196,7 +196,10 @@ class FeatureWriter:
                                     "Use the same weights and settings to resume, or give --out a new folder.")
 
     def _drop_bad_shards(self) -> None:
-        """Forget listed shards whose file is missing or fails its checksum (they are recomputed)."""
+        """Forget listed shards whose file is missing or fails its checksum (they are recomputed), and
+        remove the temporary files a killed run left behind."""
+        for tmp in self.root.glob(".shard-*.npz.*"):
+            tmp.unlink(missing_ok=True)
         good = []
         for entry in self.manifest["shards"]:
             path = self.root / entry["file"]

@@ -184,6 +184,7 @@ def test_resume_after_kill_keeps_finished_shards(weights, tmp_path, monkeypatch)
     assert read_features(tmp_path / "part", allow_incomplete=True).features.shape[0] == 4
     shard0 = (tmp_path / "part" / "shard-00000.npz").stat()
 
+    (tmp_path / "part" / ".shard-00001.npz.k1ll3d.tmp").write_bytes(b"half a shard")  # a SIGKILL mid-write
     monkeypatch.undo()
     calls = _count_rows(monkeypatch)
     assert run_extract(weights, triples, tmp_path / "part") == 0
@@ -192,10 +193,26 @@ def test_resume_after_kill_keeps_finished_shards(weights, tmp_path, monkeypatch)
     assert (after.st_ino, after.st_mtime_ns) == (shard0.st_ino, shard0.st_mtime_ns)
     resumed, resumed_rows, manifest = read_features(tmp_path / "part")
     assert manifest["complete"] and resumed_rows == full_rows
+    assert sorted(p.name for p in (tmp_path / "part").iterdir()) == ["manifest.json"] + [
+        f"shard-0000{i}.npz" for i in range(3)]
     np.testing.assert_allclose(resumed, full, atol=1e-6)
 
     calls.clear()  # a finished folder: nothing to do
     assert run_extract(weights, triples, tmp_path / "part") == 0 and calls == []
+
+
+def test_dataset_split(weights, tmp_path):
+    root = tmp_path / "RGBNT201"
+    make_triples(root / "train_171", gallery_names(ids=(1, 2), per_id=2))
+    make_triples(root / "test", gallery_names(ids=(7, 9), per_id=3), seed=1)
+    assert extract.main(["--weights", str(weights), "--dataset", "rgbnt201", "--data-root", str(root), "--split",
+                         "query", "--out", str(tmp_path / "q"), "--no-progress", "--num-workers", "0"]) == 0
+    _, rows, manifest = read_features(tmp_path / "q")
+    assert [(r["pid"], r["camid"], r["sceneid"]) for r in rows] == [(p, k % NUM_CAMERAS, None)
+                                                                   for p in (7, 9) for k in range(3)]
+    assert rows[0]["paths"][2] == str((root / "test" / "TI" / rows[0]["name"]).resolve())
+    assert manifest["settings"]["source"] == {"kind": "dataset", "name": "rgbnt201", "root": str(root.resolve()),
+                                              "split": "query"}
 
 
 def test_max_shards_stops_and_resume_refuses_other_runs(weights, tmp_path, capsys):
