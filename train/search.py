@@ -33,6 +33,7 @@ from signal_core.data import is_triples_folder, read_triples_folder
 from signal_core.extraction import encode_records
 from signal_core.feature_store import FeatureSet, is_feature_folder, read_features, sha256_file
 from signal_core.index import GalleryIndex
+from signal_core.runtime import keep_freed_memory
 
 from .cli import run_command
 from .rank_page import RankedTriple, RankList, write_rank_page
@@ -148,6 +149,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if len(gallery.features) == 0:
         raise ValueError(f"the gallery feature folder '{args.features}' holds no features.")
     q_feats, q_rows = query_features(args, gallery)
+    if len(q_feats) == 0:
+        raise ValueError(f"no readable query triples in '{args.queries}'.")
     if q_feats.shape[1] != gallery.features.shape[1]:
         raise ValueError(f"query features have dimension {q_feats.shape[1]}, the gallery's {gallery.features.shape[1]}.")
     start = time.perf_counter()
@@ -158,8 +161,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     results = rank_results(q_rows, gallery.metadata, np.asarray(scores), np.asarray(rows))
     payload = {"gallery": str(Path(args.features).resolve()), "queries": str(Path(args.queries).resolve()),
-               "top_k": args.top_k, "index": index.kind, "drop_junk": args.drop_junk, "model_sha256": gallery.manifest["model"]["sha256"],
-               "results": results}
+               "top_k": args.top_k, "index": index.kind, "drop_junk": args.drop_junk,
+               "model_sha256": gallery.manifest["model"]["sha256"], "results": results}
     write_json(args.out, payload)
     print(f"{len(results)} queries x {len(gallery.features)} gallery triples, top {args.top_k}, index {index.kind} "
           f"(build + search {seconds:.2f} s); {rank1_summary(results)}; wrote {args.out}")
@@ -173,7 +176,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv=None) -> int:
-    return run_command(run, parse_args(argv))
+    args = parse_args(argv)
+    keep_freed_memory()  # faster large CPU tensors when queries are extracted (signal_core/runtime.py)
+    return run_command(run, args)
 
 
 if __name__ == "__main__":
