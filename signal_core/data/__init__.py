@@ -4,6 +4,7 @@ Public API:
     load_dataset(name, root) -> ReIDDataset     name in {"rgbnt201", "rgbnt100", "msvr310"}
     TripleRecord, ReIDDataset, DatasetError
     build_transforms(image_size, train, paired=False), load_triple
+    read_triples_folder(root) -> list[TripleRecord]   a folder with RGB/ NI/ TI/ sharing file names
     TripleDataset(records, transform)           items: {"rgb","nir","tir","pid","camid","sceneid","index","path"}
     IdentitySampler(records_or_pids, batch_size, num_instances, seed, rank, world_size)
 """
@@ -20,6 +21,7 @@ from .rgbnt100 import load_rgbnt100
 from .rgbnt201 import load_rgbnt201
 from .sampler import IdentitySampler
 from .transforms import build_test_transform, build_train_transform, build_transforms, load_triple
+from .triples import is_triples_folder, parse_triple_name, read_triples_folder
 
 LOADERS: dict[str, Callable[[str | Path], ReIDDataset]] = {
     "rgbnt201": load_rgbnt201,
@@ -49,5 +51,6 @@ def load_dataset(name: str, root: str | Path) -> ReIDDataset:
 
 __all__ = [
     "DatasetError", "IdentitySampler", "ReIDDataset", "TripleDataset", "TripleRecord",
-    "build_test_transform", "build_train_transform", "build_transforms", "load_dataset", "load_triple",
+    "build_test_transform", "build_train_transform", "build_transforms", "is_triples_folder", "load_dataset",
+    "load_triple", "parse_triple_name", "read_triples_folder",
 ]

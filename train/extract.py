@@ -1,0 +1,128 @@
+"""Extract the features of a folder of triples or a dataset split into a feature folder:
+``python -m train.extract --weights W (--triples DIR | --dataset NAME --data-root DIR --split S) --out FEATS``.
+
+The feature folder (see ``signal_core/feature_store.py``) holds the L2-normalised features in
+shards, per row the triple's name, paths, identity, camera (and scene), and a manifest with the
+weights' sha256 and the settings. A killed run continues where it stopped when started again with
+the same arguments (finished shards are kept, not recomputed); other weights or settings are
+refused. An unreadable image stops the run with its name (exit 2) unless ``--skip-bad``, which
+skips the triple and lists it in the manifest.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from signal_core import SignalConfig, load_weights
+from signal_core.data import DatasetError, TripleRecord, load_dataset, read_triples_folder
+from signal_core.extraction import ExtractionSummary, extract_to_folder
+from signal_core.feature_store import is_feature_folder, read_manifest, sha256_file
+from signal_core.precision import PRECISIONS
+from signal_core.runtime import keep_freed_memory
+
+from .cli import run_command
+
+DATASETS = ("rgbnt201", "rgbnt100", "msvr310")
+SPLITS = ("query", "gallery", "train")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m train.extract", description=__doc__.split("\n")[0])
+    p.add_argument("--weights", required=True, help="our .safetensors checkpoint, or the authors' .pth (with --dataset)")
+    p.add_argument("--triples", help="a triples folder: RGB/, NI/, TI/ with the same file names")
+    p.add_argument("--dataset", choices=DATASETS, help="dataset layout of --data-root; also the preset of an authors' .pth")
+    p.add_argument("--data-root", help="the dataset folder itself (with --dataset and --split)")
+    p.add_argument("--split", choices=SPLITS, help="which split of the dataset (train identities are relabelled 0..C-1)")
+    p.add_argument("--out", required=True, help="the feature folder to write (or resume)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--shard-size", type=int, default=512, help="triples per shard (the unit of resuming)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="encoder precision (default fp32; auto = bf16 where the device runs it fast; a resumed "
+                        "run with auto keeps the folder's precision)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--num-workers", type=int, default=min(4, max(0, (os.cpu_count() or 1) - 1)),
+                   help="image-decoding worker processes")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable triples (listed in the manifest)")
+    p.add_argument("--threads", type=int, help="CPU threads of the model (default: torch's; 1 can be much faster "
+                                               "when other processes keep the cores busy)")
+    p.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def read_records(args: argparse.Namespace) -> tuple[list[TripleRecord], dict]:
+    """The triples to extract and the description of where they come from."""
+    if bool(args.triples) == bool(args.data_root):
+        raise ValueError("give either --triples DIR or --dataset NAME --data-root DIR --split SPLIT.")
+    if args.triples:
+        root = Path(args.triples).expanduser().resolve()  # absolute paths in the rows: usable from any folder
+        return read_triples_folder(root), {"kind": "triples", "root": str(root)}
+    if not (args.dataset and args.split):
+        raise ValueError("--data-root needs --dataset (rgbnt201|rgbnt100|msvr310) and --split (query|gallery|train).")
+    root = Path(args.data_root).expanduser().resolve()
+    records = getattr(load_dataset(args.dataset, root), args.split)
+    if not records:
+        raise DatasetError(f"the {args.split} split of {args.data_root} is empty.")
+    source = {"kind": "dataset", "name": args.dataset, "root": str(root), "split": args.split}
+    return records, source
+
+
+def check_numbers(args: argparse.Namespace) -> None:
+    for name in ("batch_size", "shard_size"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1.")
+    if args.num_workers < 0 or (args.threads is not None and args.threads < 1):
+        raise ValueError("--num-workers must be 0 or more, --threads at least 1.")
+
+
+def run(args: argparse.Namespace) -> ExtractionSummary:
+    check_numbers(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    records, source = read_records(args)
+    if not Path(args.weights).is_file():
+        raise FileNotFoundError(f"weights file '{args.weights}' does not exist.")
+    preset = SignalConfig.preset(args.dataset) if args.dataset else None
+    device = torch.device(args.device)
+    model = load_weights(args.weights, preset, device).eval()
+    precision = args.precision
+    if precision == "auto" and is_feature_folder(args.out):  # resume: keep the folder's resolved precision
+        precision = read_manifest(args.out)["settings"].get("precision", "auto")
+    precision = model.set_inference_precision(precision)
+    model_info = {"sha256": sha256_file(args.weights), "path": str(Path(args.weights).resolve())}
+    summary = extract_to_folder(model, records, args.out, model_info, {"source": source, "precision": precision},
+                                device, args.batch_size, args.num_workers, args.shard_size, args.skip_bad,
+                                progress=not args.no_progress)
+    print(report(summary, precision))
+    return summary
+
+
+def report(summary: ExtractionSummary, precision: str) -> str:
+    """A few lines on what the run did."""
+    if summary.processed == 0 and summary.complete:
+        return f"{summary.out}: already complete ({summary.count} features of {summary.planned} triples, {precision})."
+    rate = summary.processed / summary.seconds if summary.seconds > 0 else 0.0
+    lines = [(f"{summary.out}: {summary.count} features of {summary.planned} triples ({precision}); "
+             f"{summary.processed} triples in {summary.seconds:.1f} s ({rate:.1f} triples/s), "
+             f"{summary.shards_reused} shard(s) kept from an earlier run.")]
+    if summary.skipped:
+        names = ", ".join(s["name"] for s in summary.skipped[:10])
+        lines.append(f"skipped {len(summary.skipped)} unreadable triple(s) (listed in manifest.json): {names}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    keep_freed_memory()  # faster large CPU tensors (signal_core/runtime.py)
+    try:
+        return run_command(run, args)
+    except KeyboardInterrupt:
+        print("interrupted: finished shards are kept; run the same command again to resume.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
