@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Dict, Mapping, NamedTuple, Optional, Sequence, Union
 
 import faiss
@@ -138,7 +138,7 @@ class GalleryIndex:
         n, dim = shape
         if kind == "auto":
             kind = "exact" if n < AUTO_EXACT_MAX_ROWS else "ivfpq"
-        config = config or IvfPqConfig()
+        config = replace(config) if config is not None else IvfPqConfig()  # a copy: nprobe etc. are per index
         meta = _check_metadata(metadata, n, None)
         if kind == "exact":
             index = faiss.IndexFlatIP(dim)
@@ -234,7 +234,8 @@ class GalleryIndex:
                 got_s, got_r = _compact(got_s, got_r, keep)
             n_found = (got_r[:, :k] >= 0).sum(axis=1)
             done = (n_found == k) | (fetch >= len(self))
-            scores[todo[done]], rows[todo[done]] = got_s[done, :k], got_r[done, :k]
+            width = min(k, fetch)
+            scores[todo[done], :width], rows[todo[done], :width] = got_s[done, :k], got_r[done, :k]
             todo, fetch = todo[~done], fetch * 2 + k
         return SearchResult(scores, rows)
 
