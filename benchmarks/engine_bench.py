@@ -28,7 +28,7 @@ from signal_core.engines import load_engine
 from signal_core.export import export_onnx
 from signal_core.quantize import quantize_int8
 from signal_core.runtime import keep_freed_memory
-from train.bench import machine_info, random_model, synthetic_split, timed
+from benchmarks.inference_bench import machine_info, random_model, synthetic_split, timed
 
 FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 
@@ -77,7 +77,7 @@ def run(args) -> dict:
     model = random_model(args.preset)
     size = model.cfg.image_size
     rgb, nir, tir, cams = synthetic_split(None, 2 * args.triples, size)
-    cams = cams.clamp(max=model.backbone.num_cameras - 1)
+    cams = cams.clamp(max=model.num_cameras - 1)
     data = [t[0::2].numpy() for t in (rgb, nir, tir)] + [cams[0::2].numpy()]  # scored
     calib = [t[1::2].numpy() for t in (rgb, nir, tir)] + [cams[1::2].numpy()]  # int8 calibration
     bench_batch = [x[:args.batch] for x in data]

@@ -15,6 +15,16 @@ from typing import Any, Callable, Union
 PathLike = Union[str, os.PathLike]
 
 
+def _default_file_mode() -> int:
+    """0666 less the process umask: the mode ``open()`` gives a new file (read once, at import)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _default_file_mode()
+
+
 def atomic_write(path: PathLike, write: Callable[[str], Any], suffix: str = ".tmp") -> Path:
     """Create ``path`` by calling ``write(temporary_path)`` and renaming the result into place.
 
@@ -33,6 +43,7 @@ def atomic_write(path: PathLike, write: Callable[[str], Any], suffix: str = ".tm
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600; a written file gets the usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -69,8 +69,6 @@ class SignalConfig:
     alpha: float = 0.2  # weight of the GAM loss
     beta: float = 0.2  # weight of the LAM loss
 
-    extra: dict[str, Any] = field(default_factory=dict)  # free-form notes, saved with checkpoints
-
     def __post_init__(self) -> None:
         self.image_size = tuple(int(v) for v in self.image_size)  # type: ignore[assignment]
         self.validate()
@@ -174,11 +172,14 @@ class SignalConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SignalConfig":
         known = {f.name for f in dataclasses.fields(cls)}
+        data = {k: v for k, v in data.items() if not (k in _RETIRED_FIELDS and not v)}  # older headers
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"Unknown config field(s) {unknown} (saved by a newer version?).")
         return cls(**data)
 
+
+_RETIRED_FIELDS = ("extra",)  # fields older checkpoints may carry (empty), ignored on load
 
 PRESETS: dict[str, dict[str, Any]] = {
     # RGBNT201 persons, the authors' configs/RGBNT201/Signal.yml (DIRECT=1, TOPK=80)

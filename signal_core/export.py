@@ -136,7 +136,7 @@ def export_info(model: SignalModel, precision: str = "fp32") -> ExportInfo:
     cfg = model.cfg
     dim = cfg.embed_dim * (6 if model.sim is not None else 3)
     return ExportInfo(image_size=tuple(cfg.image_size), feature_dim=dim,
-                      num_cameras=model.backbone.num_cameras, precision=precision,
+                      num_cameras=model.num_cameras, precision=precision,
                       config=cfg.replace(pretrained=None).to_json())
 
 

@@ -25,9 +25,9 @@ from tqdm.auto import tqdm
 
 from .data import DatasetError, TripleRecord, build_transforms, load_triple
 from .feature_store import FeatureWriter
+from .modalities import MODALITIES
 from .model import SignalModel
 
-MODALITIES = ("rgb", "nir", "tir")
 SKIP_HINT = "pass --skip-bad to skip unreadable triples (they are listed in the manifest)"
 
 
@@ -84,7 +84,7 @@ class EncodedRecords:
 @torch.no_grad()
 def _encode_batch(model: SignalModel, batch: dict[str, Any], camids: list[int], device: torch.device) -> torch.Tensor:
     """[B, D] L2-normalised features; known cameras use their embedding, the others the mean one."""
-    num_cameras = model.backbone.num_cameras
+    num_cameras = model.num_cameras
     known = torch.tensor([0 <= c < num_cameras for c in camids], dtype=torch.bool)
     images = [batch[m] for m in MODALITIES]
     out = torch.empty(len(camids), model.cfg.feature_dim)

@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-MODALITIES = ("rgb", "nir", "tir")
+from .modalities import MODALITIES
+
 
 
 class BNNeckHead(nn.Module):

@@ -12,10 +12,11 @@ from typing import Iterable, Optional
 import torch
 from tqdm.auto import tqdm
 
+from .modalities import MISSING_SETTINGS, missing_names
 from .model import SignalModel
 
-MISSING_SETTINGS = ("r", "n", "t", "rn", "rt", "nt")
-_LETTER = {"r": "rgb", "n": "nir", "t": "tir"}
+__all__ = ["MISSING_SETTINGS", "DatasetFeatures", "drop_modalities", "extract_dataset_features"]
+
 
 
 @dataclass
@@ -30,14 +31,10 @@ class DatasetFeatures:
 
 def drop_modalities(batch: dict, missing: Optional[str]) -> dict:
     """A copy of ``batch`` with the images of the ``missing`` modalities zeroed."""
-    if not missing:
+    names = missing_names(missing)
+    if not names:
         return batch
-    if missing not in MISSING_SETTINGS:
-        raise ValueError(f"missing must be one of {MISSING_SETTINGS} or None, got {missing!r}.")
-    batch = dict(batch)
-    for letter in missing:
-        batch[_LETTER[letter]] = torch.zeros_like(batch[_LETTER[letter]])
-    return batch
+    return dict(batch) | {name: torch.zeros_like(batch[name]) for name in names}
 
 
 @torch.no_grad()

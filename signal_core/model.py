@@ -14,7 +14,8 @@ from torch import nn
 from .backbone import CLIPVisionBackbone
 from .config import SignalConfig
 from .gam import GlobalAlignment
-from .heads import MODALITIES, build_heads
+from .heads import build_heads
+from .modalities import MODALITIES
 from .lam import LAMOutput, LocalAlignment
 from .losses import batch_hard_triplet, label_smoothed_ce
 from .precision import PRECISION_DTYPES, ShadowWeights, resolve_precision
@@ -83,6 +84,11 @@ class SignalModel(nn.Module):
                       if cfg.num_classes else None)
         self.inference_precision = "fp32"  # set_inference_precision(); training always runs in fp32
         self._shadow: Optional[ShadowWeights] = None  # the encoder with bf16 matmuls, for inference
+
+    @property
+    def num_cameras(self) -> int:
+        """Cameras with an embedding (valid ``cam_ids`` are ``0..num_cameras-1``); 0 = no camera embedding."""
+        return self.backbone.num_cameras
 
     # --- encoding -------------------------------------------------------------------------------
     def encode(self, rgb: torch.Tensor, nir: torch.Tensor, tir: torch.Tensor,

@@ -1,7 +1,7 @@
 """The benchmark script runs end to end and writes its figures (tiny model; not a timing test)."""
 import json
 
-from train.bench import parse_args, run
+from benchmarks.inference_bench import parse_args, run
 
 
 def test_bench_writes_all_figures(tmp_path):

@@ -25,11 +25,11 @@ from signal_core.runtime import keep_freed_memory
 from .checkpoints import TrainingCheckpoint, load_optimizer_state, read_training_checkpoint, save_training_checkpoint
 from .cli import configure_logging, run_command
 from .config import TrainConfig, check_identities_per_rank, config_differences, load_config, resolved_config
-from .engine import AmpPolicy, train_one_epoch, unwrap
+from .loop import AmpPolicy, train_one_epoch, unwrap
 from .optim import build_optimizer
 from .run_folder import append_history, check_fresh_output_dir, repair_for_resume, write_run_config
 from .seeding import seed_epoch
-from .testing import evaluate_model, format_metrics
+from .protocol import evaluate_model, format_metrics
 
 log = logging.getLogger("train")  # not __name__: that is "__main__" under python -m train
 

@@ -23,15 +23,15 @@ from tqdm.auto import tqdm
 from signal_core.atomic import write_json
 from signal_core.data import TripleRecord, load_dataset, load_triple
 from signal_core.metrics import RankResult, evaluate_rank
+from signal_core.modalities import MODALITIES
 
 from .cli import run_command
-from .testing import format_metrics
+from .protocol import format_metrics
 
-MODALITY_NAMES = ("rgb", "nir", "tir")
 
 
 def histogram_features(rgb: np.ndarray, nir: np.ndarray, tir: np.ndarray, bins: int = 8,
-                       modalities: Sequence[str] = MODALITY_NAMES) -> np.ndarray:
+                       modalities: Sequence[str] = MODALITIES) -> np.ndarray:
     """Square-rooted normalised histograms of one triple (uint8 RGB ``[H,W,3]``, grey ``[H,W]``), concatenated.
 
     Each included modality contributes a block of unit L2 norm; the result is divided by
@@ -46,7 +46,7 @@ def histogram_features(rgb: np.ndarray, nir: np.ndarray, tir: np.ndarray, bins: 
             img = np.ascontiguousarray(nir if name == "nir" else tir)
             hist = cv2.calcHist([img], [0], None, [2 * bins], [0, 256]).ravel()
         else:
-            raise ValueError(f"unknown modality {name!r}; choose from {MODALITY_NAMES}")
+            raise ValueError(f"unknown modality {name!r}; choose from {MODALITIES}")
         blocks.append(np.sqrt(hist / max(float(hist.sum()), 1.0)))
     return (np.concatenate(blocks) / np.sqrt(len(blocks))).astype(np.float32)
 
@@ -61,7 +61,7 @@ def _grey(img) -> np.ndarray:
 
 
 def record_features(records: Sequence[TripleRecord], bins: int = 8,
-                    modalities: Sequence[str] = MODALITY_NAMES, progress: bool = False) -> np.ndarray:
+                    modalities: Sequence[str] = MODALITIES, progress: bool = False) -> np.ndarray:
     """``[N, D]`` histogram features of the records (images read with the datasets' own loader)."""
     feats = []
     for r in tqdm(records, desc="histograms", disable=not progress, leave=False):
@@ -70,7 +70,7 @@ def record_features(records: Sequence[TripleRecord], bins: int = 8,
     return np.stack(feats)
 
 
-def evaluate_histograms(dataset, bins: int = 8, modalities: Sequence[str] = MODALITY_NAMES,
+def evaluate_histograms(dataset, bins: int = 8, modalities: Sequence[str] = MODALITIES,
                         progress: bool = False) -> RankResult:
     """Histogram baseline on ``dataset.query`` vs ``dataset.gallery`` with the dataset's protocol."""
     qf = record_features(dataset.query, bins, modalities, progress)
@@ -99,8 +99,8 @@ def run(args: argparse.Namespace) -> dict:
     if args.bins < 2:
         raise ValueError(f"--bins must be >= 2, got {args.bins}")
     modalities = [m.strip().lower() for m in args.modalities.split(",") if m.strip()]
-    if not modalities or any(m not in MODALITY_NAMES for m in modalities):
-        raise ValueError(f"--modalities must be a comma-separated subset of {','.join(MODALITY_NAMES)}")
+    if not modalities or any(m not in MODALITIES for m in modalities):
+        raise ValueError(f"--modalities must be a comma-separated subset of {','.join(MODALITIES)}")
     dataset = load_dataset(args.dataset, args.data_root)
     result = evaluate_histograms(dataset, args.bins, modalities, progress=not args.no_progress)
     metrics = result.as_percent_dict()

@@ -15,6 +15,7 @@ from typing import Any, Optional
 import yaml
 
 from signal_core import SignalConfig
+from signal_core.data import DATASETS
 
 from .typed_values import convert_value, field_types
 
@@ -49,7 +50,6 @@ class TrainConfig:
     output_dir: str = "runs/signal"  # checkpoints, history.jsonl and metrics.json go here
 
 
-DATASETS = ("rgbnt201", "rgbnt100", "msvr310")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 SCHEDULES = ("cosine", "multistep")
 # (field, lowest allowed value, inclusive): checked by TrainConfig.validate

@@ -21,7 +21,7 @@ from signal_core.runtime import keep_freed_memory
 
 from .config import load_config
 from .cli import configure_logging, run_command
-from .testing import evaluate_model, format_metrics
+from .protocol import evaluate_model, format_metrics
 
 
 def parse_args(argv=None) -> argparse.Namespace:

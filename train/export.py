@@ -14,7 +14,6 @@ same file names) or, with ``--dataset``, a dataset root (its training split).
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -24,18 +23,16 @@ import numpy as np
 import torch
 
 from signal_core import SignalConfig, SignalModel, load_weights
-from signal_core.data import TripleDataset, TripleRecord, build_transforms, load_dataset
+from signal_core.data import (DATASETS, TripleDataset, TripleRecord, build_transforms, is_triples_folder, load_dataset,
+                              read_triples_folder)
 from signal_core.engines import load_engine
 from signal_core.export import export_onnx
+from signal_core.modalities import MODALITIES
 from signal_core.quantize import quantize_int8
 from signal_core.runtime import keep_freed_memory
 
 from .cli import run_command
 
-DATASETS = ("rgbnt201", "rgbnt100", "msvr310")
-TRIPLE_DIRS = ("RGB", "NI", "TI")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-_CAMERA = re.compile(r"^\d+_cam(\d+)_")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -55,11 +52,8 @@ def calibration_records(root: str, dataset: str | None, count: int) -> list[Trip
     path = Path(root).expanduser()
     if not path.is_dir():
         raise FileNotFoundError(f"calibration folder not found: {path}")
-    if all((path / d).is_dir() for d in TRIPLE_DIRS):
-        names = sorted(p.name for p in (path / "RGB").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        names = [n for n in names if all((path / d / n).is_file() for d in TRIPLE_DIRS[1:])]
-        cam = lambda n: int(m[1]) - 1 if (m := _CAMERA.match(n)) and int(m[1]) >= 1 else -1
-        records = [TripleRecord(tuple(str(path / d / n) for d in TRIPLE_DIRS), -1, cam(n)) for n in names]
+    if is_triples_folder(path):
+        records = read_triples_folder(path)
     elif dataset:
         records = load_dataset(dataset, path).train
     else:
@@ -74,10 +68,10 @@ def calibration_records(root: str, dataset: str | None, count: int) -> list[Trip
 def calibration_batches(records: list[TripleRecord], model: SignalModel, batch: int) -> Iterator[dict]:
     """Batches {rgb, nir, tir, cam_ids} as numpy, transformed as at test time."""
     ds = TripleDataset(records, build_transforms(model.cfg.image_size, train=False))
-    cams = model.backbone.num_cameras
+    cams = model.num_cameras
     for start in range(0, len(ds), batch):
         items = [ds[i] for i in range(start, min(start + batch, len(ds)))]
-        out = {k: torch.stack([it[k] for it in items]).numpy() for k in ("rgb", "nir", "tir")}
+        out = {k: torch.stack([it[k] for it in items]).numpy() for k in MODALITIES}
         ids = np.array([it["camid"] for it in items], dtype=np.int64)
         out["cam_ids"] = np.where((ids >= 0) & (ids < cams), ids, -1)
         yield out
@@ -87,7 +81,7 @@ def compare(model: SignalModel, path: str) -> dict[str, float]:
     """onnxruntime vs PyTorch on 3 random triples (cameras 0, unknown, last): max |diff|, min cosine."""
     g = torch.Generator().manual_seed(0)
     images = [torch.randn(3, 3, *model.cfg.image_size, generator=g).numpy() for _ in range(3)]
-    cams = np.array([0, -1, max(model.backbone.num_cameras - 1, -1)], dtype=np.int64)
+    cams = np.array([0, -1, max(model.num_cameras - 1, -1)], dtype=np.int64)
     ref = load_engine(model, kind="torch")(*images, cams)
     got = load_engine(path, kind="onnxruntime", providers=["CPUExecutionProvider"])(*images, cams)
     cos = (ref * got).sum(1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1))

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from signal_core import SignalConfig, load_weights
-from signal_core.data import DatasetError, TripleRecord, load_dataset, read_triples_folder
+from signal_core.data import DATASETS, DatasetError, TripleRecord, load_dataset, read_triples_folder
 from signal_core.extraction import ExtractionSummary, extract_to_folder
 from signal_core.feature_store import is_feature_folder, read_manifest, sha256_file
 from signal_core.precision import PRECISIONS
@@ -26,7 +26,6 @@ from signal_core.runtime import keep_freed_memory
 
 from .cli import run_command
 
-DATASETS = ("rgbnt201", "rgbnt100", "msvr310")
 SPLITS = ("query", "gallery", "train")
 
 

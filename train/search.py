@@ -29,7 +29,7 @@ import torch
 
 from signal_core import SignalConfig, load_weights
 from signal_core.atomic import write_json
-from signal_core.data import is_triples_folder, read_triples_folder
+from signal_core.data import DATASETS, is_triples_folder, read_triples_folder
 from signal_core.extraction import encode_records
 from signal_core.feature_store import FeatureSet, is_feature_folder, read_features, sha256_file
 from signal_core.index import GalleryIndex
@@ -54,7 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="leave out gallery triples of the query's identity seen by the query's camera (or scene, "
                         "when both carry scene ids), as the evaluation protocols do; unknown identities are kept")
     p.add_argument("--weights", help="the gallery's weights, to extract a triples folder of queries")
-    p.add_argument("--dataset", choices=("rgbnt201", "rgbnt100", "msvr310"), help="preset of an authors' .pth")
+    p.add_argument("--dataset", choices=DATASETS, help="preset of an authors' .pth")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--num-workers", type=int, default=0)

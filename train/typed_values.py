@@ -30,7 +30,7 @@ def convert_value(raw: Any, hint: Any, name: str) -> Any:
 
     Args:
         raw: a string from the command line, or a value already parsed from a YAML file.
-        hint: the field's type (int, float, bool, str, Optional[...], list[...], tuple[...], dict).
+        hint: the field's type (int, float, bool, str, Optional[...], list[...], tuple[...]).
         name: the setting, e.g. ``"train.epochs"``, for the error message.
 
     Raises:
@@ -58,11 +58,6 @@ def convert_value(raw: Any, hint: Any, name: str) -> Any:
         raise ValueError(f"{name}={raw!r}: expected a text value.")
     if origin in (list, tuple):
         return _to_sequence(raw, origin, args, name)
-    if origin is dict:
-        value = yaml.safe_load(raw) if isinstance(raw, str) else raw
-        if not isinstance(value, dict):
-            raise ValueError(f"{name}={raw!r}: expected a mapping such as {{note: text}}.")
-        return value
     raise TypeError(f"{name}: unsupported field type {hint}")
 
 

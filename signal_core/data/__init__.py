@@ -28,6 +28,7 @@ LOADERS: dict[str, Callable[[str | Path], ReIDDataset]] = {
     "rgbnt100": load_rgbnt100,
     "msvr310": load_msvr310,
 }
+DATASETS = tuple(LOADERS)  # the dataset names of load_dataset and of every --dataset flag
 
 
 def load_dataset(name: str, root: str | Path) -> ReIDDataset:
@@ -50,7 +51,7 @@ def load_dataset(name: str, root: str | Path) -> ReIDDataset:
 
 
 __all__ = [
-    "DatasetError", "IdentitySampler", "ReIDDataset", "TripleDataset", "TripleRecord",
+    "DATASETS", "DatasetError", "IdentitySampler", "ReIDDataset", "TripleDataset", "TripleRecord",
     "build_test_transform", "build_train_transform", "build_transforms", "is_triples_folder", "load_dataset",
     "load_triple", "parse_triple_name", "read_triples_folder",
 ]

@@ -5,7 +5,6 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Sequence
 
-MODALITIES = ("rgb", "nir", "tir")
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..modalities import FOLDERS
 from .errors import DatasetError, is_digits, list_images, require_dir, require_files
 from .records import ReIDDataset, TripleRecord, relabel
 
@@ -18,7 +19,6 @@ LAYOUT = """  <root>/
     test/RGB/<name>.jpg        test/NI/<name>.jpg        test/TI/<name>.jpg
   with the same <name> in the three modality folders, e.g. 000123_cam2_0_00.jpg"""
 NAME_PATTERN = "'PPPPPP_camK_*.jpg' (PPPPPP = 6-digit person id, K = camera digit 1-9)"
-MODALITY_DIRS = ("RGB", "NI", "TI")
 
 
 def parse_name(name: str) -> tuple[int, int]:
@@ -48,9 +48,9 @@ def parse_split(split_dir: Path) -> list[TripleRecord]:
     Raises:
         DatasetError: missing modality folder / file, empty RGB folder, or a bad file name.
     """
-    dirs = [require_dir(split_dir / m, NAME, LAYOUT) for m in MODALITY_DIRS]
+    dirs = [require_dir(split_dir / m, NAME, LAYOUT) for m in FOLDERS]
     names = list_images(dirs[0], NAME, LAYOUT)
-    for folder, modality in zip(dirs[1:], MODALITY_DIRS[1:]):
+    for folder, modality in zip(dirs[1:], FOLDERS[1:]):
         require_files(folder, names, NAME, modality, dirs[0])
     records = []
     for name in names:

@@ -15,10 +15,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..modalities import FOLDERS
 from .errors import DatasetError
 from .records import TripleRecord
 
-TRIPLE_DIRS = ("RGB", "NI", "TI")
 TRIPLE_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 UNKNOWN = -1  # pid / camid of a name that does not follow PPPPPP_camK_*
 _NAME_PATTERN = re.compile(r"^(\d{1,9})_cam(\d{1,3})(?:_|\.|$)", re.IGNORECASE)
@@ -37,7 +37,7 @@ def parse_triple_name(name: str) -> tuple[int, int]:
 def is_triples_folder(root: str | Path) -> bool:
     """True when ``root`` has the RGB, NI and TI sub-folders of a triples folder."""
     root = Path(root).expanduser()
-    return all((root / d).is_dir() for d in TRIPLE_DIRS)
+    return all((root / d).is_dir() for d in FOLDERS)
 
 
 def _image_names(folder: Path) -> list[str]:
@@ -61,15 +61,15 @@ def read_triples_folder(root: str | Path) -> list[TripleRecord]:
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DatasetError(f"triples folder '{root}' does not exist.")
-    missing_dirs = [d for d in TRIPLE_DIRS if not (root / d).is_dir()]
+    missing_dirs = [d for d in FOLDERS if not (root / d).is_dir()]
     if missing_dirs:
         raise DatasetError(f"'{root}' is not a triples folder: sub-folder(s) {', '.join(missing_dirs)} missing. "
-                           f"It needs {', '.join(TRIPLE_DIRS)} holding the same file names ({_EXAMPLE}).")
+                           f"It needs {', '.join(FOLDERS)} holding the same file names ({_EXAMPLE}).")
     names = _image_names(root / "RGB")
     if not names:
         raise DatasetError(f"'{root / 'RGB'}' holds no images ({', '.join(TRIPLE_IMAGE_EXTENSIONS)}); "
                            "put the RGB images of the triples there.")
-    for folder in TRIPLE_DIRS[1:]:
+    for folder in FOLDERS[1:]:
         present = set(_image_names(root / folder))
         missing = [n for n in names if n not in present]
         if missing:
@@ -79,5 +79,5 @@ def read_triples_folder(root: str | Path) -> list[TripleRecord]:
     records = []
     for name in names:
         pid, camid = parse_triple_name(name)
-        records.append(TripleRecord(tuple(str(root / d / name) for d in TRIPLE_DIRS), pid, camid))  # type: ignore[arg-type]
+        records.append(TripleRecord(tuple(str(root / d / name) for d in FOLDERS), pid, camid))  # type: ignore[arg-type]
     return records

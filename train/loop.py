@@ -22,6 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from signal_core import SignalModel
+from signal_core.modalities import MODALITIES
 
 from .config import TrainConfig
 from .optim import set_epoch_lr
@@ -113,7 +114,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable[dict], optimizer: torch.o
     steps = finite = skipped = 0
     bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", disable=not show_progress, leave=False)
     for batch in bar:
-        rgb, nir, tir = (batch[m].to(device, non_blocking=True) for m in ("rgb", "nir", "tir"))
+        rgb, nir, tir = (batch[m].to(device, non_blocking=True) for m in MODALITIES)
         targets, cams = batch["pid"].to(device), batch["camid"].to(device)
         optimizer.zero_grad(set_to_none=True)
         with amp.autocast(device):

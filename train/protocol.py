@@ -1,4 +1,4 @@
-"""Test-time evaluation of a model on a dataset's query / gallery splits."""
+"""The test protocol: features of a dataset's query and gallery splits, ranked and scored as the authors do."""
 from __future__ import annotations
 
 from typing import Optional

@@ -1,5 +1,5 @@
 """Inference benchmark, all figures from one run on one machine:
-``python -m train.bench [--out runs/bench.json]``.
+``python -m benchmarks.inference_bench [--out runs/bench.json]``.
 
 * the hardware limit: the best matmul GFLOP/s in fp32 and bf16, measured in this run;
 * ``extract_features`` of a ViT-B/16 Signal model (random weights, 256x128, batch 8) in fp32 and
@@ -174,7 +174,7 @@ def demo_latency(model, weights: Path | None, searches: int) -> dict:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m train.bench", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.inference_bench", description=__doc__.split("\n")[0])
     p.add_argument("--out", default="runs/bench.json", help="JSON file for the figures")
     p.add_argument("--preset", default="rgbnt201",
                    help="model preset with random weights (default rgbnt201: ViT-B/16 at 256 x 128)")
