@@ -115,7 +115,8 @@ def build_ui(engine: SearchEngine, examples: Sequence[GalleryEntry] = (), title:
             top_k = gr.Slider(1, max(1, min(MAX_TOP_K, n)), value=min(10, n), step=1, label="Top k",
                               elem_id="top-k")
             camera = gr.Dropdown(engine.camera_choices, value=UNKNOWN_CAMERA, label="Query camera",
-                                 info="unknown = mean camera embedding", elem_id="camera")
+                                 info="unknown = mean camera embedding", elem_id="camera",
+                                 allow_custom_value=True)  # checked by the engine, with a message naming the file
             button = gr.Button("Search", variant="primary", elem_id="search-button")
         if examples:
             gr.Examples(examples=[[*e.paths, _camera_label(e, engine)] for e in examples],

@@ -379,8 +379,8 @@ def _one_error_line(capsys) -> str:
     (["--port", "abc"], "error: argument --port: invalid int value: 'abc' (see app.py --help)."),
     (["--port", "70000"], "error: --port must be from 1 to 65535, got 70000."),
     (["--max-file-size", "0"], "error: --max-file-size must be at least 1 (MB), got 0."),
-    (["--device", "tpu"], "error: argument --device: invalid choice: 'tpu' (choose from auto, cpu, cuda) "
-                          "(see app.py --help)."),
+    (["--device", "tpu"], ("error: argument --device: invalid choice: 'tpu' (choose from auto, cpu, cuda) "
+                           "(see app.py --help).")),
 ])
 def test_bad_options_are_one_error_line(argv, message, capsys):
     import app
