@@ -79,7 +79,8 @@ def server(tmp_path_factory):
 def _client(url):
     from gradio_client import Client
 
-    return Client(url, verbose=False, download_files=False)
+    # a generous timeout: on a loaded 2-core CI machine 16 clients starting at once can wait a while
+    return Client(url, verbose=False, download_files=False, httpx_kwargs={"timeout": 120})
 
 
 def _triple(folder: Path, name: str):
@@ -156,7 +157,7 @@ def test_user_errors_raise_in_the_client(server, tmp_path):
 
 def _get(url: str) -> tuple[int, bytes]:
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        with urllib.request.urlopen(url, timeout=60) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, b""
@@ -192,8 +193,10 @@ def test_sixteen_concurrent_clients_ten_searches_each(server):
     url, queries, _ = server
     names = ["000002_cam2_001.png", "000004_cam1_000.png"]
 
+    clients = [_client(url) for _ in range(16)]
+
     def one(i):
-        client, answers = _client(url), []
+        client, answers = clients[i], []
         for j in range(10):
             name = names[(i + j) % 2]
             gallery, status, *overlays = client.predict(*_triple(queries, name), 4, name.split("_")[1][3:],
