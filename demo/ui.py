@@ -49,9 +49,8 @@ class ImageInput(gr.Image):
     file at all (e.g. a data: URL of garbage) is an error naming the modality, not a missing one.
     """
 
-    def __init__(self, *args, modality_label: str = "image", **kwargs):
-        super().__init__(*args, **kwargs)
-        self.modality_label = modality_label
+    modality_label = "image"  # set per input ("RGB", ...); not a constructor argument, as gradio sends
+    # the constructor's arguments to the page as the component's properties
 
     def get_block_name(self) -> str:  # same front-end component as gr.Image
         return "image"
@@ -108,9 +107,10 @@ def build_ui(engine: SearchEngine, examples: Sequence[GalleryEntry] = (), title:
             gr.Markdown(f"<small>{engine.description} · {n} gallery triples</small>")
         with gr.Row():
             inputs = [ImageInput(label=f"{MODALITY_LABELS[m]} query", type="filepath", image_mode=None,
-                                 sources=["upload", "clipboard"], height=240, elem_id=f"query-{m}",
-                                 modality_label=MODALITY_LABELS[m])
+                                 sources=["upload", "clipboard"], height=240, elem_id=f"query-{m}")
                       for m in MODALITIES]
+            for modality, image_input in zip(MODALITIES, inputs):
+                image_input.modality_label = MODALITY_LABELS[modality]
         with gr.Row(equal_height=True):
             top_k = gr.Slider(1, max(1, min(MAX_TOP_K, n)), value=min(10, n), step=1, label="Top k",
                               elem_id="top-k")
