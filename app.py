@@ -2,6 +2,8 @@
 
 Starts a Gradio page on http://127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT respected)
 searching the bundled demo gallery with the bundled demo model. Also the Hugging Face Space entry.
+Any start-up problem (bad option, busy port, unreadable weights or gallery) is one ``error:`` line
+on stderr and exit status 2.
 """
 from __future__ import annotations
 
@@ -13,21 +15,26 @@ from typing import Optional, Sequence
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Parse options, load the model and gallery, serve the page; returns the exit status."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from demo.cli import StartupError, build_engine, parse_options, served_folders
+    from demo.cli import StartupError, blocked_paths, build_engine, parse_options, served_paths
     from signal_core.runtime import keep_freed_memory
 
     keep_freed_memory()  # faster large CPU tensors (signal_core/runtime.py)
-
-    options = parse_options(argv)
     try:
-        engine, examples = build_engine(options)
+        options = parse_options(argv)
+        engine, examples = build_engine(options, check_port=True)  # the port is checked before loading
     except StartupError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
-    from demo.ui import build_ui, launch
+    from demo.ui import build_ui, launch, serve_files
 
-    launch(build_ui(engine, examples), options.host, options.port, options.share,
-           allowed_paths=served_folders(engine, examples))
+    served = serve_files(served_paths(engine, examples))  # before build_ui: examples are served, not copied
+    try:
+        launch(build_ui(engine, examples), options.host, options.port, options.share, served_paths=served,
+               blocked_paths=blocked_paths(engine), max_file_size_mb=options.max_file_size)
+    except OSError as exc:  # the port was taken between the check and the launch
+        print(f"error: cannot serve on {options.host}:{options.port} ({' '.join(str(exc).split())}).",
+              file=sys.stderr)
+        return 2
     return 0
 
 

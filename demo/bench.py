@@ -35,6 +35,7 @@ def measure_query_latency(engine: SearchEngine, queries: Optional[Sequence[Seque
         {"n", "p50_ms", "p95_ms", "mean_ms", "min_ms", "max_ms", "gallery_size", "explain"}.
     """
     queries = list(queries) if queries else [e.paths for e in engine.gallery.entries]
+    top_k = min(top_k, len(engine.gallery))  # the engine refuses a top k over the gallery size
     for i in range(warmup):
         engine.search(*queries[i % len(queries)], top_k=top_k, camera=camera, explain=explain)
     times = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
@@ -54,6 +55,7 @@ class DemoOptions:
     share: bool = False
     cache_dir: Optional[str] = None
     batch_size: int = 32
+    max_file_size: int = 20  # MB per uploaded file
 
 
 # (flag, environment variable, help); defaults are DemoOptions' field defaults.
@@ -72,7 +74,15 @@ OPTION_TABLE = [
     ("--share", "SIGNAL_SHARE", "also open a public gradio.live link (1/true)"),
     ("--cache-dir", "SIGNAL_CACHE_DIR", "gallery-feature cache folder (default ~/.cache/signal-demo)"),
     ("--batch-size", "SIGNAL_BATCH_SIZE", "batch size of the gallery feature extraction"),
+    ("--max-file-size", "SIGNAL_MAX_FILE_SIZE", "largest file a user may upload, in MB"),
 ]
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag as a :class:`StartupError` (one ``error:`` line) instead of exiting."""
+
+    def error(self, message: str):
+        raise StartupError(f"{message} (see app.py --help).")
 
 
 def _truthy(value: str) -> bool:
@@ -80,10 +90,14 @@ def _truthy(value: str) -> bool:
 
 
 def parse_options(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str]] = None) -> DemoOptions:
-    """Flags override environment variables, which override the defaults."""
+    """Flags override environment variables, which override the defaults.
+
+    Raises:
+        StartupError: an unknown flag, or a value of the wrong type or out of range.
+    """
     env = os.environ if environ is None else environ
     defaults = DemoOptions()
-    parser = argparse.ArgumentParser(
+    parser = _ArgumentParser(
         prog="app.py", description="Signal multi-modal ReID demo (Gradio).",
         epilog="Every flag can also be set by the environment variable shown in brackets.")
     for flag, var, text in OPTION_TABLE:
@@ -98,10 +112,43 @@ def parse_options(argv: Optional[Sequence[str]] = None, environ: Optional[Mappin
         value = env.get(var) or default
         if flag == "--dataset" and value:
             value = value.lower()
-        parser.add_argument(flag, type=kind, default=kind(value) if value is not None else None,
-                            choices=choices, help=f"{text} [{var}; default {default}]")
-    args = parser.parse_args(argv)
-    return DemoOptions(**vars(args))
+        try:
+            value = kind(value) if value is not None else None
+        except ValueError:
+            raise StartupError(f"{var}={value!r}: expected {kind.__name__} for {flag}.") from None
+        parser.add_argument(flag, type=kind, default=value, choices=choices, help=f"{text} [{var}; default {default}]")
+    options = DemoOptions(**vars(parser.parse_args(argv)))
+    validate_options(options)
+    return options
+
+
+def validate_options(options: DemoOptions) -> None:
+    """Raise :class:`StartupError` for a value out of range (checked before anything is loaded)."""
+    if options.dataset is not None and options.dataset not in DATASETS:
+        raise StartupError(f"--dataset {options.dataset!r}: expected one of {', '.join(DATASETS)}.")
+    if options.batch_size < 1:
+        raise StartupError(f"--batch-size must be at least 1, got {options.batch_size}.")
+    if not 1 <= options.port <= 65535:
+        raise StartupError(f"--port must be from 1 to 65535, got {options.port}.")
+    if options.max_file_size < 1:
+        raise StartupError(f"--max-file-size must be at least 1 (MB), got {options.max_file_size}.")
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """Raise :class:`StartupError` when nothing can listen on ``host:port`` (in use, or a bad address)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise StartupError(f"--host {host!r} cannot be resolved ({exc}).") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno in (98, 48, 10048):  # EADDRINUSE on Linux, macOS, Windows
+                raise StartupError(f"port {port} on {host} is already in use: stop the server using it or pick "
+                                   "another with --port / GRADIO_SERVER_PORT.") from None
+            raise StartupError(f"cannot listen on {host}:{port} ({exc.strerror or exc}).") from None
 
 
 # --- weights and model ---------------------------------------------------------------------------
@@ -153,8 +200,10 @@ def load_model(path: Path, dataset: Optional[str], device: torch.device, precisi
                            f"({'|'.join(DATASETS)}) so that its config is known.")
     try:
         model = load_weights(path, SignalConfig.preset(dataset) if dataset else None, device)
-    except (CheckpointError, OSError, ValueError) as exc:
-        raise StartupError(f"could not load the model from {path}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - CheckpointError, SafetensorError, UnpicklingError, ...: all bad files
+        kind = "" if isinstance(exc, CheckpointError) else f"{exc.__class__.__name__}: "
+        detail = " ".join(str(exc).split()) or "unreadable file"
+        raise StartupError(f"could not load the model from {path} ({kind}{detail}); is it a Signal checkpoint?") from None
     return model, model.set_inference_precision(precision)
 
 
@@ -183,8 +232,8 @@ def load_examples(folder: Optional[Path], limit: int = MAX_EXAMPLES) -> list[Gal
     return entries[::step][:limit]
 
 
-def build_engine(options: DemoOptions, progress: bool = True):
-    """Load everything the page needs.
+def build_engine(options: DemoOptions, progress: bool = True, check_port: bool = False):
+    """Load everything the page needs (with ``check_port``, first make sure the port is free).
 
     Returns:
         (SearchEngine, example query entries).
@@ -196,6 +245,8 @@ def build_engine(options: DemoOptions, progress: bool = True):
 
     device = resolve_device(options.device)
     weights = resolve_weights(options.weights)
+    if check_port:
+        ensure_port_free(options.host, options.port)
     gallery_dir = resolve_folder(options.gallery, DEFAULT_GALLERY)
     if gallery_dir is None or not gallery_dir.is_dir():
         if options.gallery == DEFAULT_GALLERY:
@@ -217,9 +268,17 @@ def build_engine(options: DemoOptions, progress: bool = True):
     return engine, load_examples(resolve_folder(options.queries, DEFAULT_QUERIES))
 
 
-def served_folders(engine, examples: Sequence[GalleryEntry]) -> list[str]:
-    """Folders the page must be allowed to serve files from: thumbnails and example queries."""
-    folders = {str(Path(p).parent.parent) for e in examples for p in e.paths}
+def served_paths(engine, examples: Sequence[GalleryEntry]) -> list[str]:
+    """What the page may serve, and nothing more: this gallery's thumbnail folder(s), the folder of
+    per-search images (overlays), and the example query files themselves."""
+    paths = {str(Path(p).resolve()) for e in examples for p in e.paths}
     if engine.thumbnails is not None:
-        folders.add(str(engine.thumbnails.directory.parent))
-    return sorted(folders)
+        paths.update(str(p.resolve()) for p in engine.thumbnails.folders)
+    paths.add(str(engine.served.directory))
+    return sorted(p for p in paths if not any(Path(p).is_relative_to(q) and p != q for q in paths))
+
+
+def blocked_paths(engine) -> list[str]:
+    """Files never to serve, even if a served folder held them: the feature cache file and the weights."""
+    paths = [getattr(engine, "cache_path", None), getattr(engine, "weights_path", None)]
+    return [str(Path(p).resolve()) for p in paths if p is not None]

@@ -23,11 +23,13 @@ from .features import MODALITIES, InputTransform, extract_gallery_features, trip
 from .gallery import Gallery, camera_tensor, load_entry_images, parse_triple_name
 from .images import ImageDecodeError, ImageSource, decode_image
 from .overlays import explanation_overlay
+from .served import ServedFolder
 from .thumbnails import ThumbnailStore
 
 log = logging.getLogger(__name__)
 MODALITY_LABELS = {"rgb": "RGB", "nir": "NIR", "tir": "TIR"}
 UNKNOWN_CAMERA = "unknown"
+MAX_TOP_K = 50  # most results one search returns (the page's slider goes up to this)
 
 
 class QueryError(ValueError):
@@ -93,7 +95,8 @@ class SearchEngine:
     """
 
     def __init__(self, model, gallery: Gallery, gallery_features: torch.Tensor, device: str | torch.device = "cpu",
-                 thumbnails: Optional[ThumbnailStore] = None, description: str = ""):
+                 thumbnails: Optional[ThumbnailStore] = None, description: str = "",
+                 served: Optional[ServedFolder] = None):
         if gallery_features.shape[0] != len(gallery):
             raise ValueError(f"{gallery_features.shape[0]} features for {len(gallery)} gallery entries.")
         self.model = model.eval()
@@ -103,6 +106,7 @@ class SearchEngine:
         self.gallery_pids = [e.pid for e in gallery.entries]
         self.thumbnails = thumbnails
         self.description = description
+        self.served = served if served is not None else ServedFolder()  # per-search images for the page
         self.image_size = tuple(model.cfg.image_size)
         self.grid_size = tuple(model.cfg.grid_size)
         self.transform = InputTransform(self.image_size)
@@ -114,10 +118,16 @@ class SearchEngine:
     def from_gallery(cls, model, gallery: Gallery, device: str | torch.device = "cpu",
                      weights: Optional[str | os.PathLike] = None,
                      cache: Optional[FeatureCache] = None, batch_size: int = 32, progress: bool = True,
-                     description: str = "") -> "SearchEngine":
+                     description: str = "", served: Optional[ServedFolder] = None) -> "SearchEngine":
         """Gallery features from ``cache`` (keyed on model, gallery, the model's inference precision,
-        device, input size) or computed in batches with a progress bar and stored."""
+        device, input size) or computed in batches with a progress bar and stored.
+
+        Thumbnails go to ``<cache dir>/thumbs-<key>``, or, when that cannot be written, to
+        ``served``'s ``thumbs`` folder (``served``: default a new per-process folder).
+        """
         cache = cache or FeatureCache()
+        served = served if served is not None else ServedFolder()
+        warn_unknown_cameras(gallery, model.backbone.num_cameras)
         model_fp = model_fingerprint(weights, model.cfg.to_json(), None if weights else model.state_dict())
         key = cache_key(model_fp, gallery_fingerprint(gallery),
                         model.inference_precision, torch.device(device).type, model.cfg.image_size)
@@ -125,9 +135,9 @@ class SearchEngine:
             key, len(gallery),
             lambda: extract_gallery_features(model, gallery, device, batch_size=batch_size, progress=progress))
         log.info("gallery features: %s (%s)", "from the cache" if hit else "computed", cache.path(key))
-        engine = cls(model, gallery, feats, device, ThumbnailStore(cache.directory / f"thumbs-{key[:16]}"),
-                     description)
-        engine.cache_hit, engine.cache_path = hit, cache.path(key)
+        thumbnails = ThumbnailStore(cache.directory / f"thumbs-{key[:16]}", fallback=served.subfolder("thumbs"))
+        engine = cls(model, gallery, feats, device, thumbnails, description, served)
+        engine.cache_hit, engine.cache_path, engine.weights_path = hit, cache.path(key), weights
         return engine
 
     # --- inputs -------------------------------------------------------------------------------
@@ -136,18 +146,36 @@ class SearchEngine:
         """"unknown" and the model's cameras, 1-based as in file names (camK)."""
         return [UNKNOWN_CAMERA] + [str(k) for k in range(1, self.num_cameras + 1)]
 
-    def parse_camera(self, camera) -> Optional[int]:
-        """The 0-based camera id from "unknown" / None / "" (-> None) or a 1-based number."""
+    def parse_camera(self, camera, sources: Sequence[Optional[ImageSource]] = ()) -> Optional[int]:
+        """The 0-based camera id from "unknown" / None / "" (-> None) or a 1-based number.
+
+        Args:
+            sources: the query's inputs; an error message names the query file.
+        """
         if camera is None or str(camera).strip().lower() in ("", UNKNOWN_CAMERA, "none"):
             return None
+        query = query_file_name(sources)
+        of_query = f" given for the query '{query}'" if query else ""
         try:
             k = int(str(camera).strip())
         except ValueError:
-            raise QueryError(f"camera must be 'unknown' or a number, got {camera!r}.") from None
+            raise QueryError(f"camera {camera!r}{of_query}: the camera must be 'unknown' or a number "
+                             f"from 1 to {self.num_cameras}.") from None
         if not 1 <= k <= self.num_cameras:
-            raise QueryError(f"camera {k} does not exist for this model (cameras 1-{self.num_cameras}, "
-                             "or 'unknown').")
+            raise QueryError(f"camera {k}{of_query} does not exist for this model: use a camera from 1 to "
+                             f"{self.num_cameras}, or 'unknown' (mean camera embedding).")
         return k - 1
+
+    def parse_top_k(self, top_k) -> int:
+        """``top_k`` as an int from 1 to min(MAX_TOP_K, gallery size); a fraction or anything else is refused."""
+        limit = min(MAX_TOP_K, len(self.gallery))
+        try:
+            value = float(top_k)
+        except (TypeError, ValueError):
+            value = float("nan")
+        if isinstance(top_k, bool) or not value.is_integer() or not 1 <= value <= limit:
+            raise QueryError(f"top k must be a whole number from 1 to {limit}, got {top_k!r}.")
+        return int(value)
 
     def decode_query(self, sources: Sequence[Optional[ImageSource]]) -> list[Optional[np.ndarray]]:
         """Decode the (RGB, NIR, TIR) inputs; None or "" means missing.
@@ -187,21 +215,21 @@ class SearchEngine:
 
         Args:
             rgb, nir, tir: image paths / arrays / PIL images; None for a missing modality.
-            top_k: how many results (clamped to 1..gallery size).
+            top_k: how many results, a whole number from 1 to min(MAX_TOP_K, gallery size).
             camera: "unknown" / None (mean camera embedding) or the 1-based camera number.
             explain: also draw the query's SIM / LAM overlays.
 
         Raises:
-            QueryError: nothing to search with, an unreadable image, or a bad camera.
+            QueryError: nothing to search with, an unreadable image, a bad top k or camera.
         """
         start = time.perf_counter()
         sources = (rgb, nir, tir)
-        camid = self.parse_camera(camera)
+        k = self.parse_top_k(top_k)
+        camid = self.parse_camera(camera, sources)
         images = self.decode_query(sources)
         batch = triple_batch(images, self.transform)
         cams = None if camid is None else torch.tensor([camid])
         feature, explanation = self._encode(batch, cams, explain)
-        k = max(1, min(int(top_k or 1), len(self.gallery)))
         scores, indices = torch.topk(self.gallery_features @ F.normalize(feature, dim=1)[0], k)
         query_pid = self.query_identity(sources)
         matches = []
@@ -245,3 +273,19 @@ class SearchEngine:
                                            reference=e.reference_points, positions=first(e.sampled_positions)))
         return out
 
+
+
+def query_file_name(sources: Sequence[Optional[ImageSource]]) -> Optional[str]:
+    """The file name of the first query input given as a path, if any."""
+    for source in sources:
+        if isinstance(source, (str, os.PathLike)) and str(source).strip():
+            return Path(source).name
+    return None
+
+
+def warn_unknown_cameras(gallery: Gallery, num_cameras: int) -> None:
+    """Log the gallery files whose camera the model does not have (they use the mean camera embedding)."""
+    names = [e.name for e in gallery.entries if e.camid is not None and not 0 <= e.camid < num_cameras]
+    if names:
+        log.warning("%d gallery file(s) name a camera this model does not have (cameras 1-%d), e.g. %s: "
+                    "they are encoded with the mean camera embedding", len(names), num_cameras, names[:3])

@@ -2,13 +2,15 @@
 
 Handles grayscale, RGBA / LA (alpha composited on black), palette, 16-bit and 32-bit integer or
 float images (stretched to 8 bits by their min / max), multi-frame files (first frame), EXIF
-rotation, and huge images (downscaled while decoding where the format allows it, JPEG, else right
-after; PIL refuses more than about 179 Mpixels). Anything that is not a readable image raises
-:class:`ImageDecodeError` with a message meant for the user; no other exception escapes
-:func:`decode_image`.
+rotation, and large images (downscaled while decoding where the format allows it, JPEG, else right
+after). An image of more than :data:`MAX_PIXELS` pixels is refused from its header, before any pixel
+is decoded (a 657 KB PNG can hold 13000 x 13000 pixels, 2 GB decoded). Anything that is not a
+readable image raises :class:`ImageDecodeError` with a message meant for the user; no other
+exception escapes :func:`decode_image`.
 """
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 from typing import Union
@@ -16,11 +18,14 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
-ImageFile.LOAD_TRUNCATED_IMAGES = True  # a truncated JPEG still shows what it has (as the datasets)
-# Between ~89 and ~179 Mpixels PIL only warns; we downscale such images right away anyway.
-warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
-
 MAX_SIDE = 2048  # images are downscaled to at most this many pixels per side right after decoding
+MAX_PIXELS = 40_000_000  # larger images are refused (checked from the header, before decoding)
+
+ImageFile.LOAD_TRUNCATED_IMAGES = True  # a truncated JPEG still shows what it has (as the datasets)
+# PIL itself (also inside gradio) raises DecompressionBombError above 2 x MAX_IMAGE_PIXELS when it
+# opens a file; between 1x and 2x it only warns, and decode_image refuses those itself.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 ImageSource = Union[str, Path, np.ndarray, Image.Image]
 
 
@@ -28,30 +33,38 @@ class ImageDecodeError(ValueError):
     """The input is not an image we can read; the message is shown to the user as is."""
 
 
-def decode_image(source: ImageSource, max_side: int = MAX_SIDE) -> np.ndarray:
+def decode_image(source: ImageSource, max_side: int = MAX_SIDE, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode a file path, PIL image or array into an ``[H, W, 3]`` uint8 RGB array.
 
     Args:
         source: a path to an image file, a PIL image or a numpy array (HxW, HxWx1/3/4; any dtype).
         max_side: downscale (keeping the aspect ratio) so that no side exceeds this.
+        max_pixels: refuse images with more pixels than this (read from the header).
 
     Raises:
-        ImageDecodeError: the file is missing, not an image, or broken.
+        ImageDecodeError: the file is missing, not an image, broken, or over ``max_pixels``.
     """
     if isinstance(source, np.ndarray):
+        check_pixel_count(source.shape[1::-1] if source.ndim >= 2 else (source.size, 1), "the array", max_pixels)
         return _limit_size(array_to_rgb8(source), max_side)
     if isinstance(source, Image.Image):
+        check_pixel_count(source.size, "the image", max_pixels)
         return _limit_size(pil_to_rgb8(source, max_side), max_side)
+    if not isinstance(source, (str, Path)):
+        raise ImageDecodeError(f"not an image (got {type(source).__name__}).")
     path = Path(source)
     name = path.name or str(source)
     if not path.is_file():
         raise ImageDecodeError(f"'{name}' does not exist or is not a file.")
     try:
-        with Image.open(path) as img:
+        with Image.open(path) as img:  # reads the header only
+            check_pixel_count(img.size, f"'{name}'", max_pixels)
             return _limit_size(pil_to_rgb8(img, max_side), max_side)
-    except Image.DecompressionBombError:
-        raise ImageDecodeError(f"'{name}' is too large (PIL's limit is {2 * (Image.MAX_IMAGE_PIXELS or 0):,} "
-                               "pixels): downscale it first.") from None
+    except Image.DecompressionBombError as exc:  # PIL's own check on open (over 2 x MAX_IMAGE_PIXELS)
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        count = f"{int(found[1]) / 1e6:.0f} Mpx" if found else f"more than {2 * MAX_PIXELS / 1e6:.0f} Mpx"
+        raise ImageDecodeError(f"'{name}' has {count}, over this demo's limit of {max_pixels / 1e6:.0f} Mpx: "
+                               "downscale it first.") from None
     except ImageDecodeError:
         raise
     except Image.UnidentifiedImageError:
@@ -59,6 +72,14 @@ def decode_image(source: ImageSource, max_side: int = MAX_SIDE) -> np.ndarray:
                                "use PNG, JPEG, BMP, TIFF or WebP).") from None
     except Exception as exc:  # noqa: BLE001 - any decoder failure becomes a user message
         raise ImageDecodeError(f"'{name}' could not be decoded ({exc.__class__.__name__}: {exc}).") from None
+
+
+def check_pixel_count(size: tuple[int, int], what: str, max_pixels: int = MAX_PIXELS) -> None:
+    """Raise :class:`ImageDecodeError` when ``size`` (W, H) has more than ``max_pixels`` pixels."""
+    width, height = int(size[0]), int(size[1])
+    if width * height > max_pixels:
+        raise ImageDecodeError(f"{what} has {width * height / 1e6:.0f} Mpx ({width} x {height}), over this "
+                               f"demo's limit of {max_pixels / 1e6:.0f} Mpx: downscale it first.")
 
 
 def pil_to_rgb8(img: Image.Image, max_side: int = MAX_SIDE) -> np.ndarray:

@@ -1,18 +1,24 @@
 """The Gradio page: three image inputs, a Search button, the ranked gallery and the overlays.
 
 The search event is exposed to the API as ``/search`` with inputs (rgb, nir, tir, top_k, camera)
-and outputs (ranked gallery, status markdown, three query overlays). Handlers never raise: a bad
-input becomes a ``gr.Warning`` and a status message, an unexpected error is logged and reported
-the same way, so the server keeps serving.
+and outputs (ranked gallery, status markdown, three query overlays). A bad input is a ``gr.Error``
+with the message (gradio's convention: the page shows it, ``gradio_client`` raises it); an
+unexpected error is logged and reported the same way, and the server keeps serving.
+
+Every image sent to the page is a file the demo wrote atomically in a folder served as is
+(:mod:`demo.served`): gallery thumbnails, per-search overlays; plus the example query files.
+Nothing else is served (see :func:`launch`).
 """
 from __future__ import annotations
 
+import html
 import logging
+from pathlib import Path
 from typing import Optional, Sequence
 
 import gradio as gr
 
-from .engine import MODALITY_LABELS, UNKNOWN_CAMERA, QueryError, SearchEngine
+from .engine import MAX_TOP_K, MODALITY_LABELS, UNKNOWN_CAMERA, QueryError, SearchEngine
 from .features import MODALITIES
 from .gallery import GalleryEntry
 from .overlays import legend_html
@@ -25,15 +31,26 @@ INTRO = ("Give a query object as up to three images (RGB, near infrared, thermal
          "model looked at: the tokens its selective interaction (SIM) kept and where its local "
          "alignment (LAM) sampled; click a result to compare.")
 CSS = ".signal-legend {font-size: 0.9em; padding: 0.3em 0;}"
+MAX_FILE_SIZE_MB = 20  # default upload limit per file
+DELETE_CACHE = (3600, 3600)  # every hour, delete uploads older than an hour (gradio's delete_cache)
+
+
+def user_error(message: str) -> gr.Error:
+    """A ``gr.Error`` showing ``message`` as text (it is rendered as HTML otherwise), no traceback logged."""
+    return gr.Error(html.escape(message, quote=False), print_exception=False)
 
 
 class ImageInput(gr.Image):
-    """A ``gr.Image`` whose pre-processing never fails.
+    """A ``gr.Image`` whose pre-processing fails only with a clear message.
 
     Gradio opens uploads with PIL before the handler runs; a file PIL cannot open would fail there
     with a generic error. Here such a file reaches the handler as its path, where
-    :func:`demo.images.decode_image` gives the user a clear message.
+    :func:`demo.images.decode_image` gives the user a clear message. A payload with no readable
+    file at all (e.g. a data: URL of garbage) is an error naming the modality, not a missing one.
     """
+
+    modality_label = "image"  # set per input ("RGB", ...); not a constructor argument, as gradio sends
+    # the constructor's arguments to the page as the component's properties
 
     def get_block_name(self) -> str:  # same front-end component as gr.Image
         return "image"
@@ -42,13 +59,12 @@ class ImageInput(gr.Image):
         if payload is None:
             return None
         try:
-            return super().preprocess(payload)
-        except Exception:  # noqa: BLE001 - reported by the handler's own decoder
-            return getattr(payload, "path", None)
-
-
-def _blank_outputs(message: str, n_overlays: int = 3) -> tuple:
-    return ([], message, *([None] * n_overlays), [], *([None] * 3), "")
+            value = super().preprocess(payload)
+        except Exception:  # noqa: BLE001 - reported by the handler's own decoder when there is a file
+            value = getattr(payload, "path", None)
+        if not value or not Path(str(value)).is_file():
+            raise user_error(f"{self.modality_label} input: not an image (no readable file was received).")
+        return value
 
 
 def build_ui(engine: SearchEngine, examples: Sequence[GalleryEntry] = (), title: str = TITLE) -> gr.Blocks:
@@ -58,36 +74,34 @@ def build_ui(engine: SearchEngine, examples: Sequence[GalleryEntry] = (), title:
     def search(rgb: Optional[str], nir: Optional[str], tir: Optional[str], top_k: float = 10,
                camera: str = UNKNOWN_CAMERA):
         try:
-            result = engine.search(rgb, nir, tir, int(top_k or 10), camera)
+            result = engine.search(rgb, nir, tir, top_k, camera)
+            overlays = [engine.served.save_png(o) for o in result.overlays]
         except QueryError as exc:
-            gr.Warning(str(exc))
-            return _blank_outputs(f"⚠️ {exc}")
+            raise user_error(str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - keep serving whatever happens
             log.exception("search failed")
-            gr.Warning(f"Search failed: {exc.__class__.__name__}: {exc}")
-            return _blank_outputs(f"⚠️ Search failed ({exc.__class__.__name__}: {exc}).")
+            raise user_error(f"Search failed ({exc.__class__.__name__}: {exc}).") from None
         if result.missing:
             gr.Info("Missing modality: " + " and ".join(MODALITY_LABELS[m] for m in result.missing)
                     + " zeroed.")
         gallery_value = [(m.thumbnail, m.caption) for m in result.matches]
         matches = [{"index": m.index, "caption": m.caption} for m in result.matches]
-        return (gallery_value, result.summary(n), *result.overlays, matches, None, None, None,
+        return (gallery_value, result.summary(n), *overlays, matches, None, None, None,
                 "Click a result above to see what the model looked at in it.")
 
     def select(matches: list, evt: gr.SelectData):
         try:
             match = matches[evt.index]
-            overlays = engine.explain_entry(match["index"])
+            overlays = [engine.served.save_png(o) for o in engine.explain_entry(match["index"])]
             entry = engine.gallery.entries[match["index"]]
             return (*overlays, f"**Selected {match['caption']}** · `{entry.name}`")
         except QueryError as exc:
-            gr.Warning(str(exc))
-            return None, None, None, f"⚠️ {exc}"
+            raise user_error(str(exc)) from None
         except Exception as exc:  # noqa: BLE001
             log.exception("explaining a result failed")
-            return None, None, None, f"⚠️ Could not explain this result ({exc.__class__.__name__}: {exc})."
+            raise user_error(f"Could not explain this result ({exc.__class__.__name__}: {exc}).") from None
 
-    with gr.Blocks(title="Signal ReID demo") as page:
+    with gr.Blocks(title="Signal ReID demo", delete_cache=DELETE_CACHE) as page:
         gr.Markdown(f"# {title}\n{INTRO}")
         if engine.description:
             gr.Markdown(f"<small>{engine.description} · {n} gallery triples</small>")
@@ -95,10 +109,14 @@ def build_ui(engine: SearchEngine, examples: Sequence[GalleryEntry] = (), title:
             inputs = [ImageInput(label=f"{MODALITY_LABELS[m]} query", type="filepath", image_mode=None,
                                  sources=["upload", "clipboard"], height=240, elem_id=f"query-{m}")
                       for m in MODALITIES]
+            for modality, image_input in zip(MODALITIES, inputs):
+                image_input.modality_label = MODALITY_LABELS[modality]
         with gr.Row(equal_height=True):
-            top_k = gr.Slider(1, max(1, min(50, n)), value=min(10, n), step=1, label="Top k", elem_id="top-k")
+            top_k = gr.Slider(1, max(1, min(MAX_TOP_K, n)), value=min(10, n), step=1, label="Top k",
+                              elem_id="top-k")
             camera = gr.Dropdown(engine.camera_choices, value=UNKNOWN_CAMERA, label="Query camera",
-                                 info="unknown = mean camera embedding", elem_id="camera")
+                                 info="unknown = mean camera embedding", elem_id="camera",
+                                 allow_custom_value=True)  # checked by the engine, with a message naming the file
             button = gr.Button("Search", variant="primary", elem_id="search-button")
         if examples:
             gr.Examples(examples=[[*e.paths, _camera_label(e, engine)] for e in examples],
@@ -109,11 +127,11 @@ def build_ui(engine: SearchEngine, examples: Sequence[GalleryEntry] = (), title:
         gr.Markdown("### What the model looked at")
         gr.HTML(legend_html())
         with gr.Row():
-            query_overlays = [gr.Image(label=f"Query {MODALITY_LABELS[m]}", type="numpy", interactive=False,
+            query_overlays = [gr.Image(label=f"Query {MODALITY_LABELS[m]}", type="filepath", interactive=False,
                                        height=300, elem_id=f"query-overlay-{m}") for m in MODALITIES]
         selected_text = gr.Markdown("", elem_id="selected")
         with gr.Row():
-            selected_overlays = [gr.Image(label=f"Selected result {MODALITY_LABELS[m]}", type="numpy",
+            selected_overlays = [gr.Image(label=f"Selected result {MODALITY_LABELS[m]}", type="filepath",
                                           interactive=False, height=300, elem_id=f"selected-overlay-{m}")
                                  for m in MODALITIES]
         matches_state = gr.State([])
@@ -132,9 +150,31 @@ def _camera_label(entry: GalleryEntry, engine: SearchEngine) -> str:
     return str(entry.camid + 1)
 
 
-def launch(page: gr.Blocks, host: str, port: int, share: bool = False, allowed_paths: Sequence[str] = (),
+def serve_files(paths: Sequence[str]) -> list[str]:
+    """Register ``paths`` (files or folders) as gradio static paths: served as they are, never copied.
+
+    Call before :func:`build_ui` so that the example query files are not copied either.
+    """
+    resolved = [str(Path(p).resolve()) for p in paths]
+    gr.set_static_paths(resolved)
+    return resolved
+
+
+def launch(page: gr.Blocks, host: str, port: int, share: bool = False, served_paths: Sequence[str] = (),
+           blocked_paths: Sequence[str] = (), max_file_size_mb: float = MAX_FILE_SIZE_MB,
            prevent_thread_lock: bool = False, concurrency: int = 2):
-    """Queue and launch ``page`` (``allowed_paths``: folders the page may serve files from)."""
+    """Queue and launch ``page``.
+
+    Args:
+        served_paths: the only files and folders the page serves besides its uploads (thumbnail and
+            per-search image folders, example query files); registered as gradio static paths, so
+            they are served as they are on disk, never copied into gradio's cache.
+        blocked_paths: never served, whatever else says (the feature cache, the weights).
+        max_file_size_mb: upload limit per file.
+    """
+    paths = serve_files(served_paths)
     page.queue(default_concurrency_limit=concurrency, max_size=256)
-    return page.launch(server_name=host, server_port=port, share=share, allowed_paths=list(allowed_paths),
+    return page.launch(server_name=host, server_port=port, share=share, allowed_paths=paths,
+                       blocked_paths=[str(Path(p).resolve()) for p in blocked_paths],
+                       max_file_size=int(max_file_size_mb * 1024 * 1024),
                        prevent_thread_lock=prevent_thread_lock, css=CSS, show_error=True, quiet=False)

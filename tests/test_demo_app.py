@@ -1,24 +1,30 @@
 """End-to-end tests of ``app.py``: one server process on a free local port (tiny random model,
-generated gallery), queried with gradio_client (good triple, missing modality, non-image file,
-16 concurrent clients) and with a real Chromium browser driven by Playwright.
+generated gallery), queried with gradio_client (good triple, missing modality, every kind of bad
+input, 16 concurrent clients x 10 searches), over plain HTTP (which files it serves) and with a
+real Chromium browser driven by Playwright.
 
 The browser test skips when Chromium or Playwright is not installed, except under CI (env CI set),
 where it fails. ``SIGNAL_SCREENSHOT=path.png`` saves a screenshot of the page after the search.
 """
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
 import sys
 import time
 import urllib.request
+import urllib.error
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
-from demo_helpers import free_port, make_checkpoint, make_triples_folder
+from demo_helpers import free_port, make_checkpoint, make_triples_folder, write_png_header
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("SIGNAL_CHROMIUM", "/usr/bin/chromium")
@@ -27,7 +33,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """``python app.py`` on a free port; yields (url, query folder); stopped at the end."""
+    """``python app.py`` on a free port (uploads up to 1 MB); yields (url, query folder, root folder:
+    cache/, gallery/, model.safetensors); stopped at the end."""
     root = tmp_path_factory.mktemp("demo_app")
     weights = make_checkpoint(root / "model.safetensors")
     gallery = make_triples_folder(root / "gallery", ids=(1, 2, 3, 4, 5), per_id=3)
@@ -41,11 +48,11 @@ def server(tmp_path_factory):
            "GRADIO_TEMP_DIR": str(root / "gradio"), "SIGNAL_DEVICE": "cpu", "PYTHONUNBUFFERED": "1"}
     log = open(root / "server.log", "w")
     proc = subprocess.Popen([sys.executable, "app.py", "--weights", str(weights), "--gallery", str(gallery),
-                             "--queries", str(queries), "--port", str(port)],
+                             "--queries", str(queries), "--port", str(port), "--max-file-size", "1"],
                             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180
         while True:
             if proc.poll() is not None:
                 pytest.fail(f"app.py exited with {proc.returncode}:\n{(root / 'server.log').read_text()}")
@@ -56,9 +63,9 @@ def server(tmp_path_factory):
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"app.py not ready after 60 s:\n{(root / 'server.log').read_text()}")
+                pytest.fail(f"app.py not ready after 180 s:\n{(root / 'server.log').read_text()}")
             time.sleep(0.25)
-        yield url, queries
+        yield url, queries, root
     finally:
         proc.terminate()
         try:
@@ -72,7 +79,8 @@ def server(tmp_path_factory):
 def _client(url):
     from gradio_client import Client
 
-    return Client(url, verbose=False, download_files=False)
+    # a generous timeout: on a loaded 2-core CI machine 16 clients starting at once can wait a while
+    return Client(url, verbose=False, download_files=False, httpx_kwargs={"timeout": 120})
 
 
 def _triple(folder: Path, name: str):
@@ -82,7 +90,7 @@ def _triple(folder: Path, name: str):
 
 
 def test_search_good_triple(server):
-    url, queries = server
+    url, queries, _ = server
     gallery, status, *outputs = _client(url).predict(*_triple(queries, "000002_cam2_001.png"), 5, "2",
                                                       api_name="/search")
     captions = [item["caption"] for item in gallery]
@@ -95,41 +103,118 @@ def test_search_good_triple(server):
     assert all(o is not None for o in outputs[:3])  # the query's RGB / NIR / TIR overlays
 
 
-def test_search_missing_modality_and_bad_file(server, tmp_path):
-    url, queries = server
-    client = _client(url)
+def test_search_missing_modality(server):
+    url, queries, _ = server
     rgb, _, tir = _triple(queries, "000004_cam1_000.png")
-    gallery, status, *_ = client.predict(rgb, None, tir, 3, "unknown", api_name="/search")
+    gallery, status, *_ = _client(url).predict(rgb, None, tir, 3, "unknown", api_name="/search")
     assert len(gallery) == 3 and "Missing modality: **NIR**" in status and "zeroed" in status
+
+
+def _error_message(client, *inputs) -> str:
+    """The message of the gr.Error that ``/search`` raises for these inputs (gradio_client's AppError)."""
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError) as info:
+        client.predict(*inputs, api_name="/search")
+    return str(info.value)
+
+
+def test_user_errors_raise_in_the_client(server, tmp_path):
     from gradio_client import handle_file
 
+    url, queries, _ = server
+    client = _client(url)
+    rgb, nir, tir = _triple(queries, "000004_cam1_000.png")
     bad = tmp_path / "notes.txt"
     bad.write_text("this is not an image")
-    gallery, status, *_ = client.predict(rgb, handle_file(str(bad)), None, 3, "unknown", api_name="/search")
-    assert gallery == [] and "NIR input: 'notes.txt' is not an image file" in status
-    gallery, status, *_ = client.predict(None, None, None, 3, "unknown", api_name="/search")
-    assert gallery == [] and "at least one image" in status
+    assert _error_message(client, rgb, handle_file(str(bad)), None, 3, "unknown") == (
+        "NIR input: 'notes.txt' is not an image file (or not a format this demo can read: use PNG, JPEG, BMP, "
+        "TIFF or WebP).")
+    assert _error_message(client, None, None, None, 3, "unknown") == (
+        "Give at least one image (RGB, NIR or TIR) to search with.")
+    assert _error_message(client, rgb, nir, tir, 3.7, "unknown") == (
+        "top k must be a whole number from 1 to 15, got 3.7.")
+    assert _error_message(client, rgb, nir, tir, 3, "9") == (
+        "camera 9 given for the query '000004_cam1_000.png' does not exist for this model: use a camera from "
+        "1 to 4, or 'unknown' (mean camera embedding).")
+    big = handle_file(str(write_png_header(tmp_path / "big.png", 13000, 13000)))  # 657 KB would be real
+    assert _error_message(client, big, nir, tir, 3, "unknown") == (
+        "RGB input: 'big.png' has 169 Mpx, over this demo's limit of 40 Mpx: downscale it first.")
+    garbage = {"path": None, "url": "data:image/png;base64,bm90IGFuIGltYWdl", "meta": {"_type": "gradio.FileData"}}
+    assert _error_message(client, garbage, nir, tir, 3, "unknown").startswith("RGB input: not an image")
+    large = tmp_path / "large.png"
+    large.write_bytes(os.urandom(1_200_000))  # over the server's --max-file-size 1 (MB)
+    with pytest.raises(ValueError, match="exceeds the maximum file size of 1048576 bytes"):  # told by the client
+        client.predict(handle_file(str(large)), nir, tir, 3, "unknown", api_name="/search")
+    import httpx  # gradio_client's own HTTP library
+
+    answer = httpx.post(f"{url}gradio_api/upload", files={"files": ("large.png", large.read_bytes(), "image/png")})
+    assert answer.status_code == 413 and "maximum allowed size of 1048576 bytes" in answer.text  # and the server
     # still serving after the errors
-    gallery, _, *_ = client.predict(*_triple(queries, "000004_cam1_000.png"), 2, "1", api_name="/search")
+    gallery, _, *_ = client.predict(rgb, nir, tir, 2, "1", api_name="/search")
     assert gallery[0]["caption"].startswith("#1 ✓ id 4")
 
 
-def test_sixteen_concurrent_clients(server):
-    url, queries = server
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, b""
+
+
+def _file_url(base: str, path) -> str:
+    return f"{base}gradio_api/file={urllib.parse.quote(str(path))}"
+
+
+def test_serves_only_what_the_page_shows(server):
+    url, queries, root = server
+    gallery, _, *overlays = _client(url).predict(*_triple(queries, "000002_cam2_001.png"), 3, "2",
+                                                  api_name="/search")
+    cache = root / "cache"
+    (cache / "secret.txt").write_text("hf_token")
+    feature_files = list(cache.glob("gallery-*.safetensors"))
+    assert len(feature_files) == 1
+    refused = [*feature_files, cache / "secret.txt", root / "model.safetensors", root / "server.log",
+               root / "gallery" / "RGB" / "000001_cam1_000.png", REPO / "README.md", REPO / "app.py"]
+    for path in refused:
+        assert _get(_file_url(url, path))[0] == 403, path
+    thumbnail = Path(gallery[0]["image"]["path"])
+    assert thumbnail.parent.parent == cache and thumbnail.parent.name.startswith("thumbs-")
+    served = [thumbnail, queries / "RGB" / "000002_cam2_001.png", *(Path(o["path"]) for o in overlays[:3])]
+    for path in served:
+        status, body = _get(_file_url(url, path))
+        assert status == 200 and body == path.read_bytes(), path
+    assert all(Path(o["path"]).parent.name.startswith("signal-demo-") for o in overlays[:3])
+
+
+def test_sixteen_concurrent_clients_ten_searches_each(server):
+    """16 clients x 10 searches at once: no error, every thumbnail and overlay a complete image."""
+    url, queries, _ = server
     names = ["000002_cam2_001.png", "000004_cam1_000.png"]
 
-    def one(i):
-        name = names[i % 2]
-        cam = name.split("_")[1][3:]
-        gallery, status, *_ = _client(url).predict(*_triple(queries, name), 4, cam, api_name="/search")
-        return name, [g["caption"] for g in gallery], status
+    clients = [_client(url) for _ in range(16)]
 
+    def one(i):
+        client, answers = clients[i], []
+        for j in range(10):
+            name = names[(i + j) % 2]
+            gallery, status, *overlays = client.predict(*_triple(queries, name), 4, name.split("_")[1][3:],
+                                                         api_name="/search")
+            images = [g["image"]["url"] for g in gallery] + [o["url"] for o in overlays[:3]]
+            decoded = [np.asarray(Image.open(io.BytesIO(_get(u)[1]))) for u in images]
+            answers.append((name, [g["caption"] for g in gallery], [d.size for d in decoded]))
+        return answers
+
+    start = time.perf_counter()
     with ThreadPoolExecutor(16) as pool:
-        answers = list(pool.map(one, range(16)))
-    assert len(answers) == 16
-    for name, captions, status in answers:
-        pid = int(name[:6])
-        assert len(captions) == 4 and captions[0].startswith(f"#1 ✓ id {pid} "), (name, captions, status)
+        answers = [a for batch in pool.map(one, range(16)) for a in batch]
+    seconds = time.perf_counter() - start
+    print(f"16 clients x 10 searches: {len(answers)} in {seconds:.1f} s = {len(answers) / seconds:.1f} searches/s")
+    assert len(answers) == 160
+    for name, captions, sizes in answers:
+        assert len(captions) == 4 and captions[0].startswith(f"#1 ✓ id {int(name[:6])} "), (name, captions)
+        assert len(sizes) == 7 and min(sizes) > 0
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +238,7 @@ def chromium():
 def test_browser_search_shows_results_and_overlays(chromium, server):
     from playwright.sync_api import sync_playwright
 
-    url, queries = server
+    url, queries, _ = server
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
         try:

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from demo_helpers import make_checkpoint, make_triples_folder
+from demo_helpers import free_port, make_checkpoint, make_triples_folder, write_png_header
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -68,10 +68,30 @@ def test_decode_palette_and_arrays(tmp_path):
 
 def test_decode_huge_image_is_downscaled(tmp_path):
     path = tmp_path / "huge.jpg"
-    Image.new("RGB", (8000, 8000), (10, 200, 30)).save(path, quality=50)
+    Image.new("RGB", (6000, 6000), (10, 200, 30)).save(path, quality=50)  # 36 Mpx: under the cap
     out = decode_image(path)
     assert max(out.shape[:2]) <= 2048 and out.shape[2] == 3
     assert abs(int(out[100, 100, 1]) - 200) < 10
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+@pytest.mark.parametrize("size,message", [
+    ((13000, 13000), "'big.png' has 169 Mpx, over this demo's limit of 40 Mpx: downscale it first."),
+    ((7000, 7000), "'big.png' has 49 Mpx (7000 x 7000), over this demo's limit of 40 Mpx: downscale it first."),
+])
+def test_pixel_cap_is_checked_from_the_header(tmp_path, size, message):
+    import time
+
+    from demo.images import MAX_PIXELS
+
+    path = write_png_header(tmp_path / "big.png", *size)
+    assert path.stat().st_size < 2000 and Image.MAX_IMAGE_PIXELS == MAX_PIXELS == 40_000_000
+    start = time.perf_counter()
+    with pytest.raises(ImageDecodeError) as info:
+        decode_image(path)
+    assert str(info.value) == message and time.perf_counter() - start < 0.5  # refused before decoding
+    with pytest.raises(ImageDecodeError, match=r"the array has 45 Mpx \(9000 x 5000\)"):
+        decode_image(np.broadcast_to(np.zeros((1, 1), np.uint8), (5000, 9000)))
 
 
 @pytest.mark.parametrize("content", [b"hello, not an image", b"\x89PNG\r\n\x1a\n broken", b""])
@@ -135,8 +155,79 @@ def test_bad_queries(engine, tmp_path):
     bad.write_text("not an image")
     with pytest.raises(QueryError, match="NIR input: 'notes.txt' is not an image"):
         engine.search(engine.gallery.entries[0].paths[0], str(bad), None)
-    with pytest.raises(QueryError, match="camera 9"):
-        engine.search(engine.gallery.entries[0].paths[0], None, None, camera="9")
+    first = engine.gallery.entries[0].paths[0]
+    with pytest.raises(QueryError) as info:
+        engine.search(first, None, None, camera="9")
+    assert str(info.value) == (f"camera 9 given for the query '{Path(first).name}' does not exist for this model: "
+                               "use a camera from 1 to 4, or 'unknown' (mean camera embedding).")
+    for top_k in (3.7, 0, -2, 13, "abc", None, True):
+        with pytest.raises(QueryError) as info:
+            engine.search(first, None, None, top_k=top_k)
+        assert str(info.value) == f"top k must be a whole number from 1 to 12, got {top_k!r}."
+    assert len(engine.search(first, None, None, top_k=4.0).matches) == 4
+    assert len(engine.search(first, None, None, top_k="12").matches) == 12
+
+
+def test_zero_byte_and_truncated_thumbnails_are_written_again(engine):
+    entry = engine.gallery.entries[1]
+    path = Path(engine.thumbnails.path(1, entry))
+    good = path.read_bytes()
+    assert good[-2:] == b"\xff\xd9" and Image.open(path).size[1] == 128
+    for damaged in (b"", good[: len(good) // 2]):
+        path.write_bytes(damaged)
+        assert engine.thumbnails.path(1, entry) == str(path) and path.read_bytes() == good
+
+
+def test_read_only_cache_folder_falls_back_and_keeps_searching(assets, tmp_path, caplog, monkeypatch):
+    from demo.cli import load_model
+    from demo.served import ServedFolder
+
+    weights, gallery_dir = assets
+    model, _ = load_model(weights, None, torch.device("cpu"))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")  # a cache folder under a file cannot be created, even by root
+    served = ServedFolder(tmp_path / "served")
+    engine = SearchEngine.from_gallery(model, load_gallery(gallery_dir), weights=weights,
+                                       cache=FeatureCache(blocker / "cache"), progress=False, served=served)
+    assert "cannot be written" in caplog.text and "could not write the gallery feature cache" in caplog.text
+    assert engine.thumbnails.directory == served.directory / "thumbs"
+    for _ in range(2):
+        result = engine.search(*engine.gallery.entries[3].paths, top_k=5)
+        thumbs = [Path(m.thumbnail) for m in result.matches]
+        assert all(t.parent == served.directory / "thumbs" and t.stat().st_size > 0 for t in thumbs)
+    # a folder that becomes unwritable while serving (chmod does not stop root: fail the write instead)
+    import demo.thumbnails
+
+    real_write = demo.thumbnails.atomic_write
+    cache_dir = tmp_path / "cache"
+    engine = SearchEngine.from_gallery(model, load_gallery(gallery_dir), weights=weights,
+                                       cache=FeatureCache(cache_dir), progress=False, served=served)
+    assert engine.thumbnails.directory.parent == cache_dir
+
+    def refuse_cache_dir(path, write, suffix=".tmp"):
+        if Path(path).parent.parent == cache_dir:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_write(path, write, suffix)
+
+    monkeypatch.setattr(demo.thumbnails, "atomic_write", refuse_cache_dir)
+    result = engine.search(*engine.gallery.entries[5].paths, top_k=3)
+    assert all(Path(m.thumbnail).parent == served.directory / "thumbs" for m in result.matches)
+    assert "Permission denied" in caplog.text
+
+
+def test_served_folder_writes_once_atomically_and_prunes(tmp_path):
+    import time
+
+    from demo.served import ServedFolder
+
+    served = ServedFolder(tmp_path / "out", max_age_s=60)
+    image = np.random.default_rng(0).integers(0, 255, (40, 20, 3), dtype=np.uint8)
+    first, again = served.save_png(image), served.save_png(image.copy())
+    other = served.save_png(image[::-1])
+    assert first == again != other and np.array_equal(np.asarray(Image.open(first)), image)
+    assert sorted(p.suffix for p in served.directory.iterdir()) == [".png", ".png"]  # no temporaries
+    os.utime(other, (time.time() - 120, time.time() - 120))
+    assert served.prune() == 1 and Path(first).is_file() and not Path(other).exists()
 
 
 def test_explain_entry(engine):
@@ -275,3 +366,77 @@ def test_missing_bundled_assets_exit_cleanly(tmp_path, monkeypatch, capsys):
     (tmp_path / "authors.pth").write_bytes(b"x")
     assert app.main(["--weights", str(tmp_path / "authors.pth")]) == 2
     assert "--dataset" in capsys.readouterr().err
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "Traceback" not in err[0], err
+    return err[0]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--batch-size", "0"], "error: --batch-size must be at least 1, got 0."),
+    (["--port", "abc"], "error: argument --port: invalid int value: 'abc' (see app.py --help)."),
+    (["--port", "70000"], "error: --port must be from 1 to 65535, got 70000."),
+    (["--max-file-size", "0"], "error: --max-file-size must be at least 1 (MB), got 0."),
+    (["--device", "tpu"], ("error: argument --device: invalid choice: 'tpu' (choose from auto, cpu, cuda) "
+                           "(see app.py --help).")),
+])
+def test_bad_options_are_one_error_line(argv, message, capsys):
+    import app
+
+    assert app.main(argv) == 2
+    line = _one_error_line(capsys)
+    assert line.replace("'auto', 'cpu', 'cuda'", "auto, cpu, cuda") == message  # argparse quotes since 3.12
+
+
+def test_bad_environment_value_is_one_error_line(monkeypatch, capsys):
+    import app
+
+    monkeypatch.setenv("SIGNAL_BATCH_SIZE", "many")
+    assert app.main([]) == 2
+    assert _one_error_line(capsys) == "error: SIGNAL_BATCH_SIZE='many': expected int for --batch-size."
+
+
+@pytest.mark.parametrize("content", [os.urandom(4096), b"", b"\x08\x00\x00\x00\x00\x00\x00\x00{}"])
+def test_unreadable_weights_are_one_error_line(tmp_path, assets, content, capsys):
+    import app
+
+    weights = tmp_path / "random.safetensors"
+    weights.write_bytes(content)
+    assert app.main(["--weights", str(weights), "--gallery", str(assets[1]), "--port", str(free_port()),
+                     "--cache-dir", str(tmp_path / "cache")]) == 2
+    assert _one_error_line(capsys).startswith(f"error: could not load the model from {weights} (")
+
+
+def test_busy_port_is_found_before_loading(tmp_path, assets, monkeypatch, capsys):
+    import socket
+
+    import app
+    import demo.cli
+
+    loaded = []
+    monkeypatch.setattr(demo.cli, "load_model", lambda *a, **k: loaded.append(a))
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert app.main(["--weights", str(assets[0]), "--gallery", str(assets[1]), "--port", str(port)]) == 2
+    assert _one_error_line(capsys) == (f"error: port {port} on 127.0.0.1 is already in use: stop the server using "
+                                       "it or pick another with --port / GRADIO_SERVER_PORT.")
+    assert loaded == []
+
+
+def test_served_and_blocked_paths(engine, assets, tmp_path):
+    from demo.cli import blocked_paths, load_examples, served_paths
+
+    examples = load_examples(assets[1], limit=2)
+    served = served_paths(engine, examples)
+    cache_dir = engine.cache_path.parent.resolve()
+    assert sorted(served) == sorted({str(engine.thumbnails.directory.resolve()), str(engine.served.directory)}
+                                    | {str(Path(p).resolve()) for e in examples for p in e.paths})
+    assert engine.thumbnails.fallback.is_relative_to(engine.served.directory)
+    # this gallery's thumbnails, the per-search folder (with the thumbnails' fallback inside), 2 x 3 example files
+    assert str(cache_dir) not in served and len(served) == 2 + 6
+    assert all(Path(p).parent != cache_dir or Path(p).name.startswith("thumbs-") for p in served)
+    assert blocked_paths(engine) == [str(engine.cache_path.resolve()), str(Path(assets[0]).resolve())]
