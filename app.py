@@ -15,7 +15,8 @@ from typing import Optional, Sequence
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Parse options, load the model and gallery, serve the page; returns the exit status."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from demo.cli import StartupError, blocked_paths, build_engine, parse_options, served_paths
+    from demo.options import StartupError, parse_options
+    from demo.startup import blocked_paths, build_engine, served_paths
     from signal_core.runtime import keep_freed_memory
 
     keep_freed_memory()  # faster large CPU tensors (signal_core/runtime.py)

@@ -157,7 +157,7 @@ def ranking(num_query: int, num_gallery: int, dim: int, repeats: int) -> dict:
 def demo_latency(model, weights: Path | None, searches: int) -> dict:
     """p50 / p95 of the demo's search (encode + explain + overlays + ranking) over the bundled
     gallery, with the demo's default precision ("auto"); gallery features computed first."""
-    from demo.bench import measure_query_latency
+    from benchmarks.demo_bench import measure_query_latency
     from demo.engine import SearchEngine
     from demo.feature_cache import FeatureCache
     from demo.gallery import load_gallery

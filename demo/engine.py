@@ -18,8 +18,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from signal_core.modalities import LABELS, MODALITIES
+
 from .feature_cache import FeatureCache, cache_key, gallery_fingerprint, model_fingerprint
-from .features import MODALITIES, InputTransform, extract_gallery_features, triple_batch
+from .features import InputTransform, extract_gallery_features, triple_batch
 from .gallery import Gallery, camera_tensor, load_entry_images, parse_triple_name
 from .images import ImageDecodeError, ImageSource, decode_image
 from .overlays import explanation_overlay
@@ -27,7 +29,6 @@ from .served import ServedFolder
 from .thumbnails import ThumbnailStore
 
 log = logging.getLogger(__name__)
-MODALITY_LABELS = {"rgb": "RGB", "nir": "NIR", "tir": "TIR"}
 UNKNOWN_CAMERA = "unknown"
 MAX_TOP_K = 50  # most results one search returns (the page's slider goes up to this)
 
@@ -48,14 +49,6 @@ class RankedMatch:
     is_match: Optional[bool]  # same identity as the query; None when either is unknown
     thumbnail: Optional[str] = None
 
-    @property
-    def caption(self) -> str:
-        """E.g. "#1 ✓ id 12 · cam 2 · 0.873" (camera 1-based, as in the file names)."""
-        mark = {True: " ✓", False: "", None: ""}[self.is_match]
-        pid = "?" if self.pid is None else self.pid
-        cam = "?" if self.camid is None else self.camid + 1
-        return f"#{self.rank}{mark} id {pid} · cam {cam} · {self.similarity:.3f}"
-
 
 @dataclass
 class SearchResult:
@@ -71,21 +64,6 @@ class SearchResult:
     @property
     def num_correct(self) -> Optional[int]:
         return None if self.query_pid is None else sum(bool(m.is_match) for m in self.matches)
-
-    def summary(self, gallery_size: int) -> str:
-        """A short markdown status line."""
-        parts = [f"**Top {len(self.matches)}** of {gallery_size} gallery triples in {self.seconds * 1000:.0f} ms"]
-        parts.append("camera unknown (mean camera embedding)" if self.camera is None
-                     else f"camera {self.camera + 1}")
-        if self.query_pid is not None:
-            parts.append(f"query id {self.query_pid}: {self.num_correct} correct (✓) in the top {len(self.matches)}")
-        text = " · ".join(parts)
-        if self.missing:
-            names = " and ".join(MODALITY_LABELS[m] for m in self.missing)
-            its = "their inputs were" if len(self.missing) > 1 else "its input was"
-            text += (f"\n\n⚠️ Missing modality: **{names}** not given; {its} zeroed "
-                     "(missing-modality protocol) and the search used the other modalities.")
-        return text
 
 
 class SearchEngine:
@@ -110,7 +88,7 @@ class SearchEngine:
         self.image_size = tuple(model.cfg.image_size)
         self.grid_size = tuple(model.cfg.grid_size)
         self.transform = InputTransform(self.image_size)
-        self.num_cameras = model.backbone.num_cameras
+        self.num_cameras = model.num_cameras
         self._lock = threading.Lock()  # one model call at a time (the model is not re-entrant-safe)
 
     # --- building ------------------------------------------------------------------------------
@@ -127,7 +105,7 @@ class SearchEngine:
         """
         cache = cache or FeatureCache()
         served = served if served is not None else ServedFolder()
-        warn_unknown_cameras(gallery, model.backbone.num_cameras)
+        warn_unknown_cameras(gallery, model.num_cameras)
         model_fp = model_fingerprint(weights, model.cfg.to_json(), None if weights else model.state_dict())
         key = cache_key(model_fp, gallery_fingerprint(gallery),
                         model.inference_precision, torch.device(device).type, model.cfg.image_size)
@@ -193,7 +171,7 @@ class SearchEngine:
             try:
                 images.append(decode_image(source))
             except ImageDecodeError as exc:
-                raise QueryError(f"{MODALITY_LABELS[modality]} input: {exc}") from None
+                raise QueryError(f"{LABELS[modality]} input: {exc}") from None
         if all(img is None for img in images):
             raise QueryError("Give at least one image (RGB, NIR or TIR) to search with.")
         return images

@@ -17,11 +17,10 @@ from tqdm.auto import tqdm
 
 from signal_core.data import build_transforms
 from signal_core.inference import drop_modalities
+from signal_core.modalities import MODALITIES, missing_code
 
 from .gallery import Gallery, camera_tensor, load_entry_images
 
-MODALITIES = ("rgb", "nir", "tir")
-MODALITY_LETTERS = {"rgb": "r", "nir": "n", "tir": "t"}
 
 
 class InputTransform:
@@ -40,7 +39,7 @@ class InputTransform:
 
 def missing_setting(images: Sequence[Optional[object]]) -> str:
     """The missing-modality setting ("", "r", "nt", ...) of an (RGB, NIR, TIR) triple with Nones."""
-    return "".join(MODALITY_LETTERS[m] for m, img in zip(MODALITIES, images) if img is None)
+    return missing_code(m for m, img in zip(MODALITIES, images) if img is None)
 
 
 def triple_batch(images: Sequence[Optional[np.ndarray]], transform: InputTransform) -> dict[str, torch.Tensor]:
@@ -71,7 +70,7 @@ def extract_gallery_features(model, gallery: Gallery, device: torch.device | str
     Entries whose camera is known (and within the model's cameras) are encoded with it, the others
     with the mean camera embedding (``cam_ids=None``); each batch holds one kind only.
     """
-    num_cameras = model.backbone.num_cameras
+    num_cameras = model.num_cameras
     transform = InputTransform(model.cfg.image_size)
     known = [i for i, e in enumerate(gallery.entries) if camera_tensor([e.camid], num_cameras) is not None]
     unknown = sorted(set(range(len(gallery))) - set(known))

@@ -11,20 +11,18 @@ and its test gallery split is used.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 
-from .images import decode_image
+from signal_core import data
+from signal_core.modalities import FOLDERS
 
-TRIPLE_DIRS = ("RGB", "NI", "TI")
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-DATASETS = ("rgbnt201", "rgbnt100", "msvr310")
-_NAME_PATTERN = re.compile(r"^(\d{1,9})_cam(\d{1,3})(?:_|\.|$)", re.IGNORECASE)
+from .images import ImageDecodeError, decode_image
 
 
 class GalleryError(ValueError):
@@ -72,45 +70,27 @@ class Gallery:
 
 def parse_triple_name(name: str) -> tuple[Optional[int], Optional[int]]:
     """(pid, 0-based camid) from a name like ``000123_cam2_0.jpg`` -> (123, 1); (None, None) if it
-    does not follow that pattern."""
-    match = _NAME_PATTERN.match(Path(name).name)
-    if not match or int(match[2]) < 1:
-        return None, None
-    return int(match[1]), int(match[2]) - 1
+    does not follow that pattern (the library's rule, :func:`signal_core.data.parse_triple_name`)."""
+    pid, camid = data.parse_triple_name(name)
+    return _known(pid), _known(camid)
 
 
-def is_triples_folder(root: str | Path) -> bool:
-    """True when ``root`` has the RGB, NI and TI folders of a triples folder."""
-    root = Path(root)
-    return all((root / d).is_dir() for d in TRIPLE_DIRS)
+def _known(value: int) -> Optional[int]:
+    return None if value < 0 else int(value)
 
 
 def read_triples_folder(root: str | Path) -> list[GalleryEntry]:
-    """Entries of a triples folder, sorted by file name.
+    """Entries of a triples folder, sorted by file name (read by :func:`signal_core.data.read_triples_folder`).
 
     Raises:
         GalleryError: a modality folder is missing, the RGB folder has no images, or a file is
-            missing in NI or TI (the message names up to 5 of them).
+            missing in NI or TI (the message names it).
     """
-    root = Path(root).expanduser()
-    if not is_triples_folder(root):
-        raise GalleryError(f"{root} is not a triples folder: it needs the sub-folders {', '.join(TRIPLE_DIRS)} "
-                           "holding the same file names (e.g. RGB/000001_cam1_000.jpg, NI/000001_cam1_000.jpg, "
-                           "TI/000001_cam1_000.jpg).")
-    names = sorted(p.name for p in (root / "RGB").iterdir()
-                   if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
-    if not names:
-        raise GalleryError(f"{root / 'RGB'} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}).")
-    for folder in TRIPLE_DIRS[1:]:
-        missing = [n for n in names if not (root / folder / n).is_file()]
-        if missing:
-            raise GalleryError(f"{len(missing)} image(s) of {root / 'RGB'} have no counterpart in {root / folder}, "
-                               f"e.g. {missing[:5]}: every triple needs the same file name in RGB, NI and TI.")
-    entries = []
-    for name in names:
-        pid, camid = parse_triple_name(name)
-        entries.append(GalleryEntry(tuple(str(root / d / name) for d in TRIPLE_DIRS), pid, camid))
-    return entries
+    try:
+        records = data.read_triples_folder(root)
+    except data.DatasetError as exc:
+        raise GalleryError(str(exc)) from None
+    return [GalleryEntry(tuple(r.paths), _known(r.pid), _known(r.camid)) for r in records]
 
 
 def load_gallery(root: str | Path, dataset: Optional[str] = None) -> Gallery:
@@ -122,16 +102,14 @@ def load_gallery(root: str | Path, dataset: Optional[str] = None) -> Gallery:
     root = Path(root).expanduser()
     if not root.is_dir():
         raise GalleryError(f"gallery folder {root} does not exist.")
-    if is_triples_folder(root):
+    if data.is_triples_folder(root):
         return Gallery(read_triples_folder(root), f"triples folder {root}")
     if not dataset:
-        raise GalleryError(f"{root} is not a triples folder (sub-folders {', '.join(TRIPLE_DIRS)}); for a dataset "
-                           f"folder pass its name with --dataset ({'|'.join(DATASETS)}).")
-    from signal_core.data import DatasetError, load_dataset
-
+        raise GalleryError(f"{root} is not a triples folder (sub-folders {', '.join(FOLDERS)}); for a dataset "
+                           f"folder pass its name with --dataset ({'|'.join(data.DATASETS)}).")
     try:
-        ds = load_dataset(dataset, root)
-    except DatasetError as exc:
+        ds = data.load_dataset(dataset, root)
+    except data.DatasetError as exc:
         raise GalleryError(str(exc)) from None
     entries = [GalleryEntry(tuple(r.paths), r.pid, r.camid) for r in ds.gallery]
     if not entries:
@@ -147,7 +125,11 @@ def load_entry_images(entry: GalleryEntry) -> tuple[np.ndarray, np.ndarray, np.n
     """
     if entry.paths[0] == entry.paths[1] == entry.paths[2]:
         whole = decode_image(entry.paths[0], max_side=1 << 16)
-        return tuple(np.ascontiguousarray(p) for p in np.array_split(whole, 3, axis=1))  # type: ignore[return-value]
+        try:  # the library's rule: three 256-pixel panels side by side
+            panels = data.split_panels(Image.fromarray(whole), entry.paths[0])
+        except data.DatasetError as exc:
+            raise ImageDecodeError(str(exc)) from None
+        return tuple(np.asarray(p) for p in panels)  # type: ignore[return-value]
     return tuple(decode_image(p) for p in entry.paths)  # type: ignore[return-value]
 
 

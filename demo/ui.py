@@ -18,8 +18,10 @@ from typing import Optional, Sequence
 
 import gradio as gr
 
-from .engine import MAX_TOP_K, MODALITY_LABELS, UNKNOWN_CAMERA, QueryError, SearchEngine
-from .features import MODALITIES
+from signal_core.modalities import LABELS, MODALITIES
+
+from . import text
+from .engine import MAX_TOP_K, UNKNOWN_CAMERA, QueryError, SearchEngine
 from .gallery import GalleryEntry
 from .overlays import legend_html
 
@@ -82,11 +84,10 @@ def build_ui(engine: SearchEngine, examples: Sequence[GalleryEntry] = (), title:
             log.exception("search failed")
             raise user_error(f"Search failed ({exc.__class__.__name__}: {exc}).") from None
         if result.missing:
-            gr.Info("Missing modality: " + " and ".join(MODALITY_LABELS[m] for m in result.missing)
-                    + " zeroed.")
-        gallery_value = [(m.thumbnail, m.caption) for m in result.matches]
-        matches = [{"index": m.index, "caption": m.caption} for m in result.matches]
-        return (gallery_value, result.summary(n), *overlays, matches, None, None, None,
+            gr.Info(f"Missing modality: {text.missing_names(result)} zeroed.")
+        gallery_value = [(m.thumbnail, text.caption(m)) for m in result.matches]
+        matches = [{"index": m.index, "caption": text.caption(m)} for m in result.matches]
+        return (gallery_value, text.summary(result, n), *overlays, matches, None, None, None,
                 "Click a result above to see what the model looked at in it.")
 
     def select(matches: list, evt: gr.SelectData):
@@ -106,11 +107,11 @@ def build_ui(engine: SearchEngine, examples: Sequence[GalleryEntry] = (), title:
         if engine.description:
             gr.Markdown(f"<small>{engine.description} · {n} gallery triples</small>")
         with gr.Row():
-            inputs = [ImageInput(label=f"{MODALITY_LABELS[m]} query", type="filepath", image_mode=None,
+            inputs = [ImageInput(label=f"{LABELS[m]} query", type="filepath", image_mode=None,
                                  sources=["upload", "clipboard"], height=240, elem_id=f"query-{m}")
                       for m in MODALITIES]
             for modality, image_input in zip(MODALITIES, inputs):
-                image_input.modality_label = MODALITY_LABELS[modality]
+                image_input.modality_label = LABELS[modality]
         with gr.Row(equal_height=True):
             top_k = gr.Slider(1, max(1, min(MAX_TOP_K, n)), value=min(10, n), step=1, label="Top k",
                               elem_id="top-k")
@@ -127,11 +128,11 @@ def build_ui(engine: SearchEngine, examples: Sequence[GalleryEntry] = (), title:
         gr.Markdown("### What the model looked at")
         gr.HTML(legend_html())
         with gr.Row():
-            query_overlays = [gr.Image(label=f"Query {MODALITY_LABELS[m]}", type="filepath", interactive=False,
+            query_overlays = [gr.Image(label=f"Query {LABELS[m]}", type="filepath", interactive=False,
                                        height=300, elem_id=f"query-overlay-{m}") for m in MODALITIES]
         selected_text = gr.Markdown("", elem_id="selected")
         with gr.Row():
-            selected_overlays = [gr.Image(label=f"Selected result {MODALITY_LABELS[m]}", type="filepath",
+            selected_overlays = [gr.Image(label=f"Selected result {LABELS[m]}", type="filepath",
                                           interactive=False, height=300, elem_id=f"selected-overlay-{m}")
                                  for m in MODALITIES]
         matches_state = gr.State([])

@@ -6,7 +6,7 @@ import torch
 from open_clip.transformer import QuickGELU, VisionTransformer
 from safetensors.torch import save_file
 
-from conftest import make_batch
+from tests.helpers import make_batch
 from signal_core import CheckpointError, build_model, load_checkpoint, read_checkpoint_config, save_checkpoint
 from signal_core.clip_weights import resize_positional_embedding
 

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from demo_helpers import free_port, make_checkpoint, make_triples_folder, write_png_header
+from tests.demo_helpers import free_port, make_checkpoint, make_triples_folder, write_png_header
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("SIGNAL_CHROMIUM", "/usr/bin/chromium")

@@ -11,17 +11,17 @@ import pytest
 import torch
 from PIL import Image
 
-from demo_helpers import free_port, make_checkpoint, make_triples_folder, write_png_header
+from tests.demo_helpers import free_port, make_checkpoint, make_triples_folder, write_png_header
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
-from demo.engine import QueryError, SearchEngine  # noqa: E402
-from demo.feature_cache import FeatureCache, cache_key, gallery_fingerprint, model_fingerprint  # noqa: E402
-from demo.features import InputTransform, triple_batch  # noqa: E402
-from demo.gallery import GalleryError, load_gallery, parse_triple_name, read_triples_folder  # noqa: E402
-from demo.images import ImageDecodeError, decode_image  # noqa: E402
-from demo.overlays import explanation_overlay, grid_to_pixels, overlay_size  # noqa: E402
+from demo import text
+from demo.engine import QueryError, SearchEngine
+from demo.feature_cache import FeatureCache, cache_key, gallery_fingerprint, model_fingerprint
+from demo.features import InputTransform, triple_batch
+from demo.gallery import GalleryError, load_gallery, parse_triple_name, read_triples_folder
+from demo.images import ImageDecodeError, decode_image
+from demo.overlays import explanation_overlay, grid_to_pixels, overlay_size
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def assets(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def engine(assets, tmp_path_factory):
-    from demo.cli import load_model
+    from demo.startup import load_model
 
     weights, gallery_dir = assets
     model, _ = load_model(weights, None, torch.device("cpu"))
@@ -131,14 +131,14 @@ def test_search_finds_itself(engine):
     result = engine.search(*entry.paths, top_k=3, camera=str(entry.camid + 1))
     assert result.matches[0].index == 4 and result.matches[0].similarity == pytest.approx(1.0, abs=1e-5)
     assert result.query_pid == entry.pid and result.matches[0].is_match
-    assert "✓" in result.matches[0].caption and len(result.overlays) == 3
+    assert "✓" in text.caption(result.matches[0]) and len(result.overlays) == 3
     assert result.overlays[0].shape == (*overlay_size(engine.image_size), 3)
 
 
 def test_missing_modality_is_zeroed(engine):
     entry = engine.gallery.entries[0]
     result = engine.search(entry.paths[0], None, "", top_k=5)
-    assert result.missing == ("nir", "tir") and "Missing modality" in result.summary(len(engine.gallery))
+    assert result.missing == ("nir", "tir") and "Missing modality" in text.summary(result, len(engine.gallery))
     images = engine.decode_query((entry.paths[0], None, None))
     batch = triple_batch(images, InputTransform(engine.image_size))
     assert torch.equal(batch["nir"], torch.zeros_like(batch["nir"])) and batch["rgb"].abs().sum() > 0
@@ -179,7 +179,7 @@ def test_zero_byte_and_truncated_thumbnails_are_written_again(engine):
 
 
 def test_read_only_cache_folder_falls_back_and_keeps_searching(assets, tmp_path, caplog, monkeypatch):
-    from demo.cli import load_model
+    from demo.startup import load_model
     from demo.served import ServedFolder
 
     weights, gallery_dir = assets
@@ -326,7 +326,7 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
 
 
 def test_engine_reuses_cache(assets, tmp_path):
-    from demo.cli import load_model
+    from demo.startup import load_model
 
     weights, gallery_dir = assets
     model, _ = load_model(weights, None, torch.device("cpu"))
@@ -340,7 +340,7 @@ def test_engine_reuses_cache(assets, tmp_path):
 
 # --- options and start-up ---------------------------------------------------------------------
 def test_options_flags_override_environment():
-    from demo.cli import parse_options
+    from demo.options import parse_options
 
     env = {"SIGNAL_WEIGHTS": "hf://a/b/m.safetensors", "SIGNAL_DEVICE": "cpu", "GRADIO_SERVER_PORT": "9000",
            "SIGNAL_DATASET": "RGBNT100", "SIGNAL_SHARE": "1", "SIGNAL_PRECISION": "bf16"}
@@ -354,9 +354,9 @@ def test_options_flags_override_environment():
 
 def test_missing_bundled_assets_exit_cleanly(tmp_path, monkeypatch, capsys):
     import app
-    import demo.cli
+    import demo.startup
 
-    monkeypatch.setattr(demo.cli, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(demo.startup, "REPO_ROOT", tmp_path)
     monkeypatch.chdir(tmp_path)
     assert app.main([]) == 2
     err = capsys.readouterr().err
@@ -413,10 +413,10 @@ def test_busy_port_is_found_before_loading(tmp_path, assets, monkeypatch, capsys
     import socket
 
     import app
-    import demo.cli
+    import demo.startup
 
     loaded = []
-    monkeypatch.setattr(demo.cli, "load_model", lambda *a, **k: loaded.append(a))
+    monkeypatch.setattr(demo.startup, "load_model", lambda *a, **k: loaded.append(a))
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
@@ -428,7 +428,7 @@ def test_busy_port_is_found_before_loading(tmp_path, assets, monkeypatch, capsys
 
 
 def test_served_and_blocked_paths(engine, assets, tmp_path):
-    from demo.cli import blocked_paths, load_examples, served_paths
+    from demo.startup import blocked_paths, load_examples, served_paths
 
     examples = load_examples(assets[1], limit=2)
     served = served_paths(engine, examples)

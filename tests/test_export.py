@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from official_format import official_keys
+from tests.official_format import official_keys
 
 from signal_core import SignalConfig, build_model, load_weights, save_checkpoint
 from signal_core.checkpoint import official_key_to_ours

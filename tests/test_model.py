@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from conftest import make_batch
+from tests.helpers import make_batch
 from signal_core import SignalConfig, build_model
 
 SWITCHES = [

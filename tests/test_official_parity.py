@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from official_format import FIXTURES, official_keys, official_state, seeded_inputs
+from tests.official_format import FIXTURES, official_keys, official_state, seeded_inputs
 from signal_core import CheckpointError, SignalConfig, load_official_checkpoint
 from signal_core.checkpoint import official_key_to_ours
 

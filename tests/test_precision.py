@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import make_batch
+from tests.helpers import make_batch
 from signal_core import build_model
 from signal_core.precision import bf16_is_fast, cpu_bf16_speedup, resolve_precision
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from conftest import make_batch
+from tests.helpers import make_batch
 
 from signal_core import build_model
 from train.__main__ import main as train_main

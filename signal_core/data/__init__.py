@@ -20,7 +20,7 @@ from .records import ReIDDataset, TripleRecord
 from .rgbnt100 import load_rgbnt100
 from .rgbnt201 import load_rgbnt201
 from .sampler import IdentitySampler
-from .transforms import build_test_transform, build_train_transform, build_transforms, load_triple
+from .transforms import build_test_transform, build_train_transform, build_transforms, load_triple, split_panels
 from .triples import is_triples_folder, parse_triple_name, read_triples_folder
 
 LOADERS: dict[str, Callable[[str | Path], ReIDDataset]] = {
@@ -53,5 +53,5 @@ def load_dataset(name: str, root: str | Path) -> ReIDDataset:
 __all__ = [
     "DATASETS", "DatasetError", "IdentitySampler", "ReIDDataset", "TripleDataset", "TripleRecord",
     "build_test_transform", "build_train_transform", "build_transforms", "is_triples_folder", "load_dataset",
-    "load_triple", "parse_triple_name", "read_triples_folder",
+    "load_triple", "parse_triple_name", "read_triples_folder", "split_panels",
 ]

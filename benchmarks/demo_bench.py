@@ -1,9 +1,9 @@
 """Query latency of the demo: :meth:`SearchEngine.search` end to end (decode, encode, explain,
 overlays, ranking, thumbnails), gallery feature extraction excluded.
 
-    python -m demo.bench --weights assets/demo_model.safetensors --gallery assets/demo/gallery
-    python -m demo.bench --random-preset rgbnt201 --gallery assets/demo/gallery   # random ViT-B/16
-    python -m demo.bench ... --no-explain      # features + ranking only
+    python -m benchmarks.demo_bench --weights assets/demo_model.safetensors --gallery assets/demo/gallery
+    python -m benchmarks.demo_bench --random-preset rgbnt201 --gallery assets/demo/gallery   # random ViT-B/16
+    python -m benchmarks.demo_bench ... --no-explain      # features + ranking only
 
 Prints p50 / p95 / mean in milliseconds (and JSON with ``--json``).
 """
@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from .engine import SearchEngine
+from demo.engine import SearchEngine
 
 
 def measure_query_latency(engine: SearchEngine, queries: Optional[Sequence[Sequence[str]]] = None, n: int = 50,
@@ -51,9 +51,9 @@ def measure_query_latency(engine: SearchEngine, queries: Optional[Sequence[Seque
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     from signal_core import SignalConfig, build_model
 
-    from .cli import load_examples, load_model, resolve_device, resolve_folder, resolve_weights
-    from .feature_cache import FeatureCache
-    from .gallery import load_gallery
+    from demo.feature_cache import FeatureCache
+    from demo.gallery import load_gallery
+    from demo.startup import load_examples, load_model, resolve_device, resolve_folder, resolve_weights
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", help="checkpoint (as app.py)")
@@ -87,7 +87,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         engine = SearchEngine.from_gallery(model, gallery, device, weights=weights,
                                            cache=FeatureCache(cache_dir))
         gallery_s = time.perf_counter() - start
-        examples = load_examples(resolve_folder(args.queries, args.queries or ""), limit=1000)
+        examples = load_examples(resolve_folder(args.queries), limit=1000)
         stats = measure_query_latency(engine, [e.paths for e in examples] or None, n=args.n,
                                       explain=not args.no_explain)
     stats.update(gallery_seconds=gallery_s, device=str(device), threads=torch.get_num_threads(),

@@ -1,0 +1,148 @@
+"""Demo options: command-line flags, each with an environment variable for Hugging Face Spaces,
+validated before anything is loaded.
+
+Every start-up problem is a :class:`StartupError` whose message says what to do; ``app.py``
+prints it and exits 2 without a stack trace.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Optional, Sequence
+
+from signal_core.data import DATASETS
+
+log = logging.getLogger(__name__)
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_WEIGHTS = "assets/demo_model.safetensors"
+DEFAULT_GALLERY = "assets/demo/gallery"
+DEFAULT_QUERIES = "assets/demo/query"
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16")
+MAX_EXAMPLES = 12
+CREATE_ASSETS_HINT = ("The bundled demo assets are made by the synthetic benchmark (train/synthetic.py: it writes "
+                      f"{DEFAULT_WEIGHTS}, {DEFAULT_GALLERY} and {DEFAULT_QUERIES}). Or point the demo at your own "
+                      "files: --weights / SIGNAL_WEIGHTS (our .safetensors checkpoint, the authors' Signal_model.pth "
+                      "with --dataset, or hf://owner/repo/path/file) and --gallery / SIGNAL_GALLERY (a triples "
+                      "folder with RGB/, NI/, TI/, or a dataset folder with --dataset).")
+
+
+class StartupError(RuntimeError):
+    """The demo cannot start; the message says why and what to do."""
+
+
+@dataclass
+class DemoOptions:
+    """Everything ``app.py`` can be told (see :func:`parse_options` for flags and variables)."""
+
+    weights: str = DEFAULT_WEIGHTS
+    gallery: str = DEFAULT_GALLERY
+    queries: Optional[str] = DEFAULT_QUERIES
+    dataset: Optional[str] = None
+    device: str = "auto"
+    precision: str = "auto"
+    host: str = "127.0.0.1"
+    port: int = 7860
+    share: bool = False
+    cache_dir: Optional[str] = None
+    batch_size: int = 32
+    max_file_size: int = 20  # MB per uploaded file
+
+
+# (flag, environment variable, help); defaults are DemoOptions' field defaults.
+OPTION_TABLE = [
+    ("--weights", "SIGNAL_WEIGHTS", "model: our .safetensors checkpoint, the authors' Signal_model.pth (needs "
+                                    "--dataset), or hf://owner/repo/path/file on the Hugging Face Hub"),
+    ("--gallery", "SIGNAL_GALLERY", "gallery folder: a triples folder (RGB/, NI/, TI/ with the same file names) "
+                                    "or a dataset folder (with --dataset; its test gallery is used)"),
+    ("--queries", "SIGNAL_QUERIES", "triples folder of example queries shown under the inputs ('' for none)"),
+    ("--dataset", "SIGNAL_DATASET", f"dataset preset {'|'.join(DATASETS)}: config of an authors' checkpoint and "
+                                    "layout of a dataset gallery folder"),
+    ("--device", "SIGNAL_DEVICE", f"{'|'.join(DEVICES)} (auto: cuda when available)"),
+    ("--precision", "SIGNAL_PRECISION", f"{'|'.join(PRECISIONS)} inference precision"),
+    ("--host", "GRADIO_SERVER_NAME", "address to listen on"),
+    ("--port", "GRADIO_SERVER_PORT", "port to listen on"),
+    ("--share", "SIGNAL_SHARE", "also open a public gradio.live link (1/true)"),
+    ("--cache-dir", "SIGNAL_CACHE_DIR", "gallery-feature cache folder (default ~/.cache/signal-demo)"),
+    ("--batch-size", "SIGNAL_BATCH_SIZE", "batch size of the gallery feature extraction"),
+    ("--max-file-size", "SIGNAL_MAX_FILE_SIZE", "largest file a user may upload, in MB"),
+]
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag as a :class:`StartupError` (one ``error:`` line) instead of exiting."""
+
+    def error(self, message: str):
+        raise StartupError(f"{message} (see app.py --help).")
+
+
+def _truthy(value: str) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def parse_options(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str]] = None) -> DemoOptions:
+    """Flags override environment variables, which override the defaults.
+
+    Raises:
+        StartupError: an unknown flag, or a value of the wrong type or out of range.
+    """
+    env = os.environ if environ is None else environ
+    defaults = DemoOptions()
+    parser = _ArgumentParser(
+        prog="app.py", description="Signal multi-modal ReID demo (Gradio).",
+        epilog="Every flag can also be set by the environment variable shown in brackets.")
+    for flag, var, text in OPTION_TABLE:
+        field = flag[2:].replace("-", "_")
+        default = getattr(defaults, field)
+        if flag == "--share":
+            parser.add_argument(flag, action="store_true", default=_truthy(env.get(var, "0")),
+                                help=f"{text} [{var}]")
+            continue
+        kind = int if isinstance(default, int) else str
+        choices = {"--device": DEVICES, "--precision": PRECISIONS, "--dataset": DATASETS}.get(flag)
+        value = env.get(var) or default
+        if flag == "--dataset" and value:
+            value = value.lower()
+        try:
+            value = kind(value) if value is not None else None
+        except ValueError:
+            raise StartupError(f"{var}={value!r}: expected {kind.__name__} for {flag}.") from None
+        parser.add_argument(flag, type=kind, default=value, choices=choices, help=f"{text} [{var}; default {default}]")
+    options = DemoOptions(**vars(parser.parse_args(argv)))
+    validate_options(options)
+    return options
+
+
+def validate_options(options: DemoOptions) -> None:
+    """Raise :class:`StartupError` for a value out of range (checked before anything is loaded)."""
+    if options.dataset is not None and options.dataset not in DATASETS:
+        raise StartupError(f"--dataset {options.dataset!r}: expected one of {', '.join(DATASETS)}.")
+    if options.batch_size < 1:
+        raise StartupError(f"--batch-size must be at least 1, got {options.batch_size}.")
+    if not 1 <= options.port <= 65535:
+        raise StartupError(f"--port must be from 1 to 65535, got {options.port}.")
+    if options.max_file_size < 1:
+        raise StartupError(f"--max-file-size must be at least 1 (MB), got {options.max_file_size}.")
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """Raise :class:`StartupError` when nothing can listen on ``host:port`` (in use, or a bad address)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise StartupError(f"--host {host!r} cannot be resolved ({exc}).") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno in (98, 48, 10048):  # EADDRINUSE on Linux, macOS, Windows
+                raise StartupError(f"port {port} on {host} is already in use: stop the server using it or pick "
+                                   "another with --port / GRADIO_SERVER_PORT.") from None
+            raise StartupError(f"cannot listen on {host}:{port} ({exc.strerror or exc}).") from None
+
+

@@ -1,0 +1,153 @@
+"""Demo start-up: resolve the weights (local file or ``hf://``), load the model, read the gallery and
+the example queries, build the :class:`~demo.engine.SearchEngine`, and say which files the page serves.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+from signal_core.data import DATASETS
+
+from .feature_cache import FeatureCache, default_cache_dir
+from .gallery import GalleryEntry, GalleryError, load_gallery, read_triples_folder
+from .images import ImageDecodeError
+from .options import (CREATE_ASSETS_HINT, DEFAULT_GALLERY, DEFAULT_QUERIES, DEFAULT_WEIGHTS, MAX_EXAMPLES, REPO_ROOT,
+                      DemoOptions, StartupError, ensure_port_free)
+
+log = logging.getLogger(__name__)
+
+
+# --- weights and model ---------------------------------------------------------------------------
+def resolve_weights(spec: str) -> Path:
+    """A local path for ``spec``: a file, or ``hf://owner/repo/path/in/repo`` (optionally
+    ``hf://owner/repo@revision/path``) downloaded with ``huggingface_hub.hf_hub_download``."""
+    if spec.startswith("hf://"):
+        parts = spec[len("hf://"):].split("/")
+        if len(parts) < 3 or not all(parts):
+            raise StartupError(f"{spec!r}: a Hub file is written hf://owner/repo/path/to/file.")
+        repo, _, revision = f"{parts[0]}/{parts[1]}".partition("@")
+        try:
+            from huggingface_hub import hf_hub_download
+
+            return Path(hf_hub_download(repo_id=repo, filename="/".join(parts[2:]), revision=revision or None))
+        except Exception as exc:  # noqa: BLE001 - network, auth, missing file: all told to the user
+            raise StartupError(f"could not download {spec} from the Hugging Face Hub "
+                               f"({exc.__class__.__name__}: {exc}).") from None
+    path = Path(spec).expanduser()
+    if not path.is_absolute() and not path.exists() and (REPO_ROOT / path).exists():
+        path = REPO_ROOT / path
+    if not path.is_file():
+        if spec == DEFAULT_WEIGHTS:
+            raise StartupError(f"the bundled demo model {DEFAULT_WEIGHTS} is missing. {CREATE_ASSETS_HINT}")
+        raise StartupError(f"weights file {path} not found.")
+    return path
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise StartupError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto.")
+    return torch.device(name)
+
+
+def load_model(path: Path, dataset: Optional[str], device: torch.device, precision: str = "auto"):
+    """Our safetensors checkpoint, or the authors' .pth with the ``dataset`` preset; on ``device``, in
+    eval mode, with the inference precision set.
+
+    Returns:
+        (model, the precision in use, "fp32" or "bf16", for the feature cache key).
+    """
+    from signal_core import CheckpointError, SignalConfig, load_weights
+
+    if path.suffix != ".safetensors" and not dataset:
+        raise StartupError(f"{path.name} looks like the authors' checkpoint: pass --dataset "
+                           f"({'|'.join(DATASETS)}) so that its config is known.")
+    try:
+        model = load_weights(path, SignalConfig.preset(dataset) if dataset else None, device)
+    except Exception as exc:  # noqa: BLE001 - CheckpointError, SafetensorError, UnpicklingError, ...: all bad files
+        kind = "" if isinstance(exc, CheckpointError) else f"{exc.__class__.__name__}: "
+        detail = " ".join(str(exc).split()) or "unreadable file"
+        raise StartupError(f"could not load the model from {path} ({kind}{detail}); is it a Signal checkpoint?") from None
+    return model, model.set_inference_precision(precision)
+
+
+def resolve_folder(spec: Optional[str]) -> Optional[Path]:
+    """A folder path; relative paths are also looked up under the repository root."""
+    if not spec:
+        return None
+    path = Path(spec).expanduser()
+    if not path.is_absolute() and not path.exists() and (REPO_ROOT / path).exists():
+        path = REPO_ROOT / path
+    return path
+
+
+def load_examples(folder: Optional[Path], limit: int = MAX_EXAMPLES) -> list[GalleryEntry]:
+    """Up to ``limit`` example query triples from a triples folder (none if absent or unreadable)."""
+    if folder is None or not folder.is_dir():
+        if folder is not None:
+            log.warning("no example queries: %s does not exist", folder)
+        return []
+    try:
+        entries = read_triples_folder(folder)
+    except GalleryError as exc:
+        log.warning("no example queries: %s", exc)
+        return []
+    step = max(1, len(entries) // limit)  # spread over the identities rather than the first few
+    return entries[::step][:limit]
+
+
+def build_engine(options: DemoOptions, progress: bool = True, check_port: bool = False):
+    """Load everything the page needs (with ``check_port``, first make sure the port is free).
+
+    Returns:
+        (SearchEngine, example query entries).
+
+    Raises:
+        StartupError: with a message that says what to do.
+    """
+    from .engine import SearchEngine
+
+    device = resolve_device(options.device)
+    weights = resolve_weights(options.weights)
+    if check_port:
+        ensure_port_free(options.host, options.port)
+    gallery_dir = resolve_folder(options.gallery)
+    if gallery_dir is None or not gallery_dir.is_dir():
+        if options.gallery == DEFAULT_GALLERY:
+            raise StartupError(f"the bundled demo gallery {DEFAULT_GALLERY} is missing. {CREATE_ASSETS_HINT}")
+        raise StartupError(f"gallery folder {gallery_dir} does not exist.")
+    try:
+        gallery = load_gallery(gallery_dir, options.dataset)
+    except GalleryError as exc:
+        raise StartupError(str(exc)) from None
+    model, precision = load_model(weights, options.dataset, device, options.precision)
+    cache = FeatureCache(options.cache_dir or default_cache_dir())
+    try:
+        engine = SearchEngine.from_gallery(
+            model, gallery, device, weights=weights, cache=cache,
+            batch_size=options.batch_size, progress=progress,
+            description=f"model {weights.name} · {gallery.source} · {device.type} · {precision}")
+    except ImageDecodeError as exc:
+        raise StartupError(f"a gallery image cannot be read: {exc}") from None
+    return engine, load_examples(resolve_folder(options.queries))
+
+
+def served_paths(engine, examples: Sequence[GalleryEntry]) -> list[str]:
+    """What the page may serve, and nothing more: this gallery's thumbnail folder(s), the folder of
+    per-search images (overlays), and the example query files themselves."""
+    paths = {str(Path(p).resolve()) for e in examples for p in e.paths}
+    if engine.thumbnails is not None:
+        paths.update(str(p.resolve()) for p in engine.thumbnails.folders)
+    paths.add(str(engine.served.directory))
+    return sorted(p for p in paths if not any(Path(p).is_relative_to(q) and p != q for q in paths))
+
+
+def blocked_paths(engine) -> list[str]:
+    """Files never to serve, even if a served folder held them: the feature cache file and the weights."""
+    paths = [getattr(engine, "cache_path", None), getattr(engine, "weights_path", None)]
+    return [str(Path(p).resolve()) for p in paths if p is not None]

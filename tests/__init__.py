@@ -1,0 +1,1 @@
+"""The test suite (a package, so tests import their helpers as ``tests.helpers``)."""
