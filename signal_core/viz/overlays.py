@@ -7,7 +7,7 @@
 * LAM deformable sampling: each reference point (white dot) with a red arrow to where it sampled.
   Learned offsets are often a fraction of a pixel; ``offset_scale`` lengthens every arrow by that
   factor (the caller states it) and :func:`auto_offset_scale` picks a round factor that makes the
-  longest arrow about half a patch long.
+  typical arrow about three quarters of a patch long.
 
 Coordinates from :meth:`signal_core.SignalModel.explain` are in [-1, 1] (x, y) over the patch grid
 with ``align_corners=True``: -1 is the centre of the first patch, +1 the centre of the last.
@@ -103,14 +103,19 @@ def offset_pixels(reference: np.ndarray, positions: np.ndarray, grid_size: tuple
 
 
 def auto_offset_scale(reference: np.ndarray, positions: np.ndarray, grid_size: tuple[int, int],
-                      image_hw: tuple[int, int], target_patches: float = 0.5) -> float:
-    """A round factor (1, 2, 5, 10, 20, 50, ...) that makes the longest offset about
-    ``target_patches`` patches long; 1 when the offsets are already that long (or all zero)."""
-    longest = float(np.max(offset_pixels(reference, positions, grid_size, image_hw), initial=0.0))
+                      image_hw: tuple[int, int], target_patches: float = 0.75, quantile: float = 0.9) -> float:
+    """A round factor (1, 2, 5, 10, 20, 50, ...) that draws the ``quantile`` of the offset lengths at
+    about ``target_patches`` patches (never longer); 1 when they are already that long (or all zero).
+
+    Args:
+        reference: [K, 2]; positions: [..., K, 2] (x, y) in [-1, 1], as from ``explain``.
+    """
+    lengths = offset_pixels(reference, positions, grid_size, image_hw).ravel()
+    typical = float(np.quantile(lengths, quantile)) if lengths.size else 0.0
     patch = min(image_hw[0] / grid_size[0], image_hw[1] / grid_size[1])
-    if longest <= 1e-9 or longest >= target_patches * patch:
+    if typical <= 1e-9 or typical >= target_patches * patch:
         return 1.0
-    wanted = target_patches * patch / longest
+    wanted = target_patches * patch / typical
     decade = 10.0 ** math.floor(math.log10(wanted))
     return max(1.0, max(m * decade for m in (1, 2, 5) if m * decade <= wanted))
 

@@ -41,6 +41,7 @@ class Report:
     metrics: dict  # the content of metrics.json
     files: list[Path]  # index.html, metrics.json and every PNG
     seconds: float
+    timings: dict[str, float]  # wall seconds per stage
 
 
 def write_report(model: SignalModel, dataset: ReIDDataset, out_dir: str | Path, device: torch.device | str = "cpu",
@@ -59,49 +60,68 @@ def write_report(model: SignalModel, dataset: ReIDDataset, out_dir: str | Path, 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(device)
-    results = evaluate_all_settings(model, dataset, device, batch_size, num_workers, progress)
+    timings: dict[str, float] = {}
+    results = _Clock(timings)("features and ranking", evaluate_all_settings, model, dataset, device, batch_size,
+                              num_workers, progress)
     missing = {name: r.result.as_percent_dict() for name, r in results.items()}
-    eval_seconds = time.perf_counter() - start
     figs, sim_stats = _write_figures(model, dataset, results, out, device, history, seed, num_ranklists,
-                                     num_tsne_ids, num_explained)
+                                     num_tsne_ids, num_explained, timings)
     metrics = {**missing["none"], "missing": missing, "similarity": dataclasses.asdict(sim_stats)}
     files = [write_json(out / "metrics.json", metrics)]
     seconds = time.perf_counter() - start
     info = {"queries / gallery": f"{len(dataset.query)} / {len(dataset.gallery)} triples "
                                  f"({results['none'].result.num_valid_queries} queries with a valid match)",
             "precision": model.inference_precision, **(meta or {}),
-            "time": f"{seconds:.1f} s ({eval_seconds:.1f} s features and ranking of the 7 settings)"}
+            "time": f"{seconds:.1f} s (" + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()) + ")"}
     page = render_page("Signal evaluation report", info, missing["none"], missing, figs)
     files.append(atomic_write(out / "index.html", lambda tmp: Path(tmp).write_text(page, encoding="utf-8")))
     files += [out / f for _, names in figs for f in names]
-    return Report(metrics, files, seconds)
+    for f in files:  # the temporary files of atomic writes are private (0600); a report is for sharing
+        f.chmod(0o644)
+    return Report(metrics, files, seconds, timings)
 
 
 def _write_figures(model, dataset, results: dict[str, SettingResult], out: Path, device, history, seed: int,
-                   num_ranklists: int, num_tsne_ids: int, num_explained: int):
+                   num_ranklists: int, num_tsne_ids: int, num_explained: int, timings: dict[str, float]):
     """Every figure; returns [(Figure, [png names])] in page order and the similarity statistics."""
     full = results["none"]
-    fig = figures.write_cmc(results, out)
+    clock = _Clock(timings)
+    fig = clock("cmc", figures.write_cmc, results, out)
     figs = [(fig, [fig.file])]
     queries = figures.sample_queries(full, max(num_ranklists, num_explained), seed)
     shown = queries[:num_ranklists]
-    fig = figures.write_ranklists(full, dataset.query, dataset.gallery, shown, out, tuple(model.cfg.image_size))
+    fig = clock("rank lists", figures.write_ranklists, full, dataset.query, dataset.gallery, shown, out,
+                tuple(model.cfg.image_size))
     figs.append((fig, [f"ranklist_{n:02d}.png" for n in range(1, len(shown) + 1)]))
-    fig = figures.write_tsne(full.gallery, out, num_tsne_ids, seed)
+    fig = clock("t-SNE", figures.write_tsne, full.gallery, out, num_tsne_ids, seed)
     figs.append((fig, [fig.file]))
-    fig, sim_stats = figures.write_similarity(full, out, seed)
+    fig, sim_stats = clock("similarity", figures.write_similarity, full, out, seed)
     figs.append((fig, [fig.file]))
     records = [dataset.query[i] for i in queries[:num_explained]]
     if records:
-        explanation = figures.explain_records(model, records, device)
+        explanation = clock("explain", figures.explain_records, model, records, device)
         if explanation["rgb"].final is not None:
-            fig = figures.write_selection(model, records, explanation, out)
+            fig = clock("selection", figures.write_selection, model, records, explanation, out)
             figs.append((fig, [fig.file]))
         if explanation["rgb"].sampled_positions is not None:
-            fig = figures.write_sampling(model, records, explanation, out)
+            fig = clock("LAM", figures.write_sampling, model, records, explanation, out)
             figs.append((fig, [fig.file]))
     if history is not None and Path(history).is_file():
-        fig = figures.write_training_curves(Path(history), out)
+        fig = clock("training curves", figures.write_training_curves, Path(history), out)
         if fig is not None:
             figs.append((fig, [fig.file]))
     return figs, sim_stats
+
+
+class _Clock:
+    """Calls a function and adds its wall time to ``timings[name]``."""
+
+    def __init__(self, timings: dict[str, float]):
+        self.timings = timings
+
+    def __call__(self, name: str, fn, *args):
+        start = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start

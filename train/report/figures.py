@@ -60,7 +60,8 @@ def write_tsne(feats: DatasetFeatures, out_dir: Path, num_ids: int, seed: int) -
     sel = np.isin(pids, chosen)
     points = plots.tsne_embedding(feats.feats[sel].numpy(), seed=seed)
     fig = plots.tsne_figure(points, pids[sel], feats.camids.numpy()[sel],
-                            title=f"t-SNE of {int(sel.sum())} gallery features of {len(chosen)} identities")
+                            title=f"t-SNE of {int(sel.sum())} gallery features of {len(chosen)} identities\n"
+                                  "(colour = identity, marker = camera)")
     plots.save_figure(fig, out_dir / "tsne.png")
     return Figure("tsne.png", "t-SNE of the features (paper Fig. 6)",
                   f"Gallery features of {len(chosen)} identities drawn at random (seed {seed}); colour = "
@@ -120,7 +121,7 @@ def write_ranklists(result: SettingResult, queries: Sequence[TripleRecord], gall
                               gallery[g].pid == q.pid) for rank, g in enumerate(order.tolist(), start=1)]
         query = RankedTriple(display_images(q, tile), q.pid, q.camid)
         hits = sum(i.is_match for i in items)
-        image = ranklist_image(query, items, tile, title=f"query {qi}: id {q.pid}, camera {q.camid + 1} - "
+        image = ranklist_image(query, items, tile, title=f"query {qi} (id {q.pid}, camera {q.camid + 1}): "
                                                          f"{hits} of the top {len(items)} are the same identity")
         files.append(f"ranklist_{n:02d}.png")
         write_png(image, out_dir / files[-1])
@@ -165,29 +166,32 @@ def write_selection(model: SignalModel, records: Sequence[TripleRecord], explana
 
 
 def write_sampling(model: SignalModel, records: Sequence[TripleRecord], explanation, out_dir: Path) -> Figure:
-    """Paper Fig. 9: LAM's reference points and sampled positions in the three modalities, arrows scaled."""
+    """Paper Fig. 9: LAM's reference points and sampled positions in the three modalities, arrows scaled
+    per modality (the factor is in each column's title)."""
     size, grid = tuple(model.cfg.image_size), tuple(model.cfg.grid_size)
+    names = ("rgb", "nir", "tir")
     ref = explanation["rgb"].reference_points.cpu().numpy()  # [K, 2]
-    pos = {m: explanation[m].sampled_positions.cpu().numpy() for m in ("rgb", "nir", "tir")}  # [B, K, 2] each
-    all_pos = np.concatenate(list(pos.values()))
-    scale = auto_offset_scale(ref, all_pos, grid, size)
-    offsets = {m: offset_pixels(ref, p, grid, size) for m, p in pos.items()}  # input-image pixels
+    pos = {m: explanation[m].sampled_positions.cpu().numpy() for m in names}  # [B, K, 2] each
+    scale = {m: auto_offset_scale(ref, pos[m], grid, size) for m in names}
+    offsets = {m: offset_pixels(ref, pos[m], grid, size) for m in names}  # [B, K] input-image pixels
     rows = []
     for b, record in enumerate(records):
         images = display_images(record, size)
-        rows.append([explanation_overlay(images[m], grid, size, reference=ref, positions=pos[name][b],
-                                         offset_scale=scale) for m, name in enumerate(("rgb", "nir", "tir"))])
-    titles = [f"{label}: mean {offsets[m].mean():.2f} px" for label, m in zip(MODALITY_LABELS, ("rgb", "nir", "tir"))]
-    longest = max(float(o.max()) for o in offsets.values())
+        rows.append([explanation_overlay(images[i], grid, size, reference=ref, positions=pos[m][b],
+                                         offset_scale=scale[m]) for i, m in enumerate(names)])
+    titles = [f"{label}: arrows x{scale[m]:g}\nmean offset {offsets[m].mean():.2f} px"
+              for label, m in zip(MODALITY_LABELS, names)]
     fig = plots.image_grid_figure(rows, titles, [f"id {r.pid} cam {r.camid + 1}" for r in records], panel_width=1.9,
-                                  title=f"LAM sampling offsets, arrows drawn x{scale:g} (longest real offset "
-                                        f"{longest:.2f} px of the {size[0]} x {size[1]} input)")
+                                  title=f"LAM: reference points (white) and arrows to the sampled positions (red),\n"
+                                        f"lengthened by the factor in each column (offsets in pixels of the "
+                                        f"{size[0]} x {size[1]} input)")
     plots.save_figure(fig, out_dir / "lam.png")
+    scales = ", ".join(f"{label} x{scale[m]:g}" for label, m in zip(MODALITY_LABELS, names))
+    means = ", ".join(f"{label} {offsets[m].mean():.2f}" for label, m in zip(MODALITY_LABELS, names))
     return Figure("lam.png", "LAM reference points and sampled positions (paper Fig. 9)",
-                  f"White dots: LAM's reference points; red arrows: to where each modality sampled, drawn "
-                  f"{scale:g} times longer than the real offset so that they are visible (the longest real offset "
-                  f"is {longest:.2f} pixels of the {size[0]} x {size[1]} model input; mean per modality in the "
-                  "column titles).")
+                  f"White dots: LAM's reference points; red arrows: to where each modality sampled, drawn longer "
+                  f"than the real offsets so that they are visible ({scales}). Mean real offsets in pixels of the "
+                  f"{size[0]} x {size[1]} model input: {means}.")
 
 
 def read_history(path: Path) -> tuple[list[dict], int]:
