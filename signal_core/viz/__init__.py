@@ -1,0 +1,28 @@
+"""Drawings of what a Signal model does, shared by the demo and the evaluation report.
+
+* :mod:`.overlays`: SIM token selection and LAM sampling drawn on an image (numpy + PIL).
+* :mod:`.ranklist`: a query triple and its top-k results with green / red borders (PIL).
+* :mod:`.plots`: CMC, t-SNE, similarity histograms, training curves, image grids (matplotlib and
+  scikit-learn, imported only when a plot is made; ``pip install matplotlib scikit-learn``).
+"""
+from .overlays import (
+    ARROW_COLOUR,
+    BOTH_COLOUR,
+    INTER_COLOUR,
+    INTRA_COLOUR,
+    REFERENCE_COLOUR,
+    auto_offset_scale,
+    explanation_overlay,
+    legend_html,
+    offset_pixels,
+    overlay_size,
+    sampling_overlay,
+    selection_overlay,
+)
+from .ranklist import RankedTriple, ranklist_image, stack_rows
+
+__all__ = [
+    "ARROW_COLOUR", "BOTH_COLOUR", "INTER_COLOUR", "INTRA_COLOUR", "REFERENCE_COLOUR", "RankedTriple",
+    "auto_offset_scale", "explanation_overlay", "legend_html", "offset_pixels", "overlay_size",
+    "ranklist_image", "sampling_overlay", "selection_overlay", "stack_rows",
+]
