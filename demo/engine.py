@@ -24,7 +24,7 @@ from .feature_cache import FeatureCache, cache_key, gallery_fingerprint, model_f
 from .features import InputTransform, extract_gallery_features, triple_batch
 from .gallery import Gallery, camera_tensor, load_entry_images, parse_triple_name
 from .images import ImageDecodeError, ImageSource, decode_image
-from .overlays import explanation_overlay
+from signal_core.viz import explanation_overlay
 from .served import ServedFolder
 from .thumbnails import ThumbnailStore
 

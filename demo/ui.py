@@ -23,7 +23,7 @@ from signal_core.modalities import LABELS, MODALITIES
 from . import text
 from .engine import MAX_TOP_K, UNKNOWN_CAMERA, QueryError, SearchEngine
 from .gallery import GalleryEntry
-from .overlays import legend_html
+from signal_core.viz import legend_html
 
 log = logging.getLogger(__name__)
 TITLE = "Signal: multi-modal object re-identification"

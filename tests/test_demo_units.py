@@ -21,7 +21,7 @@ from demo.feature_cache import FeatureCache, cache_key, gallery_fingerprint, mod
 from demo.features import InputTransform, triple_batch
 from demo.gallery import GalleryError, load_gallery, parse_triple_name, read_triples_folder
 from demo.images import ImageDecodeError, decode_image
-from demo.overlays import explanation_overlay, grid_to_pixels, overlay_size
+from signal_core.viz.overlays import explanation_overlay, grid_to_pixels, overlay_size
 
 
 @pytest.fixture(scope="module")

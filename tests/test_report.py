@@ -33,7 +33,7 @@ from train.report import SETTINGS, write_report
 from train.report.__main__ import main as report_main
 from train.report.features import extract_all_settings
 from train.synthetic import SyntheticSpec, generate
-from train import testing
+from train import protocol
 
 SPEC = SyntheticSpec(train_ids=3, test_ids=6, cameras=3, per_camera=2, height=64, width=32)
 GRID = (8, 4)
@@ -87,7 +87,7 @@ def test_metrics_cover_every_setting_and_the_full_one_equals_a_plain_evaluation(
     for values in metrics["missing"].values():
         assert set(values) == {"mAP", "mINP", "R1", "R5", "R10"}
         assert all(0.0 <= v <= 100.0 for v in values.values())
-    plain = testing.evaluate_model(model, dataset, torch.device("cpu"), batch_size=8, num_workers=0,
+    plain = protocol.evaluate_model(model, dataset, torch.device("cpu"), batch_size=8, num_workers=0,
                            progress=False).as_percent_dict()
     assert metrics["missing"]["none"] == plain  # exactly, not approximately
     assert {k: metrics[k] for k in plain} == plain
@@ -102,7 +102,7 @@ def test_every_setting_equals_extracting_with_those_modalities_zeroed(setup):
                                  progress=False)
     assert set(feats) == set(SETTINGS)
     for name, letters in SETTINGS.items():
-        loader = testing.test_loader(dataset.query, model.cfg.image_size, 8, 0)
+        loader = protocol.test_loader(dataset.query, model.cfg.image_size, 8, 0)
         ref = extract_dataset_features(model, loader, "cpu", missing=letters, progress=False)
         if letters is None:
             assert torch.equal(feats[name].feats, ref.feats)

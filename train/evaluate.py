@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import torch
 
@@ -22,6 +23,7 @@ from signal_core.runtime import keep_freed_memory
 from .config import load_config
 from .cli import configure_logging, run_command
 from .protocol import evaluate_model, format_metrics
+from .report import write_report
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -42,31 +44,63 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "where the device runs it fast)")
     p.add_argument("--batch-size", type=int, default=None, help="test batch size (default: from the config)")
     p.add_argument("--num-workers", type=int, default=None)
+    p.add_argument("--report", metavar="DIR", help="also write the evaluation report into DIR: index.html, "
+                   "metrics.json with the seven missing-modality settings, and the paper's figures as PNGs")
+    p.add_argument("--history", help="--report: a history.jsonl for the training curves (default: beside --weights)")
+    p.add_argument("--seed", type=int, default=0, help="--report: seed of the sampled queries, identities, triples")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("overrides", nargs="*", help="train.KEY=VALUE or model.KEY=VALUE")
     return p.parse_args(argv)
+
+
+def load_model(args: argparse.Namespace, model_cfg, cfg, dataset, device: torch.device):
+    """``--weights`` (ours or the authors'), or the config's architecture at its seeded random init."""
+    if args.untrained:
+        torch.manual_seed(cfg.seed)
+        return build_model(model_cfg.replace(pretrained=None, num_classes=None,
+                                             num_cameras=dataset.num_train_cams)).to(device)
+    return load_weights(args.weights, model_cfg, device)
 
 
 def run(args: argparse.Namespace) -> dict:
     model_cfg, cfg = load_config(args.config, args.overrides)
     device = torch.device(args.device)
     dataset = load_dataset(cfg.dataset, args.data_root)
-    if args.untrained:
-        torch.manual_seed(cfg.seed)
-        model = build_model(model_cfg.replace(pretrained=None, num_classes=None,
-                                            num_cameras=dataset.num_train_cams)).to(device)
-    else:
-        model = load_weights(args.weights, model_cfg, device)
+    if args.report and (args.missing or args.rerank):
+        raise ValueError("--report evaluates every missing-modality setting without re-ranking: drop --missing "
+                         "and --rerank, or run them without --report.")
+    if args.history and not Path(args.history).is_file():
+        raise FileNotFoundError(f"--history {args.history} does not exist; give a run folder's history.jsonl")
+    model = load_model(args, model_cfg, cfg, dataset, device)
     precision = model.set_inference_precision(args.precision)
-    result = evaluate_model(model, dataset, device, args.batch_size or cfg.eval_batch_size,
-                            cfg.num_workers if args.num_workers is None else args.num_workers,
-                            missing=args.missing, rerank=args.rerank, progress=not args.no_progress)
-    metrics = result.as_percent_dict()
-    label = f" (missing: {args.missing})" if args.missing else ""
-    print(f"{cfg.dataset} test{label}, {result.num_valid_queries} queries, {precision}:\n{format_metrics(metrics)}")
+    batch_size = args.batch_size or cfg.eval_batch_size
+    workers = cfg.num_workers if args.num_workers is None else args.num_workers
+    if args.report:
+        metrics = _report(args, model, dataset, device, batch_size, workers)
+    else:
+        result = evaluate_model(model, dataset, device, batch_size, workers, missing=args.missing,
+                                rerank=args.rerank, progress=not args.no_progress)
+        metrics = result.as_percent_dict()
+        label = f" (missing: {args.missing})" if args.missing else ""
+        print(f"{cfg.dataset} test{label}, {result.num_valid_queries} queries, {precision}:\n"
+              f"{format_metrics(metrics)}")
     if args.out:
         write_json(args.out, metrics)
     return metrics
+
+
+def _report(args: argparse.Namespace, model, dataset, device, batch_size: int, workers: int) -> dict:
+    """Write the report (train.report) and print its tables; returns its metrics."""
+    history = args.history or (Path(args.weights).parent / "history.jsonl" if args.weights else None)
+    meta = {"weights": args.weights or "untrained (random init)", "config": args.config, "data": args.data_root}
+    report = write_report(model, dataset, args.report, device, batch_size, workers, history=history,
+                          seed=args.seed, meta=meta, progress=not args.no_progress)
+    print(f"{dataset.name} test, {model.inference_precision}:\n{format_metrics(report.metrics)}\n")
+    print(f"{'zeroed':>8} | " + format_metrics(report.metrics["missing"]["none"]).splitlines()[0])
+    for name, values in report.metrics["missing"].items():
+        print(f"{name:>8} | " + format_metrics(values).splitlines()[2])
+    print(f"report: {Path(args.report) / 'index.html'} ({len(report.files)} files, {report.seconds:.1f} s)")
+    return report.metrics
 
 
 def main(argv=None) -> int:

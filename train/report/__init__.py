@@ -76,8 +76,6 @@ def write_report(model: SignalModel, dataset: ReIDDataset, out_dir: str | Path, 
     page = render_page("Signal evaluation report", info, missing["none"], missing, figs)
     files.append(atomic_write(out / "index.html", lambda tmp: Path(tmp).write_text(page, encoding="utf-8")))
     files += [out / f for _, names in figs for f in names]
-    for f in files:  # the temporary files of atomic writes are private (0600); a report is for sharing
-        f.chmod(0o644)
     return Report(metrics, files, seconds, timings)
 
 

@@ -2,7 +2,7 @@
 
 Each batch is read once and encoded seven times (full triple, then each of the six settings of
 :data:`signal_core.inference.MISSING_SETTINGS` with those inputs zeroed), so the images are decoded
-once. The full setting is computed exactly as :func:`train.testing.evaluate_model` computes it
+once. The full setting is computed exactly as :func:`train.protocol.evaluate_model` computes it
 (same loader, same batches, same model call), so its metrics equal a plain evaluation bit for bit.
 """
 from __future__ import annotations
@@ -17,14 +17,14 @@ from tqdm.auto import tqdm
 
 from signal_core import SignalModel
 from signal_core.data import ReIDDataset, TripleRecord
-from signal_core.evaluation import RankResult, evaluate_rank, pairwise_distance
-from signal_core.inference import MISSING_SETTINGS, DatasetFeatures, drop_modalities
+from signal_core.metrics import RankResult, evaluate_rank, pairwise_distance
+from signal_core.inference import DatasetFeatures, drop_modalities
+from signal_core.modalities import MISSING_SETTINGS, missing_names
 
-from ..testing import test_loader
+from ..protocol import test_loader
 
-_NAMES = {"r": "rgb", "n": "nir", "t": "tir"}
 # report key (what is zeroed) -> letters for drop_modalities; "none" = the full triple
-SETTINGS: dict[str, str | None] = {"none": None, **{"+".join(_NAMES[c] for c in s): s for s in MISSING_SETTINGS}}
+SETTINGS: dict[str, str | None] = {"none": None, **{"+".join(missing_names(s)): s for s in MISSING_SETTINGS}}
 
 
 @dataclass
