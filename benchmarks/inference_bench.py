@@ -65,11 +65,15 @@ def machine_info() -> dict:
     }
 
 
-def matmul_peak(device: torch.device, dtype: torch.dtype, repeats: int) -> float:
-    """Best GFLOP/s over a few GEMM shapes (the encoder's own shapes and a large square one)."""
+ENCODER_GEMMS = [(3096, 768, 3072), (3096, 3072, 768), (4096, 4096, 4096)]  # MLP in / out at batch 8, square
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, repeats: int, size: int | None = None) -> float:
+    """Best GFLOP/s over a few GEMM shapes (the encoder's own shapes and a large square one; one
+    ``size``-cubed GEMM instead when given: a quick run on a CPU without native bf16 matmuls)."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     best = 0.0
-    for m, k, n in [(3096, 768, 3072), (3096, 3072, 768), (4096, 4096, 4096)]:
+    for m, k, n in ([(size, size, size)] if size else ENCODER_GEMMS):
         a = torch.randn(m, k, device=device).to(dtype)
         b = torch.randn(k, n, device=device).to(dtype)
         best = max(best, 2 * m * k * n / min(timed(lambda: a @ b, repeats, sync)) / 1e9)
@@ -180,6 +184,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="model preset with random weights (default rgbnt201: ViT-B/16 at 256 x 128)")
     p.add_argument("--batch", type=int, default=8, help="triples per extract_features call")
     p.add_argument("--repeats", type=int, default=5, help="timed repetitions (after one warm-up)")
+    p.add_argument("--gemm-size", type=int, default=None,
+                   help="measure the matmul limit on one N x N x N GEMM (default: the encoder's GEMM shapes)")
     p.add_argument("--synthetic", type=Path, default=None,
                    help="a synthetic benchmark folder (default: generate a small one in a temp folder)")
     p.add_argument("--accuracy-triples", type=int, default=64, help="triples for the bf16 accuracy check")
@@ -197,7 +203,7 @@ def run(args: argparse.Namespace) -> dict:
     model = random_model(args.preset)
     for device in devices:
         model.to(device)
-        peaks = {p: matmul_peak(device, d, args.repeats) for p, d in (("fp32", torch.float32),
+        peaks = {p: matmul_peak(device, d, args.repeats, args.gemm_size) for p, d in (("fp32", torch.float32),
                                                                       ("bf16", torch.bfloat16))}
         runs = [extraction(model, device, p, args.batch, args.repeats, peaks[p]) for p in ("fp32", "bf16")]
         report[device.type] = {"matmul_peak_gflops": peaks, "extract_features": runs,
