@@ -14,7 +14,7 @@ import json
 import statistics
 import tempfile
 import time
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ import torch
 from demo.engine import SearchEngine
 
 
-def measure_query_latency(engine: SearchEngine, queries: Optional[Sequence[Sequence[str]]] = None, n: int = 50,
+def measure_query_latency(engine: SearchEngine, queries: Sequence[Sequence[str]] | None = None, n: int = 50,
                           warmup: int = 3, top_k: int = 10, camera=None, explain: bool = True) -> dict:
     """Time ``n`` searches (after ``warmup`` untimed ones).
 
@@ -48,12 +48,11 @@ def measure_query_latency(engine: SearchEngine, queries: Optional[Sequence[Seque
             "gallery_size": len(engine.gallery), "explain": explain}
 
 
-def main(argv: Optional[Sequence[str]] = None) -> dict:
-    from signal_core import SignalConfig, build_model
-
+def main(argv: Sequence[str] | None = None) -> dict:
     from demo.feature_cache import FeatureCache
     from demo.gallery import load_gallery
     from demo.startup import load_examples, load_model, resolve_device, resolve_folder, resolve_weights
+    from signal_core import SignalConfig, build_model
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", help="checkpoint (as app.py)")

@@ -22,8 +22,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -76,7 +76,7 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, repeats: int, size: in
     for m, k, n in ([(size, size, size)] if size else ENCODER_GEMMS):
         a = torch.randn(m, k, device=device).to(dtype)
         b = torch.randn(k, n, device=device).to(dtype)
-        best = max(best, 2 * m * k * n / min(timed(lambda: a @ b, repeats, sync)) / 1e9)
+        best = max(best, 2 * m * k * n / min(timed(lambda a=a, b=b: a @ b, repeats, sync)) / 1e9)
     return best
 
 

@@ -10,21 +10,21 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from signal_core.modalities import LABELS, MODALITIES
+from signal_core.viz import explanation_overlay
 
 from .feature_cache import FeatureCache, cache_key, gallery_fingerprint, model_fingerprint
 from .features import InputTransform, extract_gallery_features, triple_batch
 from .gallery import Gallery, camera_tensor, load_entry_images, parse_triple_name
 from .images import ImageDecodeError, ImageSource, decode_image
-from signal_core.viz import explanation_overlay
 from .served import ServedFolder
 from .thumbnails import ThumbnailStore
 
@@ -43,11 +43,11 @@ class RankedMatch:
 
     rank: int  # 1-based
     index: int  # row in the gallery
-    pid: Optional[int]
-    camid: Optional[int]  # 0-based
+    pid: int | None
+    camid: int | None  # 0-based
     similarity: float  # cosine similarity of the features
-    is_match: Optional[bool]  # same identity as the query; None when either is unknown
-    thumbnail: Optional[str] = None
+    is_match: bool | None  # same identity as the query; None when either is unknown
+    thumbnail: str | None = None
 
 
 @dataclass
@@ -56,13 +56,13 @@ class SearchResult:
 
     matches: list[RankedMatch]
     missing: tuple[str, ...]  # modalities zeroed, e.g. ("nir",)
-    query_pid: Optional[int]
-    camera: Optional[int]  # 0-based camera used, None = mean camera embedding
+    query_pid: int | None
+    camera: int | None  # 0-based camera used, None = mean camera embedding
     overlays: list[np.ndarray] = field(default_factory=list)  # RGB, NIR, TIR explanation images
     seconds: float = 0.0
 
     @property
-    def num_correct(self) -> Optional[int]:
+    def num_correct(self) -> int | None:
         return None if self.query_pid is None else sum(bool(m.is_match) for m in self.matches)
 
 
@@ -73,8 +73,8 @@ class SearchEngine:
     """
 
     def __init__(self, model, gallery: Gallery, gallery_features: torch.Tensor, device: str | torch.device = "cpu",
-                 thumbnails: Optional[ThumbnailStore] = None, description: str = "",
-                 served: Optional[ServedFolder] = None):
+                 thumbnails: ThumbnailStore | None = None, description: str = "",
+                 served: ServedFolder | None = None):
         if gallery_features.shape[0] != len(gallery):
             raise ValueError(f"{gallery_features.shape[0]} features for {len(gallery)} gallery entries.")
         self.model = model.eval()
@@ -94,9 +94,9 @@ class SearchEngine:
     # --- building ------------------------------------------------------------------------------
     @classmethod
     def from_gallery(cls, model, gallery: Gallery, device: str | torch.device = "cpu",
-                     weights: Optional[str | os.PathLike] = None,
-                     cache: Optional[FeatureCache] = None, batch_size: int = 32, progress: bool = True,
-                     description: str = "", served: Optional[ServedFolder] = None) -> "SearchEngine":
+                     weights: str | os.PathLike | None = None,
+                     cache: FeatureCache | None = None, batch_size: int = 32, progress: bool = True,
+                     description: str = "", served: ServedFolder | None = None) -> SearchEngine:
         """Gallery features from ``cache`` (keyed on model, gallery, the model's inference precision,
         device, input size) or computed in batches with a progress bar and stored.
 
@@ -124,7 +124,7 @@ class SearchEngine:
         """"unknown" and the model's cameras, 1-based as in file names (camK)."""
         return [UNKNOWN_CAMERA] + [str(k) for k in range(1, self.num_cameras + 1)]
 
-    def parse_camera(self, camera, sources: Sequence[Optional[ImageSource]] = ()) -> Optional[int]:
+    def parse_camera(self, camera, sources: Sequence[ImageSource | None] = ()) -> int | None:
         """The 0-based camera id from "unknown" / None / "" (-> None) or a 1-based number.
 
         Args:
@@ -155,7 +155,7 @@ class SearchEngine:
             raise QueryError(f"top k must be a whole number from 1 to {limit}, got {top_k!r}.")
         return int(value)
 
-    def decode_query(self, sources: Sequence[Optional[ImageSource]]) -> list[Optional[np.ndarray]]:
+    def decode_query(self, sources: Sequence[ImageSource | None]) -> list[np.ndarray | None]:
         """Decode the (RGB, NIR, TIR) inputs; None or "" means missing.
 
         Raises:
@@ -163,7 +163,7 @@ class SearchEngine:
         """
         if len(sources) != 3:
             raise QueryError(f"a query needs three inputs (RGB, NIR, TIR), got {len(sources)}.")
-        images: list[Optional[np.ndarray]] = []
+        images: list[np.ndarray | None] = []
         for modality, source in zip(MODALITIES, sources):
             if source is None or (isinstance(source, str) and not source.strip()):
                 images.append(None)
@@ -177,7 +177,7 @@ class SearchEngine:
         return images
 
     @staticmethod
-    def query_identity(sources: Sequence[Optional[ImageSource]]) -> Optional[int]:
+    def query_identity(sources: Sequence[ImageSource | None]) -> int | None:
         """The identity in the query's file names (``PPPPPP_camK_*``), if any of them has one."""
         for source in sources:
             if isinstance(source, (str, os.PathLike)) and str(source).strip():
@@ -187,7 +187,7 @@ class SearchEngine:
         return None
 
     # --- search -------------------------------------------------------------------------------
-    def search(self, rgb: Optional[ImageSource], nir: Optional[ImageSource], tir: Optional[ImageSource],
+    def search(self, rgb: ImageSource | None, nir: ImageSource | None, tir: ImageSource | None,
                top_k: int = 10, camera=None, explain: bool = True) -> SearchResult:
         """Rank the gallery for one query triple.
 
@@ -232,7 +232,7 @@ class SearchEngine:
         return self._overlays(images, explanation)
 
     # --- internals ----------------------------------------------------------------------------
-    def _encode(self, batch: dict, cams: Optional[torch.Tensor], explain: bool):
+    def _encode(self, batch: dict, cams: torch.Tensor | None, explain: bool):
         inputs = [batch[m].to(self.device) for m in MODALITIES]
         cams = None if cams is None else cams.to(self.device)
         with self._lock:  # one encoder pass: explain() returns the features as well
@@ -241,7 +241,7 @@ class SearchEngine:
                 return explanation.features, explanation
             return self.model.extract_features(*inputs, cams), None
 
-    def _overlays(self, images: Sequence[Optional[np.ndarray]], explanation) -> list[np.ndarray]:
+    def _overlays(self, images: Sequence[np.ndarray | None], explanation) -> list[np.ndarray]:
         out = []
         for modality, image in zip(MODALITIES, images):
             e = explanation[modality]
@@ -253,7 +253,7 @@ class SearchEngine:
 
 
 
-def query_file_name(sources: Sequence[Optional[ImageSource]]) -> Optional[str]:
+def query_file_name(sources: Sequence[ImageSource | None]) -> str | None:
     """The file name of the first query input given as a path, if any."""
     for source in sources:
         if isinstance(source, (str, os.PathLike)) and str(source).strip():

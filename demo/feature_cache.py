@@ -13,8 +13,8 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import torch
 
@@ -42,8 +42,8 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def model_fingerprint(weights: Optional[str | os.PathLike], config_json: str,
-                      state_dict: Optional[dict] = None) -> dict:
+def model_fingerprint(weights: str | os.PathLike | None, config_json: str,
+                      state_dict: dict | None = None) -> dict:
     """What identifies the model: its config and its weights file's content hash, or, without a
     file, a hash of ``state_dict``'s tensors."""
     if weights:
@@ -83,13 +83,13 @@ def _checksum(feats: torch.Tensor) -> str:
 class FeatureCache:
     """Gallery features stored under ``directory`` by key."""
 
-    def __init__(self, directory: Optional[str | os.PathLike] = None):
+    def __init__(self, directory: str | os.PathLike | None = None):
         self.directory = Path(directory).expanduser() if directory else default_cache_dir()
 
     def path(self, key: str) -> Path:
         return self.directory / f"gallery-{key[:32]}.safetensors"
 
-    def load(self, key: str, count: int) -> Optional[torch.Tensor]:
+    def load(self, key: str, count: int) -> torch.Tensor | None:
         """The cached ``[count, F]`` float32 features for ``key``, or None when absent or corrupt."""
         from safetensors import safe_open
 

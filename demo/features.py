@@ -7,7 +7,7 @@ missing modality's normalised input replaced by zeros, as in the missing-modalit
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -22,7 +22,6 @@ from signal_core.modalities import MODALITIES, missing_code
 from .gallery import Gallery, camera_tensor, load_entry_images
 
 
-
 class InputTransform:
     """uint8 RGB arrays -> normalised ``[3, H, W]`` tensors of the model's input size."""
 
@@ -30,19 +29,19 @@ class InputTransform:
         self.image_size = tuple(image_size)
         self._pipeline = build_transforms(self.image_size, train=False).pipeline
 
-    def __call__(self, image: Optional[np.ndarray]) -> torch.Tensor:
+    def __call__(self, image: np.ndarray | None) -> torch.Tensor:
         """One image; None (a missing modality) gives zeros."""
         if image is None:
             return torch.zeros(3, *self.image_size)
         return self._pipeline(Image.fromarray(image)).as_subclass(torch.Tensor)
 
 
-def missing_setting(images: Sequence[Optional[object]]) -> str:
+def missing_setting(images: Sequence[object | None]) -> str:
     """The missing-modality setting ("", "r", "nt", ...) of an (RGB, NIR, TIR) triple with Nones."""
     return missing_code(m for m, img in zip(MODALITIES, images) if img is None)
 
 
-def triple_batch(images: Sequence[Optional[np.ndarray]], transform: InputTransform) -> dict[str, torch.Tensor]:
+def triple_batch(images: Sequence[np.ndarray | None], transform: InputTransform) -> dict[str, torch.Tensor]:
     """A one-item batch ``{"rgb", "nir", "tir"}`` of ``[1, 3, H, W]``; missing modalities zeroed."""
     batch = {m: transform(img).unsqueeze(0) for m, img in zip(MODALITIES, images)}
     return drop_modalities(batch, missing_setting(images) or None)

@@ -11,9 +11,9 @@ and its test gallery split is used.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -37,8 +37,8 @@ class GalleryEntry:
     """
 
     paths: tuple[str, str, str]
-    pid: Optional[int] = None
-    camid: Optional[int] = None
+    pid: int | None = None
+    camid: int | None = None
 
     @property
     def name(self) -> str:
@@ -56,11 +56,11 @@ class Gallery:
         return len(self.entries)
 
     @property
-    def pids(self) -> list[Optional[int]]:
+    def pids(self) -> list[int | None]:
         return [e.pid for e in self.entries]
 
     @property
-    def camids(self) -> list[Optional[int]]:
+    def camids(self) -> list[int | None]:
         return [e.camid for e in self.entries]
 
     def files(self) -> list[str]:
@@ -68,14 +68,14 @@ class Gallery:
         return list(dict.fromkeys(p for e in self.entries for p in e.paths))
 
 
-def parse_triple_name(name: str) -> tuple[Optional[int], Optional[int]]:
+def parse_triple_name(name: str) -> tuple[int | None, int | None]:
     """(pid, 0-based camid) from a name like ``000123_cam2_0.jpg`` -> (123, 1); (None, None) if it
     does not follow that pattern (the library's rule, :func:`signal_core.data.parse_triple_name`)."""
     pid, camid = data.parse_triple_name(name)
     return _known(pid), _known(camid)
 
 
-def _known(value: int) -> Optional[int]:
+def _known(value: int) -> int | None:
     return None if value < 0 else int(value)
 
 
@@ -93,7 +93,7 @@ def read_triples_folder(root: str | Path) -> list[GalleryEntry]:
     return [GalleryEntry(tuple(r.paths), _known(r.pid), _known(r.camid)) for r in records]
 
 
-def load_gallery(root: str | Path, dataset: Optional[str] = None) -> Gallery:
+def load_gallery(root: str | Path, dataset: str | None = None) -> Gallery:
     """Read a gallery: a triples folder, or the test gallery of a dataset folder (``dataset`` names it).
 
     Raises:
@@ -133,7 +133,7 @@ def load_entry_images(entry: GalleryEntry) -> tuple[np.ndarray, np.ndarray, np.n
     return tuple(decode_image(p) for p in entry.paths)  # type: ignore[return-value]
 
 
-def camera_tensor(camids: Sequence[Optional[int]], num_cameras: int) -> Optional[torch.Tensor]:
+def camera_tensor(camids: Sequence[int | None], num_cameras: int) -> torch.Tensor | None:
     """Camera ids for the model, or None (mean camera embedding) when any is unknown or out of range."""
     if not num_cameras or any(c is None or not 0 <= c < num_cameras for c in camids):
         return None

@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 import warnings
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
@@ -26,7 +25,7 @@ ImageFile.LOAD_TRUNCATED_IMAGES = True  # a truncated JPEG still shows what it h
 # opens a file; between 1x and 2x it only warns, and decode_image refuses those itself.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
-ImageSource = Union[str, Path, np.ndarray, Image.Image]
+ImageSource = str | Path | np.ndarray | Image.Image
 
 
 class ImageDecodeError(ValueError):

@@ -10,9 +10,9 @@ import argparse
 import logging
 import os
 import socket
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
 
 from signal_core.data import DATASETS
 
@@ -41,14 +41,14 @@ class DemoOptions:
 
     weights: str = DEFAULT_WEIGHTS
     gallery: str = DEFAULT_GALLERY
-    queries: Optional[str] = DEFAULT_QUERIES
-    dataset: Optional[str] = None
+    queries: str | None = DEFAULT_QUERIES
+    dataset: str | None = None
     device: str = "auto"
     precision: str = "auto"
     host: str = "127.0.0.1"
     port: int = 7860
     share: bool = False
-    cache_dir: Optional[str] = None
+    cache_dir: str | None = None
     batch_size: int = 32
     max_file_size: int = 20  # MB per uploaded file
 
@@ -84,7 +84,7 @@ def _truthy(value: str) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
-def parse_options(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str]] = None) -> DemoOptions:
+def parse_options(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> DemoOptions:
     """Flags override environment variables, which override the defaults.
 
     Raises:

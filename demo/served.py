@@ -18,7 +18,6 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Optional
 
 import cv2
 import numpy as np
@@ -39,7 +38,7 @@ class ServedFolder:
         max_age_s: files not written or reused for this long are deleted by :meth:`prune`.
     """
 
-    def __init__(self, directory: Optional[str | os.PathLike] = None, max_age_s: float = MAX_AGE_S):
+    def __init__(self, directory: str | os.PathLike | None = None, max_age_s: float = MAX_AGE_S):
         if directory is None:
             directory = tempfile.mkdtemp(prefix="signal-demo-")
             atexit.register(shutil.rmtree, directory, True)
@@ -68,7 +67,7 @@ class ServedFolder:
             self.prune()
         return str(path)
 
-    def prune(self, now: Optional[float] = None) -> int:
+    def prune(self, now: float | None = None) -> int:
         """Delete the images (files directly in the folder) older than ``max_age_s``; returns how many."""
         limit = (time.time() if now is None else now) - self.max_age_s
         removed = 0

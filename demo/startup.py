@@ -4,8 +4,8 @@ the example queries, build the :class:`~demo.engine.SearchEngine`, and say which
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import torch
 
@@ -14,8 +14,16 @@ from signal_core.data import DATASETS
 from .feature_cache import FeatureCache, default_cache_dir
 from .gallery import GalleryEntry, GalleryError, load_gallery, read_triples_folder
 from .images import ImageDecodeError
-from .options import (CREATE_ASSETS_HINT, DEFAULT_GALLERY, DEFAULT_QUERIES, DEFAULT_WEIGHTS, MAX_EXAMPLES, REPO_ROOT,
-                      DemoOptions, StartupError, ensure_port_free)
+from .options import (
+    CREATE_ASSETS_HINT,
+    DEFAULT_GALLERY,
+    DEFAULT_WEIGHTS,
+    MAX_EXAMPLES,
+    REPO_ROOT,
+    DemoOptions,
+    StartupError,
+    ensure_port_free,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +63,7 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def load_model(path: Path, dataset: Optional[str], device: torch.device, precision: str = "auto"):
+def load_model(path: Path, dataset: str | None, device: torch.device, precision: str = "auto"):
     """Our safetensors checkpoint, or the authors' .pth with the ``dataset`` preset; on ``device``, in
     eval mode, with the inference precision set.
 
@@ -76,7 +84,7 @@ def load_model(path: Path, dataset: Optional[str], device: torch.device, precisi
     return model, model.set_inference_precision(precision)
 
 
-def resolve_folder(spec: Optional[str]) -> Optional[Path]:
+def resolve_folder(spec: str | None) -> Path | None:
     """A folder path; relative paths are also looked up under the repository root."""
     if not spec:
         return None
@@ -86,7 +94,7 @@ def resolve_folder(spec: Optional[str]) -> Optional[Path]:
     return path
 
 
-def load_examples(folder: Optional[Path], limit: int = MAX_EXAMPLES) -> list[GalleryEntry]:
+def load_examples(folder: Path | None, limit: int = MAX_EXAMPLES) -> list[GalleryEntry]:
     """Up to ``limit`` example query triples from a triples folder (none if absent or unreadable)."""
     if folder is None or not folder.is_dir():
         if folder is not None:

@@ -11,7 +11,6 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Optional
 
 import cv2
 import numpy as np
@@ -68,7 +67,7 @@ class ThumbnailStore:
         fallback: where they go when ``directory`` cannot be written (default: a new temporary folder).
     """
 
-    def __init__(self, directory: str | os.PathLike, fallback: Optional[str | os.PathLike] = None):
+    def __init__(self, directory: str | os.PathLike, fallback: str | os.PathLike | None = None):
         self.directory = Path(directory)
         self.fallback = None if fallback is None else Path(fallback)
         if not writable_folder(self.directory):

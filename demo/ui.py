@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import html
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import gradio as gr
 
 from signal_core.modalities import LABELS, MODALITIES
+from signal_core.viz import legend_html
 
 from . import text
 from .engine import MAX_TOP_K, UNKNOWN_CAMERA, QueryError, SearchEngine
 from .gallery import GalleryEntry
-from signal_core.viz import legend_html
 
 log = logging.getLogger(__name__)
 TITLE = "Signal: multi-modal object re-identification"
@@ -73,7 +73,7 @@ def build_ui(engine: SearchEngine, examples: Sequence[GalleryEntry] = (), title:
     """The page for ``engine``; ``examples`` are query triples offered under the inputs."""
     n = len(engine.gallery)
 
-    def search(rgb: Optional[str], nir: Optional[str], tir: Optional[str], top_k: float = 10,
+    def search(rgb: str | None, nir: str | None, tir: str | None, top_k: float = 10,
                camera: str = UNKNOWN_CAMERA):
         try:
             result = engine.search(rgb, nir, tir, top_k, camera)

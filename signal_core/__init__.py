@@ -7,8 +7,15 @@ Public API:
     save_checkpoint / load_checkpoint         our safetensors checkpoints, config and checksum included
     load_weights(path, official_cfg)          either kind of file (CheckpointError naming a bad one)
 """
-from .checkpoint import (CheckpointError, load_checkpoint, load_official_checkpoint, load_weights,
-                         read_checkpoint_config, read_checkpoint_metadata, save_checkpoint)
+from .checkpoint import (
+                         CheckpointError,
+                         load_checkpoint,
+                         load_official_checkpoint,
+                         load_weights,
+                         read_checkpoint_config,
+                         read_checkpoint_metadata,
+                         save_checkpoint,
+)
 from .config import SignalConfig
 from .model import Explanation, ModalityExplanation, SignalModel, SignalOutput, build_model
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 
 
 def _default_file_mode() -> int:

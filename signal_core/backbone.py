@@ -6,8 +6,6 @@ applied to every token, so patch tokens come out in the 512-d joint space as wel
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from open_clip.transformer import LayerNormFp32, QuickGELU, VisionTransformer
 from torch import nn
@@ -45,7 +43,7 @@ class CLIPVisionBackbone(nn.Module):
     def num_cameras(self) -> int:
         return 0 if self.camera_embed is None else self.camera_embed.shape[0]
 
-    def _class_token(self, batch: int, cam_ids: Optional[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
+    def _class_token(self, batch: int, cam_ids: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
         cls = self.visual.class_embedding.to(dtype).expand(batch, -1)  # [N, width]
         if self.camera_embed is None:
             return cls
@@ -61,7 +59,7 @@ class CLIPVisionBackbone(nn.Module):
             cam = self.camera_embed[cam_ids]
         return cls + self.camera_embed_scale * cam.to(dtype)
 
-    def forward(self, images: torch.Tensor, cam_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, cam_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Encode images into class + patch tokens.
 
         Args:

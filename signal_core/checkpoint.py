@@ -12,7 +12,7 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import torch
 
@@ -62,7 +62,7 @@ def official_key_to_ours(key: str) -> str:
     raise CheckpointError(f"unknown key in the authors' checkpoint: {key!r}")
 
 
-def _read_official(path_or_state_dict: Union[str, os.PathLike, StateDict]) -> StateDict:
+def _read_official(path_or_state_dict: str | os.PathLike | StateDict) -> StateDict:
     if isinstance(path_or_state_dict, dict):
         state = path_or_state_dict
     else:
@@ -147,7 +147,7 @@ def convert_official_state_dict(state: StateDict, model: SignalModel) -> StateDi
     return converted
 
 
-def load_official_checkpoint(path_or_state_dict: Union[str, os.PathLike, StateDict],
+def load_official_checkpoint(path_or_state_dict: str | os.PathLike | StateDict,
                              cfg: SignalConfig) -> SignalModel:
     """Build a model from one of the authors' ``Signal_model.pth`` files (or its state dict).
 
@@ -181,7 +181,7 @@ def tensors_sha256(tensors: StateDict) -> str:
     return digest.hexdigest()
 
 
-def save_checkpoint(model: SignalModel, path: Union[str, os.PathLike], metadata: dict[str, str] | None = None) -> None:
+def save_checkpoint(model: SignalModel, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
     """Save weights as safetensors, with the config (JSON) and a SHA-256 of the tensors in the
     header; written atomically. ``metadata``: more string entries for the header."""
     from safetensors.torch import save_file
@@ -192,7 +192,7 @@ def save_checkpoint(model: SignalModel, path: Union[str, os.PathLike], metadata:
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
-def read_checkpoint_metadata(path: Union[str, os.PathLike]) -> dict[str, str]:
+def read_checkpoint_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The string entries of a safetensors header (our config, checksum, epoch, training config).
 
     Raises:
@@ -213,12 +213,12 @@ def read_checkpoint_metadata(path: Union[str, os.PathLike]) -> dict[str, str]:
                               f"another format: {exc.__class__.__name__}: {_first_line(exc)}).") from exc
 
 
-def read_checkpoint_config(path: Union[str, os.PathLike]) -> SignalConfig:
+def read_checkpoint_config(path: str | os.PathLike) -> SignalConfig:
     """The config stored in one of our safetensors checkpoints."""
     return _config_from_metadata(read_checkpoint_metadata(path), path)
 
 
-def _config_from_metadata(meta: dict[str, str], path: Union[str, os.PathLike]) -> SignalConfig:
+def _config_from_metadata(meta: dict[str, str], path: str | os.PathLike) -> SignalConfig:
     if _CONFIG_KEY not in meta:
         raise CheckpointError(f"{path} has no Signal config in its header: is it one of our checkpoints? "
                               "For the authors' .pth files use load_official_checkpoint.")
@@ -228,7 +228,7 @@ def _config_from_metadata(meta: dict[str, str], path: Union[str, os.PathLike]) -
         raise CheckpointError(f"{path}: the Signal config in its header is not valid ({exc}).") from exc
 
 
-def load_checkpoint(path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu") -> SignalModel:
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> SignalModel:
     """Load one of our safetensors checkpoints (config included) into a new model, eval mode.
 
     The tensors are checked against the SHA-256 in the header; files written before checksums were
@@ -262,8 +262,8 @@ def load_checkpoint(path: Union[str, os.PathLike], device: Union[str, torch.devi
     return model.to(device).eval()
 
 
-def load_weights(path: Union[str, os.PathLike], official_cfg: SignalConfig | None = None,
-                 device: Union[str, torch.device] = "cpu") -> SignalModel:
+def load_weights(path: str | os.PathLike, official_cfg: SignalConfig | None = None,
+                 device: str | torch.device = "cpu") -> SignalModel:
     """Either kind of weights file: our ``.safetensors`` checkpoint (its config is in the file), or
     the authors' ``Signal_model.pth``, built from ``official_cfg`` (the dataset's preset; classes
     and cameras are read off the checkpoint).

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
-from typing import Any, Optional
+from dataclasses import dataclass
+from typing import Any
 
 HEAD_LAYOUTS = ("concat", "per_modality")
 SELECTIONS = ("union", "intersection")
@@ -33,18 +33,18 @@ class SignalConfig:
     layers: int = 12  # transformer depth (ViT-B: 12)
     heads: int = 12  # attention heads in the backbone (ViT-B: 12)
     embed_dim: int = 512  # D: output of ln_post + proj, applied to every token
-    pretrained: Optional[str] = None  # None (random init) | "openai" | path to a weight file
+    pretrained: str | None = None  # None (random init) | "openai" | path to a weight file
     trust_torchscript: bool = False  # allow a TorchScript CLIP file (unpickles code: trust it)
     camera_embed: bool = True  # SIE camera embedding, added to the class token only
     camera_embed_scale: float = 1.0  # SIE coefficient
-    num_cameras: Optional[int] = None  # camera embeddings; None = from data or checkpoint
-    num_classes: Optional[int] = None  # training identities; None = from data or checkpoint
-    head_layout: Optional[str] = None  # "concat" (DIRECT=1) | "per_modality" (DIRECT=0)
+    num_cameras: int | None = None  # camera embeddings; None = from data or checkpoint
+    num_classes: int | None = None  # training identities; None = from data or checkpoint
+    head_layout: str | None = None  # "concat" (DIRECT=1) | "per_modality" (DIRECT=0)
 
     # --- SIM: selective interaction module -------------------------------------------------------
     use_sim: bool = True  # ablation switch: token selection + modal interaction (f_rnt)
     k1: int = 80  # tokens kept per modality by intra-modal selection
-    k2: Optional[int] = None  # tokens chosen by each query in inter-modal selection; None = 2*k1
+    k2: int | None = None  # tokens chosen by each query in inter-modal selection; None = 2*k1
     selection: str = "union"  # how intra and inter masks combine: "union" | "intersection"
     interaction_heads: int = 8  # heads of the modal-interaction cross-attention
     trainable_selection: bool = False  # paper reading: W_q/W_k get gradients (straight-through)
@@ -140,7 +140,7 @@ class SignalConfig:
 
     # ------------------------------------------------------------------------------------------
     @classmethod
-    def preset(cls, name: str, **overrides: Any) -> "SignalConfig":
+    def preset(cls, name: str, **overrides: Any) -> SignalConfig:
         """A named configuration, with any field overridden by keyword.
 
         Args:
@@ -157,7 +157,7 @@ class SignalConfig:
             raise ValueError(f"Unknown config field(s) {unknown}; see signal_core.config.SignalConfig.")
         return cls(**values)
 
-    def replace(self, **changes: Any) -> "SignalConfig":
+    def replace(self, **changes: Any) -> SignalConfig:
         """A copy with some fields changed (validated)."""
         return dataclasses.replace(self, **changes)
 
@@ -170,7 +170,7 @@ class SignalConfig:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SignalConfig":
+    def from_dict(cls, data: dict[str, Any]) -> SignalConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         data = {k: v for k, v in data.items() if not (k in _RETIRED_FIELDS and not v)}  # older headers
         unknown = sorted(set(data) - known)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass, field
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 

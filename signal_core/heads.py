@@ -7,7 +7,6 @@ from torch import nn
 from .modalities import MODALITIES
 
 
-
 class BNNeckHead(nn.Module):
     """BN (weight 1, bias 0 and frozen) -> Linear(dim, num_classes, bias=False), std 0.001."""
 

@@ -6,8 +6,8 @@ Settings are named by the missing modalities: "r", "n", "t", "rn", "rt", "nt".
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Optional
 
 import torch
 from tqdm.auto import tqdm
@@ -29,7 +29,7 @@ class DatasetFeatures:
     sceneids: torch.Tensor  # [N], -1 where the dataset has none
 
 
-def drop_modalities(batch: dict, missing: Optional[str]) -> dict:
+def drop_modalities(batch: dict, missing: str | None) -> dict:
     """A copy of ``batch`` with the images of the ``missing`` modalities zeroed."""
     names = missing_names(missing)
     if not names:
@@ -39,7 +39,7 @@ def drop_modalities(batch: dict, missing: Optional[str]) -> dict:
 
 @torch.no_grad()
 def extract_dataset_features(model: SignalModel, loader: Iterable[dict], device: torch.device | str = "cpu",
-                             missing: Optional[str] = None, use_cameras: bool = True,
+                             missing: str | None = None, use_cameras: bool = True,
                              progress: bool = True, desc: str = "features") -> DatasetFeatures:
     """Run :meth:`SignalModel.extract_features` over batches of dicts with keys rgb, nir, tir, pid,
     camid (and optionally sceneid), as yielded by ``signal_core.data`` loaders.

@@ -6,7 +6,6 @@ Reads top to bottom: encode the three modalities in one backbone call, select an
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 import torch
 from torch import nn
@@ -15,9 +14,9 @@ from .backbone import CLIPVisionBackbone
 from .config import SignalConfig
 from .gam import GlobalAlignment
 from .heads import build_heads
-from .modalities import MODALITIES
 from .lam import LAMOutput, LocalAlignment
 from .losses import batch_hard_triplet, label_smoothed_ce
+from .modalities import MODALITIES
 from .precision import PRECISION_DTYPES, ShadowWeights, resolve_precision
 from .sim import SelectionMasks, SelectiveInteraction
 
@@ -27,13 +26,13 @@ class SignalOutput:
     """Named outputs of :meth:`SignalModel.forward`."""
 
     cls_tokens: torch.Tensor  # [B, 3, D] class token per modality (RGB, NIR, TIR), before BN
-    fused: Optional[torch.Tensor]  # [B, 3D] f_rnt from SIM, before BN (None without SIM)
+    fused: torch.Tensor | None  # [B, 3D] f_rnt from SIM, before BN (None without SIM)
     logits: dict[str, torch.Tensor] = field(default_factory=dict)  # head name -> [B, C]
-    masks: Optional[SelectionMasks] = None  # SIM token masks
-    volume: Optional[torch.Tensor] = None  # [B, B] GAM Gram volumes
-    lam: Optional[LAMOutput] = None  # LAM sampling
+    masks: SelectionMasks | None = None  # SIM token masks
+    volume: torch.Tensor | None = None  # [B, B] GAM Gram volumes
+    lam: LAMOutput | None = None  # LAM sampling
     losses: dict[str, torch.Tensor] = field(default_factory=dict)  # weighted terms, sum = loss
-    loss: Optional[torch.Tensor] = None  # total loss (when targets were given)
+    loss: torch.Tensor | None = None  # total loss (when targets were given)
 
     @property
     def feature(self) -> torch.Tensor:
@@ -46,11 +45,11 @@ class SignalOutput:
 class ModalityExplanation:
     """What the model looked at in one modality, for visualisation."""
 
-    intra: Optional[torch.Tensor]  # [B, L] bool, kept by intra-modal selection
-    inter: Optional[torch.Tensor]  # [B, L] bool, chosen by the other modalities' queries
-    final: Optional[torch.Tensor]  # [B, L] bool, tokens SIM passed to the interaction
-    reference_points: Optional[torch.Tensor]  # [K, 2] LAM reference points (x, y) in [-1, 1]
-    sampled_positions: Optional[torch.Tensor]  # [B, K, 2] LAM sampling positions (x, y) in [-1, 1]
+    intra: torch.Tensor | None  # [B, L] bool, kept by intra-modal selection
+    inter: torch.Tensor | None  # [B, L] bool, chosen by the other modalities' queries
+    final: torch.Tensor | None  # [B, L] bool, tokens SIM passed to the interaction
+    reference_points: torch.Tensor | None  # [K, 2] LAM reference points (x, y) in [-1, 1]
+    sampled_positions: torch.Tensor | None  # [B, K, 2] LAM sampling positions (x, y) in [-1, 1]
 
 
 @dataclass
@@ -83,7 +82,7 @@ class SignalModel(nn.Module):
         self.heads = (build_heads(cfg.head_layout or "concat", d, cfg.num_classes, cfg.use_sim)
                       if cfg.num_classes else None)
         self.inference_precision = "fp32"  # set_inference_precision(); training always runs in fp32
-        self._shadow: Optional[ShadowWeights] = None  # the encoder with bf16 matmuls, for inference
+        self._shadow: ShadowWeights | None = None  # the encoder with bf16 matmuls, for inference
 
     @property
     def num_cameras(self) -> int:
@@ -92,7 +91,7 @@ class SignalModel(nn.Module):
 
     # --- encoding -------------------------------------------------------------------------------
     def encode(self, rgb: torch.Tensor, nir: torch.Tensor, tir: torch.Tensor,
-               cam_ids: Optional[torch.Tensor] = None, reduced_precision: bool = False
+               cam_ids: torch.Tensor | None = None, reduced_precision: bool = False
                ) -> tuple[torch.Tensor, torch.Tensor]:
         """Run the shared encoder once on the three modalities stacked along the batch.
 
@@ -123,8 +122,8 @@ class SignalModel(nn.Module):
 
     # --- forward ------------------------------------------------------------------------------
     def forward(self, rgb: torch.Tensor, nir: torch.Tensor, tir: torch.Tensor,
-                cam_ids: Optional[torch.Tensor] = None, targets: Optional[torch.Tensor] = None,
-                align: Optional[bool] = None) -> SignalOutput:
+                cam_ids: torch.Tensor | None = None, targets: torch.Tensor | None = None,
+                align: bool | None = None) -> SignalOutput:
         """Full forward pass.
 
         Args:
@@ -195,7 +194,7 @@ class SignalModel(nn.Module):
 
     @torch.no_grad()
     def extract_features(self, rgb: torch.Tensor, nir: torch.Tensor, tir: torch.Tensor,
-                         cam_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
+                         cam_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Retrieval features [B, 6D] (3072 for ViT-B/16): cat(cls_R, cls_N, cls_T, f_rnt) before the
         BNs, in eval mode, without GAM / LAM, fp32. cam_ids=None uses the mean camera embedding.
         The encoder runs in the precision chosen by :meth:`set_inference_precision` (fp32 by default)."""
@@ -203,12 +202,12 @@ class SignalModel(nn.Module):
 
     @torch.no_grad()
     def explain(self, rgb: torch.Tensor, nir: torch.Tensor, tir: torch.Tensor,
-                cam_ids: Optional[torch.Tensor] = None) -> Explanation:
+                cam_ids: torch.Tensor | None = None) -> Explanation:
         """Per modality: SIM's intra / inter / final token masks and LAM's sampling points, plus the
         retrieval features of the same pass (identical to :meth:`extract_features`)."""
         return self._inference(rgb, nir, tir, cam_ids, explain=True)[1]
 
-    def _inference(self, rgb, nir, tir, cam_ids, explain: bool) -> tuple[torch.Tensor, Optional[Explanation]]:
+    def _inference(self, rgb, nir, tir, cam_ids, explain: bool) -> tuple[torch.Tensor, Explanation | None]:
         with _eval_mode(self):
             cls, patches = self.encode(rgb, nir, tir, cam_ids, reduced_precision=True)
             parts, masks = [cls.flatten(1)], None

@@ -37,7 +37,7 @@ def _matmul_seconds(dtype: torch.dtype, n: int = 1024, repeats: int = 3) -> floa
     return best
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cpu_bf16_speedup() -> float:
     """fp32 / bf16 time of a 1024^3 matmul on this CPU (measured once per process, ~0.1 s)."""
     with torch.no_grad():

@@ -33,7 +33,7 @@ def make_triples_folder(root: Path, ids=(1, 2, 3, 4), per_id: int = 3, seed: int
             rgb = np.clip(base + noise, 0, 255).astype(np.uint8)
             Image.fromarray(rgb).save(root / "RGB" / name)
             Image.fromarray(rgb.mean(-1).astype(np.uint8)).save(root / "NI" / name)
-            Image.fromarray((rgb.mean(-1).astype(np.uint16) * 200)).save(root / "TI" / name)  # 16-bit TIR
+            Image.fromarray(rgb.mean(-1).astype(np.uint16) * 200).save(root / "TI" / name)  # 16-bit TIR
     return root
 
 

@@ -6,9 +6,9 @@ import torch
 from open_clip.transformer import QuickGELU, VisionTransformer
 from safetensors.torch import save_file
 
-from tests.helpers import make_batch
 from signal_core import CheckpointError, build_model, load_checkpoint, read_checkpoint_config, save_checkpoint
 from signal_core.clip_weights import resize_positional_embedding
+from tests.helpers import make_batch
 
 
 def test_safetensors_round_trip(tiny_cfg, tmp_path):

@@ -11,8 +11,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision import transforms as T
 
-from signal_core.data import (DatasetError, IdentitySampler, TripleDataset, build_transforms,
-                              load_dataset, load_triple)
+from signal_core.data import DatasetError, IdentitySampler, TripleDataset, build_transforms, load_dataset, load_triple
 
 COLOURS = ((200, 30, 30), (30, 200, 30), (30, 30, 200))  # RGB / NIR / TIR stand-ins
 

@@ -3,17 +3,12 @@ feature cache, options and start-up errors. Tiny random models, generated images
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-
-from tests.demo_helpers import free_port, make_checkpoint, make_triples_folder, write_png_header
-
-REPO = Path(__file__).resolve().parent.parent
 
 from demo import text
 from demo.engine import QueryError, SearchEngine
@@ -22,6 +17,9 @@ from demo.features import InputTransform, triple_batch
 from demo.gallery import GalleryError, load_gallery, parse_triple_name, read_triples_folder
 from demo.images import ImageDecodeError, decode_image
 from signal_core.viz.overlays import explanation_overlay, grid_to_pixels, overlay_size
+from tests.demo_helpers import free_port, make_checkpoint, make_triples_folder, write_png_header
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -179,8 +177,8 @@ def test_zero_byte_and_truncated_thumbnails_are_written_again(engine):
 
 
 def test_read_only_cache_folder_falls_back_and_keeps_searching(assets, tmp_path, caplog, monkeypatch):
-    from demo.startup import load_model
     from demo.served import ServedFolder
+    from demo.startup import load_model
 
     weights, gallery_dir = assets
     model, _ = load_model(weights, None, torch.device("cpu"))

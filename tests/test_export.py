@@ -6,12 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tests.official_format import official_keys
 
 from signal_core import SignalConfig, build_model, load_weights, save_checkpoint
 from signal_core.checkpoint import official_key_to_ours
 from signal_core.engines import load_engine
 from signal_core.export import export_onnx
+from tests.official_format import official_keys
 from train import export as export_cli
 
 DEMO_WEIGHTS = Path("assets/demo_model.safetensors")

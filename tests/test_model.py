@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from tests.helpers import make_batch
 from signal_core import SignalConfig, build_model
+from tests.helpers import make_batch
 
 SWITCHES = [
     {},

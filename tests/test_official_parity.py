@@ -8,9 +8,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.official_format import FIXTURES, official_keys, official_state, seeded_inputs
 from signal_core import CheckpointError, SignalConfig, load_official_checkpoint
 from signal_core.checkpoint import official_key_to_ours
+from tests.official_format import FIXTURES, official_keys, official_state, seeded_inputs
 
 CASES = [("concat", "rgbnt201", 171, 4), ("per_modality", "rgbnt100", 50, 8)]
 

@@ -3,9 +3,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.helpers import make_batch
 from signal_core import build_model
 from signal_core.precision import bf16_is_fast, cpu_bf16_speedup, resolve_precision
+from tests.helpers import make_batch
 
 
 def test_bf16_features_close_to_fp32(tiny_cfg):

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,11 +28,11 @@ from signal_core.viz import (
 )
 from signal_core.viz.overlays import TINT_ALPHA
 from signal_core.viz.ranklist import BORDER, MATCH_COLOUR, MISMATCH_COLOUR
+from train import protocol
 from train.report import SETTINGS, write_report
 from train.report.__main__ import main as report_main
 from train.report.features import extract_all_settings
 from train.synthetic import SyntheticSpec, generate
-from train import protocol
 
 SPEC = SyntheticSpec(train_ids=3, test_ids=6, cameras=3, per_camera=2, height=64, width=32)
 GRID = (8, 4)

@@ -10,9 +10,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from tests.helpers import make_batch
-
 from signal_core import build_model
+from tests.helpers import make_batch
 from train.__main__ import main as train_main
 from train.config import TrainConfig, check_identities_per_rank, load_config
 from train.loop import AmpPolicy, train_one_epoch

@@ -27,9 +27,9 @@ from .cli import configure_logging, run_command
 from .config import TrainConfig, check_identities_per_rank, config_differences, load_config, resolved_config
 from .loop import AmpPolicy, train_one_epoch, unwrap
 from .optim import build_optimizer
+from .protocol import evaluate_model, format_metrics
 from .run_folder import append_history, check_fresh_output_dir, repair_for_resume, write_run_config
 from .seeding import seed_epoch
-from .protocol import evaluate_model, format_metrics
 
 log = logging.getLogger("train")  # not __name__: that is "__main__" under python -m train
 

@@ -29,7 +29,6 @@ from .cli import run_command
 from .protocol import format_metrics
 
 
-
 def histogram_features(rgb: np.ndarray, nir: np.ndarray, tir: np.ndarray, bins: int = 8,
                        modalities: Sequence[str] = MODALITIES) -> np.ndarray:
     """Square-rooted normalised histograms of one triple (uint8 RGB ``[H,W,3]``, grey ``[H,W]``), concatenated.

@@ -11,7 +11,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -30,7 +30,7 @@ class TrainingCheckpoint:
     epoch: int  # the last finished epoch
     optimizer: dict  # optimizer.state_dict(), tensors on the CPU
     scaler: dict  # GradScaler.state_dict() ({} without a scaler)
-    train_config: Optional[dict[str, Any]]  # the TrainConfig it was trained with (None: older file)
+    train_config: dict[str, Any] | None  # the TrainConfig it was trained with (None: older file)
     path: Path  # the .safetensors file
     state_path: Path  # the .state.pt file beside it
 
@@ -40,8 +40,8 @@ def checkpoint_paths(out_dir: Path, epoch: int) -> tuple[Path, Path]:
 
 
 def save_training_checkpoint(model: SignalModel, optimizer: torch.optim.Optimizer,
-                             scaler: Optional[torch.amp.GradScaler], epoch: int, out_dir: Path,
-                             train_config: Optional[dict[str, Any]] = None) -> Path:
+                             scaler: torch.amp.GradScaler | None, epoch: int, out_dir: Path,
+                             train_config: dict[str, Any] | None = None) -> Path:
     """Write the checkpoint of a finished ``epoch`` (and the training config); returns the model file."""
     weights, state = checkpoint_paths(out_dir, epoch)
     out_dir.mkdir(parents=True, exist_ok=True)

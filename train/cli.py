@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 USER_ERRORS = (ValueError, FileNotFoundError)  # DatasetError and CheckpointError are ValueErrors
 _LOGGERS = ("train", "signal_core")

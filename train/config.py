@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 
@@ -123,7 +123,7 @@ def _typed_section(raw: dict, cls: type, prefix: str, path: Path, skip: tuple[st
     return section
 
 
-def load_config(path: str | Path, overrides: Optional[list[str]] = None) -> tuple[SignalConfig, TrainConfig]:
+def load_config(path: str | Path, overrides: list[str] | None = None) -> tuple[SignalConfig, TrainConfig]:
     """Read a YAML config and apply ``section.key=value`` overrides, each converted to its field's type.
 
     Raises:

@@ -20,8 +20,8 @@ from signal_core.inference import MISSING_SETTINGS
 from signal_core.precision import PRECISIONS
 from signal_core.runtime import keep_freed_memory
 
-from .config import load_config
 from .cli import configure_logging, run_command
+from .config import load_config
 from .protocol import evaluate_model, format_metrics
 from .report import write_report
 

@@ -23,8 +23,15 @@ import numpy as np
 import torch
 
 from signal_core import SignalConfig, SignalModel, load_weights
-from signal_core.data import (DATASETS, TripleDataset, TripleRecord, build_transforms, is_triples_folder, load_dataset,
-                              read_triples_folder)
+from signal_core.data import (
+    DATASETS,
+    TripleDataset,
+    TripleRecord,
+    build_transforms,
+    is_triples_folder,
+    load_dataset,
+    read_triples_folder,
+)
 from signal_core.engines import load_engine
 from signal_core.export import export_onnx
 from signal_core.modalities import MODALITIES
@@ -32,7 +39,6 @@ from signal_core.quantize import quantize_int8
 from signal_core.runtime import keep_freed_memory
 
 from .cli import run_command
-
 
 
 def parse_args(argv=None) -> argparse.Namespace:

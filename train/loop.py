@@ -13,8 +13,8 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Optional
 
 import torch
 import torch.distributed as dist
@@ -35,11 +35,11 @@ class AmpPolicy:
     """How training runs the forward pass: autocast dtype (None = fp32) and the fp16 grad scaler."""
 
     name: str  # fp32 | fp16 | bf16, after resolving "auto"
-    dtype: Optional[torch.dtype]
-    scaler: Optional[torch.amp.GradScaler]
+    dtype: torch.dtype | None
+    scaler: torch.amp.GradScaler | None
 
     @classmethod
-    def resolve(cls, name: str, device: torch.device) -> "AmpPolicy":
+    def resolve(cls, name: str, device: torch.device) -> AmpPolicy:
         """``auto``: the authors' fp16 autocast + GradScaler on CUDA, fp32 elsewhere."""
         if name not in ("auto", "fp32", "fp16", "bf16"):
             raise ValueError(f"train.precision must be auto, fp32, fp16 or bf16, got {name!r}.")

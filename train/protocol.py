@@ -1,8 +1,6 @@
 """The test protocol: features of a dataset's query and gallery splits, ranked and scored as the authors do."""
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch.utils.data import DataLoader
 
@@ -18,7 +16,7 @@ def test_loader(records, image_size: tuple[int, int], batch_size: int, num_worke
 
 
 def evaluate_model(model: SignalModel, dataset: ReIDDataset, device: torch.device, batch_size: int = 128,
-                   num_workers: int = 4, missing: Optional[str] = None, rerank: bool = False,
+                   num_workers: int = 4, missing: str | None = None, rerank: bool = False,
                    progress: bool = True) -> RankResult:
     """mAP / mINP / CMC of ``model`` on ``dataset`` with the authors' protocol (scene ids if any);
     ``rerank`` applies k-reciprocal re-ranking (the authors report results without it)."""

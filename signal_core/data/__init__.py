@@ -10,8 +10,8 @@ Public API:
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .dataset import TripleDataset
 from .errors import DatasetError

@@ -1,7 +1,8 @@
 """Torch ``Dataset`` over :class:`TripleRecord` lists (one item = one RGB / NIR / TIR object)."""
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch

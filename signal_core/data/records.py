@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
-
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ of the shared epoch plan, truncated so every rank has the same number of batches
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 from torch.utils.data import Sampler

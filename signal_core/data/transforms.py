@@ -14,8 +14,8 @@ their parameters once when given several images together.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 from PIL import Image, ImageFile

@@ -17,8 +17,8 @@ from tqdm.auto import tqdm
 
 from signal_core import SignalModel
 from signal_core.data import ReIDDataset, TripleRecord
-from signal_core.metrics import RankResult, evaluate_rank, pairwise_distance
 from signal_core.inference import DatasetFeatures, drop_modalities
+from signal_core.metrics import RankResult, evaluate_rank, pairwise_distance
 from signal_core.modalities import MISSING_SETTINGS, missing_names
 
 from ..protocol import test_loader
