@@ -1,5 +1,5 @@
 """Unit tests of the demo package: decoding, gallery reading, missing modalities, overlays, the
-feature cache, options and start-up errors. Tiny random models, generated images, no network."""
+feature cache (options and start-up: test_demo_startup.py). Tiny random models, generated images, no network."""
 from __future__ import annotations
 
 import os
@@ -17,27 +17,7 @@ from demo.features import InputTransform, triple_batch
 from demo.gallery import GalleryError, load_gallery, parse_triple_name, read_triples_folder
 from demo.images import ImageDecodeError, decode_image
 from signal_core.viz.overlays import explanation_overlay, grid_to_pixels, overlay_size
-from tests.demo_helpers import free_port, make_checkpoint, make_triples_folder, write_png_header
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("demo_assets")
-    weights = make_checkpoint(root / "model.safetensors")
-    gallery = make_triples_folder(root / "gallery")
-    return weights, gallery
-
-
-@pytest.fixture(scope="module")
-def engine(assets, tmp_path_factory):
-    from demo.startup import load_model
-
-    weights, gallery_dir = assets
-    model, _ = load_model(weights, None, torch.device("cpu"))
-    return SearchEngine.from_gallery(model, load_gallery(gallery_dir), "cpu", weights=weights,
-                                     cache=FeatureCache(tmp_path_factory.mktemp("cache")), progress=False)
+from tests.demo_helpers import make_checkpoint, make_triples_folder, write_png_header
 
 
 # --- image decoding ---------------------------------------------------------------------------
@@ -334,107 +314,3 @@ def test_engine_reuses_cache(assets, tmp_path):
     second = SearchEngine.from_gallery(model, gallery, weights=weights, cache=cache, progress=False)
     assert not first.cache_hit and second.cache_hit
     assert torch.allclose(first.gallery_features, second.gallery_features)
-
-
-# --- options and start-up ---------------------------------------------------------------------
-def test_options_flags_override_environment():
-    from demo.options import parse_options
-
-    env = {"SIGNAL_WEIGHTS": "hf://a/b/m.safetensors", "SIGNAL_DEVICE": "cpu", "GRADIO_SERVER_PORT": "9000",
-           "SIGNAL_DATASET": "RGBNT100", "SIGNAL_SHARE": "1", "SIGNAL_PRECISION": "bf16"}
-    opts = parse_options([], env)
-    assert (opts.weights, opts.device, opts.port, opts.dataset, opts.share, opts.precision) == (
-        "hf://a/b/m.safetensors", "cpu", 9000, "rgbnt100", True, "bf16")
-    opts = parse_options(["--port", "7000", "--weights", "x.safetensors"], env)
-    assert (opts.port, opts.weights) == (7000, "x.safetensors")
-    assert parse_options([], {}).port == 7860 and parse_options([], {}).host == "127.0.0.1"
-
-
-def test_missing_bundled_assets_exit_cleanly(tmp_path, monkeypatch, capsys):
-    import app
-    import demo.startup
-
-    monkeypatch.setattr(demo.startup, "REPO_ROOT", tmp_path)
-    monkeypatch.chdir(tmp_path)
-    assert app.main([]) == 2
-    err = capsys.readouterr().err
-    assert "assets/demo_model.safetensors is missing" in err and "--weights" in err and "Traceback" not in err
-    assert app.main(["--weights", str(tmp_path / "nope.safetensors")]) == 2
-    assert "not found" in capsys.readouterr().err
-    (tmp_path / "authors.pth").write_bytes(b"x")
-    assert app.main(["--weights", str(tmp_path / "authors.pth")]) == 2
-    assert "--dataset" in capsys.readouterr().err
-
-
-def _one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ") and "Traceback" not in err[0], err
-    return err[0]
-
-
-@pytest.mark.parametrize("argv,message", [
-    (["--batch-size", "0"], "error: --batch-size must be at least 1, got 0."),
-    (["--port", "abc"], "error: argument --port: invalid int value: 'abc' (see app.py --help)."),
-    (["--port", "70000"], "error: --port must be from 1 to 65535, got 70000."),
-    (["--max-file-size", "0"], "error: --max-file-size must be at least 1 (MB), got 0."),
-    (["--device", "tpu"], ("error: argument --device: invalid choice: 'tpu' (choose from auto, cpu, cuda) "
-                           "(see app.py --help).")),
-])
-def test_bad_options_are_one_error_line(argv, message, capsys):
-    import app
-
-    assert app.main(argv) == 2
-    line = _one_error_line(capsys)
-    assert line.replace("'auto', 'cpu', 'cuda'", "auto, cpu, cuda") == message  # argparse quotes since 3.12
-
-
-def test_bad_environment_value_is_one_error_line(monkeypatch, capsys):
-    import app
-
-    monkeypatch.setenv("SIGNAL_BATCH_SIZE", "many")
-    assert app.main([]) == 2
-    assert _one_error_line(capsys) == "error: SIGNAL_BATCH_SIZE='many': expected int for --batch-size."
-
-
-@pytest.mark.parametrize("content", [os.urandom(4096), b"", b"\x08\x00\x00\x00\x00\x00\x00\x00{}"])
-def test_unreadable_weights_are_one_error_line(tmp_path, assets, content, capsys):
-    import app
-
-    weights = tmp_path / "random.safetensors"
-    weights.write_bytes(content)
-    assert app.main(["--weights", str(weights), "--gallery", str(assets[1]), "--port", str(free_port()),
-                     "--cache-dir", str(tmp_path / "cache")]) == 2
-    assert _one_error_line(capsys).startswith(f"error: could not load the model from {weights} (")
-
-
-def test_busy_port_is_found_before_loading(tmp_path, assets, monkeypatch, capsys):
-    import socket
-
-    import app
-    import demo.startup
-
-    loaded = []
-    monkeypatch.setattr(demo.startup, "load_model", lambda *a, **k: loaded.append(a))
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        port = listener.getsockname()[1]
-        assert app.main(["--weights", str(assets[0]), "--gallery", str(assets[1]), "--port", str(port)]) == 2
-    assert _one_error_line(capsys) == (f"error: port {port} on 127.0.0.1 is already in use: stop the server using "
-                                       "it or pick another with --port / GRADIO_SERVER_PORT.")
-    assert loaded == []
-
-
-def test_served_and_blocked_paths(engine, assets, tmp_path):
-    from demo.startup import blocked_paths, load_examples, served_paths
-
-    examples = load_examples(assets[1], limit=2)
-    served = served_paths(engine, examples)
-    cache_dir = engine.cache_path.parent.resolve()
-    assert sorted(served) == sorted({str(engine.thumbnails.directory.resolve()), str(engine.served.directory)}
-                                    | {str(Path(p).resolve()) for e in examples for p in e.paths})
-    assert engine.thumbnails.fallback.is_relative_to(engine.served.directory)
-    # this gallery's thumbnails, the per-search folder (with the thumbnails' fallback inside), 2 x 3 example files
-    assert str(cache_dir) not in served and len(served) == 2 + 6
-    assert all(Path(p).parent != cache_dir or Path(p).name.startswith("thumbs-") for p in served)
-    assert blocked_paths(engine) == [str(engine.cache_path.resolve()), str(Path(assets[0]).resolve())]
