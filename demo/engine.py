@@ -18,12 +18,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from signal_core.feature_store import FeatureStoreError, read_features, sha256_file
+from signal_core.index import GalleryIndex
 from signal_core.modalities import LABELS, MODALITIES
 from signal_core.viz import explanation_overlay
 
 from .feature_cache import FeatureCache, cache_key, gallery_fingerprint, model_fingerprint
 from .features import InputTransform, extract_gallery_features, triple_batch
-from .gallery import Gallery, camera_tensor, load_entry_images, parse_triple_name
+from .gallery import Gallery, GalleryEntry, camera_tensor, load_entry_images, parse_triple_name
 from .images import ImageDecodeError, ImageSource, decode_image
 from .served import ServedFolder
 from .thumbnails import ThumbnailStore
@@ -72,15 +74,18 @@ class SearchEngine:
     Build with :meth:`from_gallery` (features from the cache or computed once).
     """
 
-    def __init__(self, model, gallery: Gallery, gallery_features: torch.Tensor, device: str | torch.device = "cpu",
-                 thumbnails: ThumbnailStore | None = None, description: str = "",
+    def __init__(self, model, gallery: Gallery, gallery_features: torch.Tensor | GalleryIndex,
+                 device: str | torch.device = "cpu", thumbnails: ThumbnailStore | None = None, description: str = "",
                  served: ServedFolder | None = None):
-        if gallery_features.shape[0] != len(gallery):
-            raise ValueError(f"{gallery_features.shape[0]} features for {len(gallery)} gallery entries.")
+        """``gallery_features``: [N, F] features (ranked by one matrix product) or a GalleryIndex of N rows."""
+        if len(gallery_features) != len(gallery):
+            raise ValueError(f"{len(gallery_features)} features for {len(gallery)} gallery entries.")
         self.model = model.eval()
         self.gallery = gallery
         self.device = torch.device(device)
-        self.gallery_features = F.normalize(gallery_features.float(), dim=1).to(self.device)
+        self.index = gallery_features if isinstance(gallery_features, GalleryIndex) else None
+        self.gallery_features = (None if self.index is not None
+                                 else F.normalize(gallery_features.float(), dim=1).to(self.device))
         self.gallery_pids = [e.pid for e in gallery.entries]
         self.thumbnails = thumbnails
         self.description = description
@@ -116,6 +121,32 @@ class SearchEngine:
         thumbnails = ThumbnailStore(cache.directory / f"thumbs-{key[:16]}", fallback=served.subfolder("thumbs"))
         engine = cls(model, gallery, feats, device, thumbnails, description, served)
         engine.cache_hit, engine.cache_path, engine.weights_path = hit, cache.path(key), weights
+        return engine
+
+    @classmethod
+    def from_feature_folder(cls, model, folder: str | os.PathLike, device: str | torch.device = "cpu",
+                            weights: str | os.PathLike | None = None, description: str = "",
+                            served: ServedFolder | None = None) -> SearchEngine:
+        """A prebuilt gallery (``python -m train.extract``), searched through a :class:`GalleryIndex`
+        (exact below 50,000 rows, IVF above); thumbnails are made only for the results shown.
+
+        Raises:
+            FeatureStoreError: not a finished, intact feature folder, or made with other weights.
+        """
+        features, rows, manifest = read_features(folder)
+        made_with = manifest.get("model", {}).get("sha256")
+        if weights is not None and made_with and made_with != sha256_file(weights):
+            raise FeatureStoreError(f"the features in {folder} were made with other weights "
+                                    f"({manifest['model'].get('path')}); extract them again with {weights}.")
+        gallery = Gallery([GalleryEntry(tuple(r["paths"]), r.get("pid"), r.get("camid")) for r in rows],
+                          f"feature folder {folder}")
+        warn_unknown_cameras(gallery, model.num_cameras)
+        index = GalleryIndex.build(features, kind="auto")
+        del features
+        served = served if served is not None else ServedFolder()
+        thumbs = served.subfolder("thumbs")
+        engine = cls(model, gallery, index, device, ThumbnailStore(thumbs, fallback=thumbs), description, served)
+        engine.cache_hit, engine.cache_path, engine.weights_path = True, None, weights
         return engine
 
     # --- inputs -------------------------------------------------------------------------------
@@ -208,7 +239,7 @@ class SearchEngine:
         batch = triple_batch(images, self.transform)
         cams = None if camid is None else torch.tensor([camid])
         feature, explanation = self._encode(batch, cams, explain)
-        scores, indices = torch.topk(self.gallery_features @ F.normalize(feature, dim=1)[0], k)
+        scores, indices = self._rank(feature, k)
         query_pid = self.query_identity(sources)
         matches = []
         for rank, (score, index) in enumerate(zip(scores.tolist(), indices.tolist()), start=1):
@@ -232,6 +263,14 @@ class SearchEngine:
         return self._overlays(images, explanation)
 
     # --- internals ----------------------------------------------------------------------------
+    def _rank(self, feature: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cosine scores and gallery rows of the top ``k`` (best first)."""
+        if self.index is not None:
+            found = self.index.search(F.normalize(feature.float(), dim=1).cpu().numpy(), k)
+            keep = found.rows[0] >= 0
+            return torch.from_numpy(found.scores[0][keep]), torch.from_numpy(found.rows[0][keep])
+        return torch.topk(self.gallery_features @ F.normalize(feature, dim=1)[0], k)
+
     def _encode(self, batch: dict, cams: torch.Tensor | None, explain: bool):
         inputs = [batch[m].to(self.device) for m in MODALITIES]
         cams = None if cams is None else cams.to(self.device)

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from signal_core.data import DATASETS
+from signal_core.feature_store import FeatureStoreError, is_feature_folder
 
 from .feature_cache import FeatureCache, default_cache_dir
 from .gallery import GalleryEntry, GalleryError, load_gallery, read_triples_folder
@@ -118,8 +119,6 @@ def build_engine(options: DemoOptions, progress: bool = True, check_port: bool =
     Raises:
         StartupError: with a message that says what to do.
     """
-    from .engine import SearchEngine
-
     device = resolve_device(options.device)
     weights = resolve_weights(options.weights)
     if check_port:
@@ -129,6 +128,17 @@ def build_engine(options: DemoOptions, progress: bool = True, check_port: bool =
         if options.gallery == DEFAULT_GALLERY:
             raise StartupError(f"the bundled demo gallery {DEFAULT_GALLERY} is missing. {CREATE_ASSETS_HINT}")
         raise StartupError(f"gallery folder {gallery_dir} does not exist.")
+    if is_feature_folder(gallery_dir):
+        engine = _feature_folder_engine(options, gallery_dir, weights, device)
+    else:
+        engine = _gallery_engine(options, gallery_dir, weights, device, progress)
+    return engine, load_examples(resolve_folder(options.queries))
+
+
+def _gallery_engine(options: DemoOptions, gallery_dir: Path, weights: Path, device: torch.device, progress: bool):
+    """A triples or dataset folder: features from the cache, or computed once."""
+    from .engine import SearchEngine
+
     try:
         gallery = load_gallery(gallery_dir, options.dataset)
     except GalleryError as exc:
@@ -136,13 +146,26 @@ def build_engine(options: DemoOptions, progress: bool = True, check_port: bool =
     model, precision = load_model(weights, options.dataset, device, options.precision)
     cache = FeatureCache(options.cache_dir or default_cache_dir())
     try:
-        engine = SearchEngine.from_gallery(
-            model, gallery, device, weights=weights, cache=cache,
-            batch_size=options.batch_size, progress=progress,
+        return SearchEngine.from_gallery(
+            model, gallery, device, weights=weights, cache=cache, batch_size=options.batch_size, progress=progress,
             description=f"model {weights.name} · {gallery.source} · {device.type} · {precision}")
     except ImageDecodeError as exc:
         raise StartupError(f"a gallery image cannot be read: {exc}") from None
-    return engine, load_examples(resolve_folder(options.queries))
+
+
+def _feature_folder_engine(options: DemoOptions, folder: Path, weights: Path, device: torch.device):
+    """A feature folder of ``python -m train.extract``, searched through the gallery index."""
+    from .engine import SearchEngine
+
+    model, precision = load_model(weights, options.dataset, device, options.precision)
+    try:
+        return SearchEngine.from_feature_folder(
+            model, folder, device, weights=weights,
+            description=f"model {weights.name} · feature folder {folder} · {device.type} · {precision}")
+    except FeatureStoreError as exc:
+        raise StartupError(str(exc)) from None
+
+
 
 
 def served_paths(engine, examples: Sequence[GalleryEntry]) -> list[str]:

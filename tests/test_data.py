@@ -270,3 +270,18 @@ def test_sampler_errors():
         IdentitySampler(PIDS, 7, 3)
     with pytest.raises(ValueError, match="only 8 identities"):
         IdentitySampler(PIDS, 30, 3)
+
+
+def test_16bit_thermal_images_are_stretched_like_the_demo_decoder(tmp_path):
+    """A 16-bit TIR PNG is stretched by its min / max (PIL's own conversion would clip it to white)."""
+    import numpy as np
+    from PIL import Image
+
+    from demo.images import decode_image
+    from signal_core.data.transforms import load_image
+
+    values = (np.arange(64 * 32).reshape(64, 32) * 20).astype(np.uint16)  # 0 .. 40940
+    Image.fromarray(values).save(tmp_path / "tir.png")
+    loaded = np.asarray(load_image(tmp_path / "tir.png"))
+    assert loaded.shape == (64, 32, 3) and loaded.min() == 0 and loaded.max() == 255
+    assert np.array_equal(loaded, decode_image(str(tmp_path / "tir.png")))

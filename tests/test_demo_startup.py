@@ -114,3 +114,31 @@ def test_served_and_blocked_paths(engine, assets, tmp_path):
     assert str(cache_dir) not in served and len(served) == 2 + 6
     assert all(Path(p).parent != cache_dir or Path(p).name.startswith("thumbs-") for p in served)
     assert blocked_paths(engine) == [str(engine.cache_path.resolve()), str(Path(assets[0]).resolve())]
+
+
+def test_feature_folder_gallery_is_searched_through_the_index(assets, tmp_path):
+    """--gallery FEATS: a prebuilt feature folder (train.extract) is the gallery; a gallery triple
+    as the query finds itself at rank 1; features of other weights are refused with a message."""
+    import torch
+
+    from demo.options import DemoOptions, StartupError
+    from demo.startup import build_engine, load_model
+    from signal_core.data import read_triples_folder
+    from signal_core.extraction import extract_to_folder
+    from signal_core.feature_store import sha256_file
+    from tests.demo_helpers import make_checkpoint
+
+    weights, gallery_dir = assets
+    model, _ = load_model(weights, None, torch.device("cpu"))
+    records = read_triples_folder(gallery_dir)
+    extract_to_folder(model, records, tmp_path / "feats", {"sha256": sha256_file(weights), "path": str(weights)},
+                      {"source": "test"}, batch_size=4, progress=False)
+    options = DemoOptions(weights=str(weights), gallery=str(tmp_path / "feats"), queries="")
+    engine, _ = build_engine(options, progress=False)
+    assert engine.index is not None and len(engine.gallery) == len(records)
+    result = engine.search(*records[3].paths, top_k=5, camera=records[3].camid + 1, explain=False)
+    assert result.matches[0].index == 3 and result.matches[0].similarity > 0.999
+    assert [m.rank for m in result.matches] == [1, 2, 3, 4, 5] and result.matches[0].thumbnail
+    other = make_checkpoint(tmp_path / "other.safetensors", seed=1)
+    with pytest.raises(StartupError, match="made with other weights"):
+        build_engine(DemoOptions(weights=str(other), gallery=str(tmp_path / "feats"), queries=""), progress=False)
