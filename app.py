@@ -15,6 +15,7 @@ from collections.abc import Sequence
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse options, load the model and gallery, serve the page; returns the exit status."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which SIMD build it tried is noise here
     from demo.options import StartupError, parse_options
     from demo.startup import blocked_paths, build_engine, served_paths
     from signal_core.runtime import keep_freed_memory
