@@ -51,17 +51,17 @@ class IvfPqConfig:
     """Settings of the approximate (``ivfpq``) index; defaults chosen by benchmarks/index_bench.py."""
 
     pca_dim: int = 256  # PCA output dimension of the IVF's vectors; no PCA when >= the feature dimension
-    nlist: Optional[int] = None  # IVF lists; None: power of two near 4 * sqrt(N), at most N / 32
+    nlist: Optional[int] = None  # IVF lists; None: power of two near 4 * sqrt(N), at most training rows / 32
     refine: str = "SQ8"  # re-rank copy of the full vectors: SQ8 (D bytes/row), SQfp16 (2D), Flat (4D)
     nprobe: int = 256  # IVF lists visited per query
     k_factor: int = 10  # candidates re-ranked per query = k_factor * k
     train_rows: int = 131_072  # rows sampled (at random, seed 0) to train PCA, IVF and SQ8 ranges
 
-    def factory(self, dim: int, n_train: int) -> str:
-        """The faiss ``index_factory`` string for ``dim``-dimensional features, ``n_train`` training rows."""
+    def factory(self, dim: int, n_rows: int, n_train: int) -> str:
+        """The faiss ``index_factory`` string for ``n_rows`` ``dim``-dimensional features, ``n_train`` training rows."""
         if self.pca_dim < 1:
             raise ValueError(f"pca_dim must be >= 1; got {self.pca_dim}")
-        nlist = self.nlist or max(1, min(2 ** round(math.log2(4 * math.sqrt(n_train))), n_train // 32))
+        nlist = self.nlist or max(1, min(2 ** round(math.log2(4 * math.sqrt(n_rows))), n_train // 32))
         prefix = f"PCA{self.pca_dim}," if self.pca_dim < dim else ""
         return f"{prefix}IVF{nlist},SQ8,Refine({self.refine})"
 
@@ -147,7 +147,7 @@ class GalleryIndex:
             rng = np.random.default_rng(0)
             sample = np.sort(rng.choice(n, size=min(n, config.train_rows), replace=False))
             train = _normalised(features[sample], dim, "features")
-            index = faiss.index_factory(dim, config.factory(dim, len(train)), faiss.METRIC_L2)  # L2 on unit vectors: see module doc
+            index = faiss.index_factory(dim, config.factory(dim, n, len(train)), faiss.METRIC_L2)  # L2 on unit vectors: see module doc
             index.train(train)
             del train
         built = cls(index, kind, {k: v[:0] for k, v in meta.items()}, config)
