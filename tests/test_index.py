@@ -7,7 +7,7 @@ import pytest
 
 from signal_core.index import AUTO_EXACT_MAX_ROWS, GalleryIndex, IndexFileError, IvfPqConfig, JunkFilter
 
-SMALL_IVFPQ = IvfPqConfig(pca_dim=32, nlist=16, pq_m=4, nprobe=8, k_factor=8)
+SMALL_IVFPQ = IvfPqConfig(pca_dim=32, nlist=16, nprobe=8, k_factor=8)
 
 
 @pytest.fixture(autouse=True)
@@ -59,7 +59,7 @@ def test_exact_ties_smaller_row_first_and_padding():
 
 @pytest.fixture(scope="module")
 def ivfpq_gallery() -> tuple:
-    """A 2000 x 64 ivfpq index (PCA to 32, 16 lists, PQ4) with metadata, and its features."""
+    """A 2000 x 64 ivfpq index (PCA to 32, 16 lists, SQ8 codes, SQ8 re-rank) with metadata, and its features."""
     faiss.omp_set_num_threads(1)
     gallery, pids = clustered(2000, 64, 100, noise=2.0)
     meta = {"pid": pids, "camid": np.arange(2000) % 3, "name": [f"triple_{i}" for i in range(2000)]}
@@ -126,7 +126,7 @@ def test_add_rows_and_metadata():
     with pytest.raises(ValueError, match=r"\[N, 32\]"):
         index.add(np.zeros((2, 31), np.float32), metadata={"pid": [0, 1]})
 
-    ivf = GalleryIndex.build(gallery[:400], kind="ivfpq", config=IvfPqConfig(pca_dim=32, nlist=4, pq_m=4, nprobe=4))
+    ivf = GalleryIndex.build(gallery[:400], kind="ivfpq", config=IvfPqConfig(pca_dim=16, nlist=4, nprobe=4))
     ivf.add(gallery[400:])
     assert len(ivf) == 600 and ivf.search(gallery[500], 1).rows[0, 0] == 500
 
@@ -160,7 +160,7 @@ def test_auto_picks_by_size(monkeypatch):
     gallery, _ = clustered(600, 32, 20)
     assert GalleryIndex.build(gallery, kind="auto").kind == "exact"
     monkeypatch.setattr("signal_core.index.AUTO_EXACT_MAX_ROWS", 500)
-    tiny = IvfPqConfig(pca_dim=32, nlist=4, pq_m=4)
+    tiny = IvfPqConfig(pca_dim=16, nlist=4, nprobe=4)
     assert GalleryIndex.build(gallery, kind="auto", config=tiny).kind == "ivfpq"
     assert AUTO_EXACT_MAX_ROWS == 50_000
 
@@ -173,5 +173,5 @@ def test_bad_input_messages():
         GalleryIndex.build(np.full((3, 16), np.nan, np.float32), kind="exact")
     with pytest.raises(ValueError, match="one per row"):
         GalleryIndex.build(gallery, kind="exact", metadata={"pid": [1, 2]})
-    with pytest.raises(ValueError, match="pq_m=7 must divide"):
-        GalleryIndex.build(gallery, kind="ivfpq", config=IvfPqConfig(pca_dim=16, pq_m=7))
+    with pytest.raises(ValueError, match="pca_dim must be >= 1"):
+        GalleryIndex.build(gallery, kind="ivfpq", config=IvfPqConfig(pca_dim=0))
