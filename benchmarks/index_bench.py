@@ -120,7 +120,8 @@ def bench_size(n: int, args: argparse.Namespace, tmp: Path) -> dict:
     truth = exact_top_k(gallery, queries, 10)
     row["generate_and_ground_truth_s"] = time.perf_counter() - t
     row["cosine"] = same_identity_cosine(gallery, g_pids, queries, q_pids)
-    print(f"N={n:,}: generated and ground truth in {row['generate_and_ground_truth_s']:.0f} s; cosine {row['cosine']}", flush=True)
+    print(f"N={n:,}: generated and ground truth in {row['generate_and_ground_truth_s']:.0f} s; "
+          f"cosine {row['cosine']}", flush=True)
     if n * args.dim * 4 <= args.exact_max_bytes:
         exact = GalleryIndex.build(gallery, kind="exact")
         row["exact"] = latency(exact, queries[:50], threads=1)  # 50 queries: exact search is slow
@@ -194,7 +195,8 @@ def print_row(row: dict) -> None:
           f"RSS {row['rss_mb']:.0f} MB, exact p50 {exact if exact is None else round(exact, 1)} ms")
     print("  nprobe k_factor threads recall@10  p50 ms  p95 ms")
     for e in row["sweep"] + row["default"]:
-        print(f"  {e['nprobe']:>6} {e['k_factor']:>8} {e['faiss_threads']:>7} {e['recall@10']:>9.3f} {e['p50_ms']:>7.2f} {e['p95_ms']:>7.2f}")
+        print(f"  {e['nprobe']:>6} {e['k_factor']:>8} {e['faiss_threads']:>7} {e['recall@10']:>9.3f} "
+              f"{e['p50_ms']:>7.2f} {e['p95_ms']:>7.2f}")
 
 
 if __name__ == "__main__":

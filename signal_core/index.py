@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Dict, Mapping, NamedTuple, Optional, Sequence, Union
+from typing import Any, NamedTuple
 
 import faiss
 import numpy as np
@@ -51,7 +52,7 @@ class IvfPqConfig:
     """Settings of the approximate (``ivfpq``) index; defaults chosen by benchmarks/index_bench.py."""
 
     pca_dim: int = 256  # PCA output dimension of the IVF's vectors; no PCA when >= the feature dimension
-    nlist: Optional[int] = None  # IVF lists; None: power of two near 4 * sqrt(N), at most training rows / 32
+    nlist: int | None = None  # IVF lists; None: power of two near 4 * sqrt(N), at most training rows / 32
     refine: str = "SQ8"  # re-rank copy of the full vectors: SQ8 (D bytes/row), SQfp16 (2D), Flat (4D)
     nprobe: int = 256  # IVF lists visited per query
     k_factor: int = 10  # candidates re-ranked per query = k_factor * k
@@ -76,8 +77,8 @@ class JunkFilter:
     """
 
     pids: Sequence[Any]  # [M]
-    camids: Optional[Sequence[Any]] = None  # [M]
-    sceneids: Optional[Sequence[Any]] = None  # [M]
+    camids: Sequence[Any] | None = None  # [M]
+    sceneids: Sequence[Any] | None = None  # [M]
 
 
 class SearchResult(NamedTuple):
@@ -87,7 +88,7 @@ class SearchResult(NamedTuple):
     rows: np.ndarray  # [M, k] int64 gallery rows; -1 where fewer than k results
 
 
-def _normalised(x: Any, dim: Optional[int], what: str) -> np.ndarray:
+def _normalised(x: Any, dim: int | None, what: str) -> np.ndarray:
     """[N, D] float32 C-contiguous, L2-normalised rows (a copy)."""
     x = np.asarray(x)
     if x.ndim == 1:
@@ -102,7 +103,7 @@ def _normalised(x: Any, dim: Optional[int], what: str) -> np.ndarray:
     return x
 
 
-def _check_metadata(metadata: Optional[Mapping[str, Any]], n: int, keys: Optional[Sequence[str]]) -> Dict[str, np.ndarray]:
+def _check_metadata(metadata: Mapping[str, Any] | None, n: int, keys: Sequence[str] | None) -> dict[str, np.ndarray]:
     """Per-row metadata as numeric or unicode arrays of length ``n`` (same keys as ``keys``)."""
     metadata = dict(metadata or {})
     if keys is not None and sorted(metadata) != sorted(keys):
@@ -113,7 +114,8 @@ def _check_metadata(metadata: Optional[Mapping[str, Any]], n: int, keys: Optiona
         if arr.dtype.kind == "O":
             arr = arr.astype(str)
         if arr.ndim != 1 or len(arr) != n or arr.dtype.kind not in "biufUS":
-            raise ValueError(f"metadata[{key!r}] must be a list of {n} numbers or strings (one per row); got {arr.dtype} shape {arr.shape}")
+            raise ValueError(f"metadata[{key!r}] must be a list of {n} numbers or strings (one per row); "
+                             f"got {arr.dtype} shape {arr.shape}")
         out[key] = arr
     return out
 
@@ -121,15 +123,15 @@ def _check_metadata(metadata: Optional[Mapping[str, Any]], n: int, keys: Optiona
 class GalleryIndex:
     """Cosine search over gallery features; see the module docstring."""
 
-    def __init__(self, index: faiss.Index, kind: str, metadata: Dict[str, np.ndarray], config: IvfPqConfig) -> None:
+    def __init__(self, index: faiss.Index, kind: str, metadata: dict[str, np.ndarray], config: IvfPqConfig) -> None:
         self._index, self.kind, self.metadata, self.config = index, kind, metadata, config
-        self._gpu: Optional[faiss.Index] = None
+        self._gpu: faiss.Index | None = None
         self._apply_search_params()
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
-    def build(cls, features: Any, kind: str = "auto", metadata: Optional[Mapping[str, Any]] = None,
-              config: Optional[IvfPqConfig] = None) -> "GalleryIndex":
+    def build(cls, features: Any, kind: str = "auto", metadata: Mapping[str, Any] | None = None,
+              config: IvfPqConfig | None = None) -> GalleryIndex:
         """Index ``features`` ([N, D]; may be a np.memmap, read in chunks) with optional per-row metadata."""
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
@@ -147,14 +149,15 @@ class GalleryIndex:
             rng = np.random.default_rng(0)
             sample = np.sort(rng.choice(n, size=min(n, config.train_rows), replace=False))
             train = _normalised(features[sample], dim, "features")
-            index = faiss.index_factory(dim, config.factory(dim, n, len(train)), faiss.METRIC_L2)  # L2 on unit vectors: see module doc
+            # L2 on unit vectors: see the module doc
+            index = faiss.index_factory(dim, config.factory(dim, n, len(train)), faiss.METRIC_L2)
             index.train(train)
             del train
         built = cls(index, kind, {k: v[:0] for k, v in meta.items()}, config)
         built.add(features, metadata)
         return built
 
-    def add(self, features: Any, metadata: Optional[Mapping[str, Any]] = None) -> None:
+    def add(self, features: Any, metadata: Mapping[str, Any] | None = None) -> None:
         """Append rows (numbered after the existing ones), with metadata for the same keys if the index has any."""
         n = len(features)
         meta = _check_metadata(metadata, n, list(self.metadata))
@@ -205,7 +208,7 @@ class GalleryIndex:
         return self._gpu
 
     # ---- search -------------------------------------------------------------------------------
-    def search(self, queries: Any, k: int, exclude: Optional[JunkFilter] = None, *, query_pids: Any = None,
+    def search(self, queries: Any, k: int, exclude: JunkFilter | None = None, *, query_pids: Any = None,
                query_camids: Any = None, query_sceneids: Any = None) -> SearchResult:
         """Top-``k`` gallery rows of every query by cosine similarity, best first.
 
@@ -254,24 +257,26 @@ class GalleryIndex:
         by = "sceneid" if exclude.sceneids is not None else "camid"
         q_other = exclude.sceneids if exclude.sceneids is not None else exclude.camids
         if q_other is None:
-            raise ValueError("junk filtering needs the queries' camera ids (query_camids) or scene ids (query_sceneids) besides their pids")
+            raise ValueError("junk filtering needs the queries' camera ids (query_camids) or scene ids "
+                             "(query_sceneids) besides their pids")
         missing = [key for key in ("pid", by) if key not in self.metadata]
         if missing:
-            raise ValueError(f"junk filtering needs gallery metadata {missing}; build the index with metadata={{'pid': ..., '{by}': ...}}")
+            raise ValueError(f"junk filtering needs gallery metadata {missing}; build the index with "
+                             f"metadata={{'pid': ..., '{by}': ...}}")
         q_pid, q_other = np.asarray(exclude.pids), np.asarray(q_other)
         if q_pid.shape != (m,) or q_other.shape != (m,):
             raise ValueError(f"query pids and {by}s must have one value per query ({m}); got {q_pid.shape} and {q_other.shape}")
         return q_pid, q_other, self.metadata["pid"], self.metadata[by]
 
     # ---- persistence --------------------------------------------------------------------------
-    def save(self, path: Union[str, os.PathLike]) -> None:
+    def save(self, path: str | os.PathLike) -> None:
         """Write the index, its settings and metadata to one file, atomically, with a checksum."""
         header = {"format": "signal-gallery-index", "version": FORMAT_VERSION, "kind": self.kind,
                   "dim": self.dim, "rows": len(self), "config": asdict(self.config)}
         write_index_file(path, IndexFileContent(header, self.metadata, self._index))
 
     @classmethod
-    def load(cls, path: Union[str, os.PathLike]) -> "GalleryIndex":
+    def load(cls, path: str | os.PathLike) -> GalleryIndex:
         """Read an index written by ``save``; raises ``IndexFileError`` (one line) if it is corrupt."""
         content = read_index_file(path)
         header = content.header

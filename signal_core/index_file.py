@@ -19,7 +19,7 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Dict, Union
+from typing import Any, BinaryIO
 
 import faiss
 import numpy as np
@@ -46,8 +46,8 @@ class IndexFileContent:
         index: the faiss index.
     """
 
-    header: Dict[str, Any]
-    metadata: Dict[str, np.ndarray]
+    header: dict[str, Any]
+    metadata: dict[str, np.ndarray]
     index: faiss.Index
 
 
@@ -62,7 +62,7 @@ class _HashingWriter:
         self.sha.update(data)
 
 
-def write_index_file(path: Union[str, os.PathLike], content: IndexFileContent) -> Path:
+def write_index_file(path: str | os.PathLike, content: IndexFileContent) -> Path:
     """Write ``content`` to ``path`` atomically (a reader never sees a half-written file)."""
     header = json.dumps(content.header, sort_keys=True).encode()
     meta = io.BytesIO()
@@ -110,7 +110,7 @@ def _read_block(f: BinaryIO, path: Path, limit: int) -> bytes:
     return f.read(n)
 
 
-def read_index_file(path: Union[str, os.PathLike]) -> IndexFileContent:
+def read_index_file(path: str | os.PathLike) -> IndexFileContent:
     """Read and verify an index file written by ``write_index_file``.
 
     Raises:
