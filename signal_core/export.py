@@ -20,9 +20,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .modalities import MODALITIES
 from .model import SignalModel
 
-INPUT_NAMES = ("rgb", "nir", "tir", "cam_ids")
+INPUT_NAMES = (*MODALITIES, "cam_ids")
 OUTPUT_NAME = "features"
 OPSET = 17
 META_KEY = "signal_export"  # ONNX metadata_props key holding :class:`ExportInfo` as JSON

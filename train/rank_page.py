@@ -18,6 +18,7 @@ from PIL import Image
 
 from signal_core.atomic import atomic_write
 from signal_core.data import load_triple
+from signal_core.modalities import LABELS
 
 BORDER = {"hit": "#1a9850", "miss": "#d73027", "unknown": "#bdbdbd"}
 STYLE = """
@@ -92,7 +93,7 @@ class ThumbnailCache:
         if key not in self._cache:
             try:
                 images = load_triple(list(paths))
-                tags = "".join(self._img_tag(img, m) for img, m in zip(images, ("RGB", "NIR", "TIR")))
+                tags = "".join(self._img_tag(img, m) for img, m in zip(images, LABELS.values()))
             except (ValueError, OSError) as exc:
                 tags = f'<div class="bad" title="{html.escape(str(exc))}">unreadable</div>'
             self._cache[key] = f'<div class="triple">{tags}</div>'

@@ -12,13 +12,14 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ..modalities import LABELS, MODALITIES
+
 MATCH_COLOUR = (0, 170, 60)  # green border: same identity as the query
 MISMATCH_COLOUR = (220, 20, 40)  # red border: another identity
 QUERY_COLOUR = (90, 90, 90)
 BORDER = 4  # px
 GAP = 6  # px between columns
 CAPTION_LINES = 2
-MODALITY_NAMES = ("RGB", "NIR", "TIR")
 
 
 @dataclass
@@ -78,7 +79,7 @@ def ranklist_image(query: RankedTriple, results: Sequence[RankedTriple], tile_hw
     draw = ImageDraw.Draw(canvas)
     if title:
         draw.text((GAP, 2), title, fill=(0, 0, 0), font=font)
-    for k, name in enumerate(MODALITY_NAMES):
+    for k, name in enumerate(LABELS[m] for m in MODALITIES):
         draw.text((GAP, top + BORDER + k * h + h // 2), name, fill=(60, 60, 60), font=font, anchor="lm")
     x = label_w
     for i, item in enumerate([query, *results]):

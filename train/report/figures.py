@@ -19,12 +19,12 @@ from signal_core import SignalModel
 from signal_core.atomic import atomic_write
 from signal_core.data import TripleRecord, build_transforms, load_triple
 from signal_core.inference import DatasetFeatures
+from signal_core.modalities import LABELS, MODALITIES
 from signal_core.viz import RankedTriple, auto_offset_scale, explanation_overlay, offset_pixels, plots, ranklist_image
 from signal_core.viz.overlays import overlay_size, resize_for_overlay
 
 from .features import SettingResult, cosine_similarity, excluded_pairs
 
-MODALITY_LABELS = ("RGB", "NIR", "TIR")
 MAX_NEGATIVES = 2_000_000  # similarity histogram: negatives sampled beyond this many pairs
 
 
@@ -148,14 +148,14 @@ def write_selection(model: SignalModel, records: Sequence[TripleRecord], explana
     for b, record in enumerate(records):
         images = display_images(record, size)
         row = []
-        for m, name in enumerate(("rgb", "nir", "tir")):
+        for m, name in enumerate(MODALITIES):
             e = explanation[name]
             row.append(resize_for_overlay(images[m], canvas))
             row.append(explanation_overlay(images[m], grid, size, e.intra[b], e.inter[b], e.final[b], removed="black"))
         rows.append(row)
         row_titles.append(f"id {record.pid} cam {record.camid + 1}")
     kept = int(explanation["rgb"].final[0].sum())
-    titles = [t for label in MODALITY_LABELS for t in (label, f"{label}: SIM kept")]
+    titles = [t for label in (LABELS[m] for m in MODALITIES) for t in (label, f"{label}: SIM kept")]
     fig = plots.image_grid_figure(rows, titles, row_titles, title=f"SIM token selection: {kept} of "
                                   f"{grid[0] * grid[1]} patches kept per modality; removed patches black")
     plots.save_figure(fig, out_dir / "selection.png")
@@ -169,7 +169,7 @@ def write_sampling(model: SignalModel, records: Sequence[TripleRecord], explanat
     """Paper Fig. 9: LAM's reference points and sampled positions in the three modalities, arrows scaled
     per modality (the factor is in each column's title)."""
     size, grid = tuple(model.cfg.image_size), tuple(model.cfg.grid_size)
-    names = ("rgb", "nir", "tir")
+    names = MODALITIES
     ref = explanation["rgb"].reference_points.cpu().numpy()  # [K, 2]
     pos = {m: explanation[m].sampled_positions.cpu().numpy() for m in names}  # [B, K, 2] each
     scale = {m: auto_offset_scale(ref, pos[m], grid, size) for m in names}
@@ -180,14 +180,14 @@ def write_sampling(model: SignalModel, records: Sequence[TripleRecord], explanat
         rows.append([explanation_overlay(images[i], grid, size, reference=ref, positions=pos[m][b],
                                          offset_scale=scale[m]) for i, m in enumerate(names)])
     titles = [f"{label}: arrows x{scale[m]:g}\nmean offset {offsets[m].mean():.2f} px"
-              for label, m in zip(MODALITY_LABELS, names)]
+              for label, m in zip((LABELS[m] for m in names), names)]
     fig = plots.image_grid_figure(rows, titles, [f"id {r.pid} cam {r.camid + 1}" for r in records], panel_width=1.9,
                                   title=f"LAM: reference points (white) and arrows to the sampled positions (red),\n"
                                         f"lengthened by the factor in each column (offsets in pixels of the "
                                         f"{size[0]} x {size[1]} input)")
     plots.save_figure(fig, out_dir / "lam.png")
-    scales = ", ".join(f"{label} x{scale[m]:g}" for label, m in zip(MODALITY_LABELS, names))
-    means = ", ".join(f"{label} {offsets[m].mean():.2f}" for label, m in zip(MODALITY_LABELS, names))
+    scales = ", ".join(f"{label} x{scale[m]:g}" for label, m in zip((LABELS[m] for m in names), names))
+    means = ", ".join(f"{label} {offsets[m].mean():.2f}" for label, m in zip((LABELS[m] for m in names), names))
     return Figure("lam.png", "LAM reference points and sampled positions (paper Fig. 9)",
                   f"White dots: LAM's reference points; red arrows: to where each modality sampled, drawn longer "
                   f"than the real offsets so that they are visible ({scales}). Mean real offsets in pixels of the "

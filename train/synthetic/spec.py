@@ -4,12 +4,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from signal_core.modalities import FOLDERS
+
 from .palette import PALETTE
 
 GENERATOR = "signal-synthetic"
 GENERATOR_VERSION = 1
 SPLIT_DIRS = {"train": "train_171", "test": "test"}
-MODALITY_DIRS = ("RGB", "NI", "TI")
+MODALITY_DIRS = FOLDERS  # RGB/, NI/, TI/: the RGBNT201 layout
 VIEWS = ("front", "back", "left", "right")
 
 
