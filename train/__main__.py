@@ -26,9 +26,10 @@ from .checkpoints import TrainingCheckpoint, load_optimizer_state, read_training
 from .cli import configure_logging, run_command
 from .config import TrainConfig, check_identities_per_rank, config_differences, load_config, resolved_config
 from .loop import AmpPolicy, train_one_epoch, unwrap
+from .monitor import RunMonitor, evaluate_this_epoch
 from .optim import build_optimizer
 from .protocol import evaluate_model, format_metrics
-from .run_folder import append_history, check_fresh_output_dir, repair_for_resume, write_run_config
+from .run_folder import check_fresh_output_dir, repair_for_resume, write_run_config
 from .seeding import seed_epoch
 
 log = logging.getLogger("train")  # not __name__: that is "__main__" under python -m train
@@ -126,27 +127,41 @@ def run(args: argparse.Namespace) -> dict | None:
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
 
     loader, sampler = train_loader(dataset, model.cfg, cfg, rank, world)
+    monitor = RunMonitor(out_dir, cfg.tensorboard, start) if main else None
+    test = None
     for epoch in range(start, cfg.epochs + 1):
         sampler.set_epoch(epoch)
         seed_epoch(loader, cfg.seed, epoch, rank)
         stats = train_one_epoch(net, loader, optimizer, amp, device, epoch, cfg,
                                 show_progress=main and not args.no_progress)
         if main:
-            append_history(out_dir, {"epoch": epoch, **stats})
-            print(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4g}" for k, v in stats.items()), flush=True)
+            print(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4g}" for k, v in stats.items() if k != "lrs"), flush=True)
+            test = test_metrics(net, dataset, device, cfg, args) if evaluate_this_epoch(cfg, epoch) else None
+            monitor.record(epoch, stats, test)
             if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
                 save_training_checkpoint(unwrap(net), optimizer, amp.scaler, epoch, out_dir, train_config)
+        if world > 1 and cfg.eval_every > 0:
+            dist.barrier()  # the other ranks wait while rank 0 tests
     if world > 1:
         dist.barrier()
     metrics = None
     if main:
-        result = evaluate_model(unwrap(net), dataset, device, cfg.eval_batch_size, cfg.num_workers,
-                                progress=not args.no_progress)
-        metrics = {"epoch": cfg.epochs, **result.as_percent_dict()}
+        monitor.close()
+        # the last epoch's model, always; its test was run in the loop when eval_every is on
+        metrics = {"epoch": cfg.epochs, **(test or test_metrics(net, dataset, device, cfg, args))}
         print(f"test metrics after the last epoch ({cfg.epochs}):\n{format_metrics(metrics)}")
         write_json(out_dir / "metrics.json", metrics)
     if world > 1:
         dist.destroy_process_group()
+    return metrics
+
+
+def test_metrics(net, dataset, device: torch.device, cfg: TrainConfig, args: argparse.Namespace) -> dict[str, float]:
+    """mAP, mINP, R1, R5, R10 (percent) of the model as it is now on the test split."""
+    result = evaluate_model(unwrap(net), dataset, device, cfg.eval_batch_size, cfg.num_workers,
+                            progress=not args.no_progress)
+    metrics = result.as_percent_dict()
+    print("test metrics: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()), flush=True)
     return metrics
 
 

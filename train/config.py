@@ -47,6 +47,8 @@ class TrainConfig:
     seed: int = 1234  # global seed; epoch e of rank r draws from (seed, e, r), so a resumed run repeats exactly
     checkpoint_every: int = 10  # epochs between checkpoints (one is always written at the end)
     eval_batch_size: int = 128  # triples per batch at test time
+    eval_every: int = 0  # test every N epochs and log the metrics to history.jsonl (0: only after the last)
+    tensorboard: bool = False  # also log losses, learning rates and test metrics for TensorBoard
     output_dir: str = "runs/signal"  # checkpoints, history.jsonl and metrics.json go here
 
 
@@ -58,7 +60,7 @@ _LOWER_BOUNDS = [("epochs", 1, True), ("batch_size", 1, True), ("num_instances",
                  ("classifier_lr_factor", 0.0, True), ("weight_decay", 0.0, True), ("warmup_epochs", 0, True),
                  ("warmup_lr_factor", 0.0, True), ("min_lr_factor", 0.0, True), ("lr_noise_pct", 0.0, True),
                  ("gamma", 0.0, False), ("num_workers", 0, True), ("checkpoint_every", 1, True),
-                 ("eval_batch_size", 1, True)]
+                 ("eval_batch_size", 1, True), ("eval_every", 0, True)]
 # model fields that must be positive (SignalConfig checks the relations between fields itself)
 _POSITIVE_MODEL_FIELDS = ("patch_size", "width", "layers", "heads", "embed_dim", "k1", "interaction_heads",
                           "lam_stride")

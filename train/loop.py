@@ -25,7 +25,7 @@ from signal_core import SignalModel
 from signal_core.modalities import MODALITIES
 
 from .config import TrainConfig
-from .optim import set_epoch_lr
+from .optim import group_names, set_epoch_lr
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +102,9 @@ def train_one_epoch(model: nn.Module, loader: Iterable[dict], optimizer: torch.o
     """Train for one epoch (1-based ``epoch``).
 
     Returns:
-        The mean of each named loss over the steps whose loss was finite, ``loss``, ``lr`` and
-        ``skipped_steps`` (optimizer steps skipped for a non-finite loss or gradient).
+        The mean of each named loss over the steps whose loss was finite, ``loss``, ``lr`` (the
+        highest group's), ``lrs`` (group name -> lr) and ``skipped_steps`` (optimizer steps
+        skipped for a non-finite loss or gradient).
 
     Raises:
         ValueError: the loader gave no batch, or no step of the epoch had a finite loss (diverged).
@@ -138,4 +139,5 @@ def train_one_epoch(model: nn.Module, loader: Iterable[dict], optimizer: torch.o
                          "resume from the last checkpoint with a lower train.base_lr or train.precision=fp32.")
     if skipped:
         log.warning("epoch %d: skipped %d of %d optimizer steps (loss or gradients not finite)", epoch, skipped, steps)
-    return {**{k: v / finite for k, v in sums.items()}, "lr": max(lrs), "skipped_steps": skipped}
+    return {**{k: v / finite for k, v in sums.items()}, "lr": max(lrs),
+            "lrs": dict(zip(group_names(optimizer), lrs)), "skipped_steps": skipped}

@@ -24,22 +24,31 @@ from .config import TrainConfig
 
 
 def parameter_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
-    """Adam parameter groups, one per distinct learning rate."""
+    """Adam parameter groups, one per distinct learning rate, each named after the roles it holds
+    (``backbone``, ``classifier``, ``bias``, ``base``; e.g. ``backbone+base`` when two share an lr)."""
     groups: dict[float, list[nn.Parameter]] = {}
+    roles: dict[float, list[str]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
         if name.startswith("backbone.visual."):
-            lr = cfg.backbone_lr
+            role, lr = "backbone", cfg.backbone_lr
         elif "classifier" in name:
-            lr = cfg.base_lr * cfg.classifier_lr_factor
+            role, lr = "classifier", cfg.base_lr * cfg.classifier_lr_factor
         elif "bias" in name:
-            lr = cfg.base_lr * cfg.bias_lr_factor
+            role, lr = "bias", cfg.base_lr * cfg.bias_lr_factor
         else:
-            lr = cfg.base_lr
+            role, lr = "base", cfg.base_lr
         groups.setdefault(lr, []).append(param)
-    return [{"params": params, "lr": lr, "initial_lr": lr, "weight_decay": cfg.weight_decay}
-            for lr, params in groups.items()]
+        if role not in roles.setdefault(lr, []):
+            roles[lr].append(role)
+    return [{"params": params, "lr": lr, "initial_lr": lr, "weight_decay": cfg.weight_decay,
+             "name": "+".join(roles[lr])} for lr, params in groups.items()]
+
+
+def group_names(optimizer: torch.optim.Optimizer) -> list[str]:
+    """Each group's name (``group<i>`` for an optimizer restored from a checkpoint made before groups had names)."""
+    return [g.get("name", f"group{i}") for i, g in enumerate(optimizer.param_groups)]
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Adam:

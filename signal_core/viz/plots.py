@@ -141,7 +141,8 @@ def training_curves_figure(history: Sequence[Mapping]):
     """Losses per epoch (log scale) and, when the records hold any, test metrics per epoch.
 
     ``history`` is the list of ``history.jsonl`` records: ``{"epoch": e, "<loss name>": value, ...,
-    "lr": value}``; metric values are found at top level (``mAP``, ``test_mAP``, ``test/mAP``) or in
+    "lr": value, "lrs": {group: value}}`` (learning rates are not drawn);
+    metric values are found at top level (``mAP``, ``test_mAP``, ``test/mAP``) or in
     a nested dict (``{"test": {"mAP": ...}}``).
     """
     losses, metrics = _history_series(history)
@@ -171,7 +172,7 @@ def _history_series(history: Sequence[Mapping]) -> tuple[dict, dict]:
     for i, record in enumerate(history):
         epoch = record.get("epoch", i + 1)
         for name, value in _flatten(record).items():
-            if name == "epoch" or name.split("/")[-1].startswith("lr") or not _is_number(value):
+            if name == "epoch" or any(part.startswith("lr") for part in name.split("/")) or not _is_number(value):
                 continue
             leaf = name.replace("/", "_").split("_")[-1]
             target = metrics if leaf in METRIC_NAMES else losses
