@@ -137,6 +137,8 @@ def ensure_port_free(host: str, port: int) -> None:
         raise StartupError(f"--host {host!r} cannot be resolved ({exc}).") from None
     family, kind, proto, _, address = infos[0]
     with socket.socket(family, kind, proto) as probe:
+        if os.name != "nt":  # as the server (uvicorn) binds: a port whose last connections are in TIME_WAIT
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # is free; a listening one is not
         try:
             probe.bind(address)
         except OSError as exc:

@@ -142,3 +142,21 @@ def test_feature_folder_gallery_is_searched_through_the_index(assets, tmp_path):
     other = make_checkpoint(tmp_path / "other.safetensors", seed=1)
     with pytest.raises(StartupError, match="made with other weights"):
         build_engine(DemoOptions(weights=str(other), gallery=str(tmp_path / "feats"), queries=""), progress=False)
+
+
+def test_a_port_just_closed_is_free_again():
+    """A server stopped a moment ago leaves its connections in TIME_WAIT: restarting on its port works."""
+    import socket
+
+    from demo.options import ensure_port_free
+
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        served, _ = listener.accept()
+        served.close()  # the server side closes first: its end of the connection waits in TIME_WAIT
+        client.close()
+    ensure_port_free("127.0.0.1", port)  # no StartupError
