@@ -3,14 +3,18 @@ the example queries, build the :class:`~demo.engine.SearchEngine`, and say which
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
+from signal_core.atomic import atomic_write
 from signal_core.data import DATASETS
 from signal_core.feature_store import FeatureStoreError, is_feature_folder
+from signal_core.modalities import FOLDERS
 
 from .feature_cache import FeatureCache, default_cache_dir
 from .gallery import GalleryEntry, GalleryError, load_gallery, read_triples_folder
@@ -110,6 +114,26 @@ def load_examples(folder: Path | None, limit: int = MAX_EXAMPLES) -> list[Galler
     return entries[::step][:limit]
 
 
+def stage_examples(examples: Sequence[GalleryEntry], folder: Path) -> list[GalleryEntry]:
+    """Copies of the example triples in ``folder/<RGB|NI|TI>/`` (same file names: they carry the identity).
+
+    The page then serves one folder for them instead of one static path per file: gradio checks
+    every file a search returns against each static path, so a hundred of them cost as much as the
+    search itself.
+    """
+    staged = []
+    for entry in examples:
+        panel = len(set(entry.paths)) == 1  # one RGBNT100 image holding the three modalities: one copy
+        paths = []
+        for modality_folder, source in zip(("panels",) * 3 if panel else FOLDERS, entry.paths):
+            target = folder / modality_folder / Path(source).name
+            if not target.is_file():
+                atomic_write(target, lambda tmp, src=source: shutil.copyfile(src, tmp), suffix=target.suffix)
+            paths.append(str(target))
+        staged.append(dataclasses.replace(entry, paths=tuple(paths)))
+    return staged
+
+
 def build_engine(options: DemoOptions, progress: bool = True, check_port: bool = False):
     """Load everything the page needs (with ``check_port``, first make sure the port is free).
 
@@ -132,7 +156,7 @@ def build_engine(options: DemoOptions, progress: bool = True, check_port: bool =
         engine = _feature_folder_engine(options, gallery_dir, weights, device)
     else:
         engine = _gallery_engine(options, gallery_dir, weights, device, progress)
-    return engine, load_examples(resolve_folder(options.queries))
+    return engine, stage_examples(load_examples(resolve_folder(options.queries)), engine.served.subfolder("examples"))
 
 
 def _gallery_engine(options: DemoOptions, gallery_dir: Path, weights: Path, device: torch.device, progress: bool):
@@ -170,7 +194,8 @@ def _feature_folder_engine(options: DemoOptions, folder: Path, weights: Path, de
 
 def served_paths(engine, examples: Sequence[GalleryEntry]) -> list[str]:
     """What the page may serve, and nothing more: this gallery's thumbnail folder(s), the folder of
-    per-search images (overlays), and the example query files themselves."""
+    per-search images (overlays, and the copies of the example queries: :func:`stage_examples`),
+    and any example query file outside it."""
     paths = {str(Path(p).resolve()) for e in examples for p in e.paths}
     if engine.thumbnails is not None:
         paths.update(str(p.resolve()) for p in engine.thumbnails.folders)

@@ -2,6 +2,7 @@
 the port check before loading, what the server serves. Tiny random models, no network."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -160,3 +161,20 @@ def test_a_port_just_closed_is_free_again():
         served.close()  # the server side closes first: its end of the connection waits in TIME_WAIT
         client.close()
     ensure_port_free("127.0.0.1", port)  # no StartupError
+
+
+def test_examples_are_served_from_one_folder(engine, assets):
+    """Example queries are copied into the per-process served folder: one static path, not one per file."""
+    from demo.startup import load_examples, served_paths, stage_examples
+
+    examples = load_examples(assets[1], limit=4)
+    staged = stage_examples(examples, engine.served.subfolder("examples"))
+    assert [e.name for e in staged] == [e.name for e in examples] and [e.pid for e in staged] == [e.pid for e in examples]
+    for original, copy in zip(examples, staged):
+        for a, b in zip(original.paths, copy.paths):
+            assert Path(b).read_bytes() == Path(a).read_bytes() and Path(b).is_relative_to(engine.served.directory)
+    assert sorted(served_paths(engine, staged)) == sorted({str(engine.thumbnails.directory.resolve()),
+                                                           str(engine.served.directory)})
+    panel = stage_examples([dataclasses.replace(examples[0], paths=(examples[0].paths[0],) * 3)],
+                           engine.served.subfolder("examples"))[0]
+    assert len(set(panel.paths)) == 1  # an RGBNT100 panel stays one image
