@@ -27,12 +27,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StartupError as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
+    import torch
+
+    from demo.options import search_threads
     from demo.ui import build_ui, launch, serve_files
+
+    torch.set_num_threads(search_threads(options))  # after the gallery features, made with every core
 
     served = serve_files(served_paths(engine, examples))  # before build_ui: examples are served, not copied
     try:
         launch(build_ui(engine, examples), options.host, options.port, options.share, served_paths=served,
-               blocked_paths=blocked_paths(engine), max_file_size_mb=options.max_file_size)
+               blocked_paths=blocked_paths(engine), max_file_size_mb=options.max_file_size,
+               concurrency=options.concurrency)
     except OSError as exc:  # the port was taken between the check and the launch
         print(f"error: cannot serve on {options.host}:{options.port} ({' '.join(str(exc).split())}).",
               file=sys.stderr)

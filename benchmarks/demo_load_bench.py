@@ -6,7 +6,8 @@
 
 Clients: ``--clients`` gradio_client clients at once, each ``--searches`` ``/search`` calls with the
 example queries (files uploaded with each call, as gradio_client does), then every image the
-answer shows (result thumbnails, query overlays) fetched and decoded, as a page would. Throughput
+answer shows (result thumbnails, query overlays) fetched and decoded, as a page would; the clients
+run on the same machine as the server and share its cores. Throughput
 = searches / wall time from the first call to the last answer; an error is any exception or an
 image that is not one. Browser: Chromium (Playwright, ``/usr/bin/chromium``) loads the page, sets a
 query, and clicks Search ``--browser-clicks`` times, alternating two queries; click-to-results is
@@ -89,13 +90,21 @@ def _image_urls(answer) -> list[str]:
     return urls
 
 
-def run_clients(url: str, clients: int, searches: int, top_k: int = 10) -> dict:
-    """``clients`` gradio_client clients x ``searches`` searches, all at once; see the module doc."""
+def run_clients(url: str, clients: int, searches: int, top_k: int = 10, ssl_verify: bool | None = None) -> dict:
+    """``clients`` gradio_client clients x ``searches`` searches, all at once; see the module doc.
+
+    Args:
+        ssl_verify: gradio_client's option; default False for an http:// URL. gradio_client 2.x
+            builds a new SSL context (loading the CA bundle) for each of its HTTP requests, TLS or
+            not: about 250 ms of CPU per search, more than the server's, on the same 2 cores.
+    """
     from gradio_client import Client, handle_file
 
     triples = query_triples()
+    verify = not url.startswith("http://") if ssl_verify is None else ssl_verify
     # download_files=False: the answer holds URLs, fetched below as a page would
-    pool = [Client(url, verbose=False, download_files=False, httpx_kwargs={"timeout": 300}) for _ in range(clients)]
+    pool = [Client(url, verbose=False, download_files=False, ssl_verify=verify, httpx_kwargs={"timeout": 300})
+            for _ in range(clients)]
 
     def one(i: int) -> list[tuple[float, str | None]]:
         out = []
@@ -118,7 +127,7 @@ def run_clients(url: str, clients: int, searches: int, top_k: int = 10) -> dict:
     wall = time.perf_counter() - start
     latencies = [1000 * t for t, _ in results]
     errors = [e for _, e in results if e]
-    return {"clients": clients, "searches_per_client": searches, "searches": len(results), "wall_s": wall,
+    return {"clients": clients, "searches_per_client": searches, "ssl_verify": verify, "searches": len(results), "wall_s": wall,
             "searches_per_s": len(results) / wall, "errors": len(errors), "first_errors": errors[:3],
             "latency_p50_ms": float(np.percentile(latencies, 50)), "latency_p95_ms": float(np.percentile(latencies, 95))}
 
@@ -168,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--searches", type=int, default=5, help="searches per client")
     parser.add_argument("--rounds", type=int, default=1, help="repeat the client load this many times")
     parser.add_argument("--browser-clicks", type=int, default=20, help="0: no browser measurement")
+    parser.add_argument("--ssl-verify", action="store_true",
+                        help="gradio_client's default SSL context per request even for http:// (costly; see run_clients)")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
     proc = None
@@ -179,7 +190,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         figures = {"machine": machine(), "url": url, "clients": []}
         run_clients(url, 2, 2)  # warm-up: model, caches, thumbnails
         for _ in range(args.rounds):
-            figures["clients"].append(run_clients(url, args.clients, args.searches))
+            figures["clients"].append(run_clients(url, args.clients, args.searches,
+                                                  ssl_verify=True if args.ssl_verify else None))
             c = figures["clients"][-1]
             print(f"{c['clients']} clients x {c['searches_per_client']}: {c['searches_per_s']:.2f} searches/s, "
                   f"{c['errors']} errors, latency p50 {c['latency_p50_ms']:.0f} ms p95 {c['latency_p95_ms']:.0f} ms",

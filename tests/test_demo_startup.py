@@ -54,6 +54,8 @@ def _one_error_line(capsys) -> str:
     (["--port", "abc"], "error: argument --port: invalid int value: 'abc' (see app.py --help)."),
     (["--port", "70000"], "error: --port must be from 1 to 65535, got 70000."),
     (["--max-file-size", "0"], "error: --max-file-size must be at least 1 (MB), got 0."),
+    (["--concurrency", "0"], "error: --concurrency must be at least 1, got 0."),
+    (["--threads", "-1"], "error: --threads must be 0 (automatic) or more, got -1."),
     (["--device", "tpu"], ("error: argument --device: invalid choice: 'tpu' (choose from auto, cpu, cuda) "
                            "(see app.py --help).")),
 ])
@@ -178,3 +180,14 @@ def test_examples_are_served_from_one_folder(engine, assets):
     panel = stage_examples([dataclasses.replace(examples[0], paths=(examples[0].paths[0],) * 3)],
                            engine.served.subfolder("examples"))[0]
     assert len(set(panel.paths)) == 1  # an RGBNT100 panel stays one image
+
+
+def test_threads_per_search_share_the_cores():
+    from demo.options import DemoOptions, parse_options, search_threads
+
+    assert search_threads(DemoOptions(), cores=2) == 1  # 2 searches at once on 2 cores: one thread each
+    assert search_threads(DemoOptions(concurrency=2), cores=16) == 8
+    assert search_threads(DemoOptions(concurrency=4), cores=2) == 1
+    assert search_threads(DemoOptions(threads=3), cores=2) == 3
+    options = parse_options(["--concurrency", "3"], environ={"SIGNAL_THREADS": "2"})
+    assert (options.concurrency, options.threads) == (3, 2)
