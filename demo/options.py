@@ -51,6 +51,14 @@ class DemoOptions:
     cache_dir: str | None = None
     batch_size: int = 32
     max_file_size: int = 20  # MB per uploaded file
+    # a visitor's own gallery (demo/uploads.py, demo/sessions.py); upload_max_triples 0 turns it off
+    upload_max_triples: int = 2000
+    upload_max_mb: int = 200  # uncompressed, whole upload
+    upload_max_image_mb: int = 20  # uncompressed, one image
+    upload_max_ratio: int = 100  # uncompressed / compressed (zip bombs)
+    upload_max_files: int = 10_000  # entries of a zip, or files uploaded at once
+    upload_max_seconds: int = 300  # intake and feature extraction
+    upload_max_concurrent: int = 2  # uploads processed at the same time
 
 
 # (flag, environment variable, help); defaults are DemoOptions' field defaults.
@@ -70,6 +78,13 @@ OPTION_TABLE = [
     ("--cache-dir", "SIGNAL_CACHE_DIR", "gallery-feature cache folder (default ~/.cache/signal-demo)"),
     ("--batch-size", "SIGNAL_BATCH_SIZE", "batch size of the gallery feature extraction"),
     ("--max-file-size", "SIGNAL_MAX_FILE_SIZE", "largest file a user may upload, in MB"),
+    ("--upload-max-triples", "SIGNAL_UPLOAD_MAX_TRIPLES", "most triples in a visitor's own gallery (0: no uploads)"),
+    ("--upload-max-mb", "SIGNAL_UPLOAD_MAX_MB", "largest own gallery, uncompressed, in MB"),
+    ("--upload-max-image-mb", "SIGNAL_UPLOAD_MAX_IMAGE_MB", "largest image of an own gallery, uncompressed, in MB"),
+    ("--upload-max-ratio", "SIGNAL_UPLOAD_MAX_RATIO", "highest compression ratio of a zip (zip bombs)"),
+    ("--upload-max-files", "SIGNAL_UPLOAD_MAX_FILES", "most entries in an uploaded zip (or files at once)"),
+    ("--upload-max-seconds", "SIGNAL_UPLOAD_MAX_SECONDS", "time limit of one upload (intake and features)"),
+    ("--upload-max-concurrent", "SIGNAL_UPLOAD_MAX_CONCURRENT", "uploads processed at the same time"),
 ]
 
 
@@ -127,6 +142,12 @@ def validate_options(options: DemoOptions) -> None:
         raise StartupError(f"--port must be from 1 to 65535, got {options.port}.")
     if options.max_file_size < 1:
         raise StartupError(f"--max-file-size must be at least 1 (MB), got {options.max_file_size}.")
+    if options.upload_max_triples < 0:
+        raise StartupError(f"--upload-max-triples must be 0 (no uploads) or more, got {options.upload_max_triples}.")
+    for name in ("mb", "image_mb", "ratio", "files", "seconds", "concurrent"):
+        value = getattr(options, f"upload_max_{name}")
+        if value < 1:
+            raise StartupError(f"--upload-max-{name.replace('_', '-')} must be at least 1, got {value}.")
 
 
 def ensure_port_free(host: str, port: int) -> None:
