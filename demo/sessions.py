@@ -227,6 +227,7 @@ def from_options(engine, options) -> SessionGalleries | None:
         max_concurrent=options.upload_max_concurrent)
     galleries = SessionGalleries(engine, limits)
     galleries.start_sweeper()
+    log.info("visitors' galleries: images in %s, thumbnails in %s", galleries.root, galleries.thumbs_root)
     return galleries
 
 
