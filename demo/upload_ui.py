@@ -1,7 +1,8 @@
 """The page's "your own gallery" section: upload a zip or image files, load them, search them.
 
-``/load_gallery`` (API): input the zip (or a list of image files), output a status string; a refused
-upload is a ``gr.Error`` (``gradio_client`` raises ``AppError`` with the message).
+``/load_gallery`` (API): input the zip, output a status string; ``/load_files``: the same with a list
+of files (the page's button: one zip, or image files named RGB_/NI_/TI_<name>). A refused upload is
+a ``gr.Error`` (``gradio_client`` raises ``AppError`` with the message).
 ``/reset_gallery``: back to the default gallery. Both act on the caller's session only.
 """
 from __future__ import annotations
@@ -73,9 +74,12 @@ def add_upload_section(page: gr.Blocks, uploads: SessionGalleries, top_k: gr.Sli
             load_button = gr.Button("Load gallery", variant="primary", elem_id="load-gallery")
             reset_button = gr.Button("Back to the default gallery", elem_id="reset-gallery")
         status = gr.Markdown("You are searching the default gallery.", elem_id="upload-status")
-    load_button.click(load, inputs=[files], outputs=[status], api_name="load_gallery",
-                      concurrency_limit=uploads.limits.max_concurrent, concurrency_id="upload").then(
-        fit_top_k, inputs=[top_k], outputs=[top_k], api_visibility="private")
+        api_zip = gr.File(file_count="single", file_types=[".zip"], visible=False)  # /load_gallery's input
+        api_button = gr.Button(visible=False)
+    for button, source, name in ((load_button, files, "load_files"), (api_button, api_zip, "load_gallery")):
+        button.click(load, inputs=[source], outputs=[status], api_name=name,
+                     concurrency_limit=uploads.limits.max_concurrent, concurrency_id="upload").then(
+            fit_top_k, inputs=[top_k], outputs=[top_k], api_visibility="private")
     reset_button.click(reset, inputs=None, outputs=[status], api_name="reset_gallery").then(
         fit_top_k, inputs=[top_k], outputs=[top_k], api_visibility="private")
     page.unload(end)
