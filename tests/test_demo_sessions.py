@@ -108,3 +108,17 @@ def test_concurrent_upload_limit_and_bad_calls(galleries, upload_zip):
     with pytest.raises(UploadError, match="time limit per upload"):
         galleries.load("erin", [upload_zip])
     assert os.listdir(galleries.root) == []
+
+
+def test_upload_options(engine):
+    from demo.options import StartupError, parse_options
+    from demo.sessions import from_options
+
+    options = parse_options(["--upload-max-mb", "50"], {"SIGNAL_UPLOAD_MAX_SECONDS": "60"})
+    galleries = from_options(engine, options)
+    assert galleries.limits == UploadLimits(max_total_bytes=50 << 20, max_seconds=60.0)
+    assert from_options(engine, parse_options([], {"SIGNAL_UPLOAD_MAX_TRIPLES": "0"})) is None
+    with pytest.raises(StartupError, match="--upload-max-ratio must be at least 1, got 0"):
+        parse_options(["--upload-max-ratio", "0"], {})
+    with pytest.raises(StartupError, match="--upload-max-triples must be 0 \\(no uploads\\) or more, got -1"):
+        parse_options([], {"SIGNAL_UPLOAD_MAX_TRIPLES": "-1"})
