@@ -30,14 +30,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     from demo.options import search_threads
+    from demo.sessions import from_options
     from demo.ui import build_ui, launch, serve_files
 
     torch.set_num_threads(search_threads(options))  # after the gallery features, made with every core
-
-    served = serve_files(served_paths(engine, examples))  # before build_ui: examples are served, not copied
+    uploads = from_options(engine, options)  # visitors' own galleries; their thumbnails are served
+    extra = [] if uploads is None else [str(uploads.thumbs_root)]
+    served = serve_files(served_paths(engine, examples) + extra)  # before build_ui: examples are served, not copied
     try:
-        launch(build_ui(engine, examples), options.host, options.port, options.share, served_paths=served,
-               blocked_paths=blocked_paths(engine), max_file_size_mb=options.max_file_size,
+        launch(build_ui(engine, examples, uploads=uploads), options.host, options.port, options.share,
+               served_paths=served, blocked_paths=blocked_paths(engine), max_file_size_mb=options.max_file_size,
                concurrency=options.concurrency)
     except OSError as exc:  # the port was taken between the check and the launch
         print(f"error: cannot serve on {options.host}:{options.port} ({' '.join(str(exc).split())}).",

@@ -149,6 +149,15 @@ class SearchEngine:
         engine.cache_hit, engine.cache_path, engine.weights_path = True, None, weights
         return engine
 
+    def sharing(self, gallery: Gallery, gallery_features: torch.Tensor, thumbnails: ThumbnailStore,
+                description: str = "") -> SearchEngine:
+        """Another engine over ``gallery`` (a visitor's upload) with this engine's model, device, served
+        folder and model lock (the model is loaded once and called by one thread at a time)."""
+        engine = type(self)(self.model, gallery, gallery_features, self.device, thumbnails, description, self.served)
+        engine._lock = self._lock
+        engine.cache_hit, engine.cache_path, engine.weights_path = True, None, getattr(self, "weights_path", None)
+        return engine
+
     # --- inputs -------------------------------------------------------------------------------
     @property
     def camera_choices(self) -> list[str]:

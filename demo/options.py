@@ -53,6 +53,14 @@ class DemoOptions:
     max_file_size: int = 20  # MB per uploaded file
     concurrency: int = 2  # searches run at once (more wait in gradio's queue)
     threads: int = 0  # torch threads per search; 0: CPU cores / concurrency (at least 1)
+    # a visitor's own gallery (demo/uploads.py, demo/sessions.py); upload_max_triples 0 turns it off
+    upload_max_triples: int = 2000
+    upload_max_mb: int = 200  # uncompressed, whole upload
+    upload_max_image_mb: int = 20  # uncompressed, one image
+    upload_max_ratio: int = 100  # uncompressed / compressed (zip bombs)
+    upload_max_files: int = 10_000  # entries of a zip, or files uploaded at once
+    upload_max_seconds: int = 300  # intake and feature extraction
+    upload_max_concurrent: int = 2  # uploads processed at the same time
 
 
 # (flag, environment variable, help); defaults are DemoOptions' field defaults.
@@ -74,6 +82,13 @@ OPTION_TABLE = [
     ("--max-file-size", "SIGNAL_MAX_FILE_SIZE", "largest file a user may upload, in MB"),
     ("--concurrency", "SIGNAL_CONCURRENCY", "searches run at once; more wait in the queue"),
     ("--threads", "SIGNAL_THREADS", "torch CPU threads per search (0: CPU cores / concurrency, at least 1)"),
+    ("--upload-max-triples", "SIGNAL_UPLOAD_MAX_TRIPLES", "most triples in a visitor's own gallery (0: no uploads)"),
+    ("--upload-max-mb", "SIGNAL_UPLOAD_MAX_MB", "largest own gallery, uncompressed, in MB"),
+    ("--upload-max-image-mb", "SIGNAL_UPLOAD_MAX_IMAGE_MB", "largest image of an own gallery, uncompressed, in MB"),
+    ("--upload-max-ratio", "SIGNAL_UPLOAD_MAX_RATIO", "highest compression ratio of a zip (zip bombs)"),
+    ("--upload-max-files", "SIGNAL_UPLOAD_MAX_FILES", "most entries in an uploaded zip (or files at once)"),
+    ("--upload-max-seconds", "SIGNAL_UPLOAD_MAX_SECONDS", "time limit of one upload (intake and features)"),
+    ("--upload-max-concurrent", "SIGNAL_UPLOAD_MAX_CONCURRENT", "uploads processed at the same time"),
 ]
 
 
@@ -146,6 +161,12 @@ def search_threads(options: DemoOptions, cores: int | None = None) -> int:
     if options.threads:
         return options.threads
     return max(1, (cores or os.cpu_count() or 1) // options.concurrency)
+    if options.upload_max_triples < 0:
+        raise StartupError(f"--upload-max-triples must be 0 (no uploads) or more, got {options.upload_max_triples}.")
+    for name in ("mb", "image_mb", "ratio", "files", "seconds", "concurrent"):
+        value = getattr(options, f"upload_max_{name}")
+        if value < 1:
+            raise StartupError(f"--upload-max-{name.replace('_', '-')} must be at least 1, got {value}.")
 
 
 def ensure_port_free(host: str, port: int) -> None:

@@ -24,6 +24,8 @@ from signal_core.viz import legend_html
 from . import text
 from .engine import MAX_TOP_K, UNKNOWN_CAMERA, QueryError, SearchEngine
 from .gallery import GalleryEntry
+from .sessions import SessionGalleries
+from .upload_ui import add_upload_section
 
 log = logging.getLogger(__name__)
 TITLE = "Signal: multi-modal object re-identification"
@@ -69,12 +71,16 @@ class ImageInput(gr.Image):
         return value
 
 
-def build_ui(engine: SearchEngine, examples: Sequence[GalleryEntry] = (), title: str = TITLE) -> gr.Blocks:
-    """The page for ``engine``; ``examples`` are query triples offered under the inputs."""
+def build_ui(engine: SearchEngine, examples: Sequence[GalleryEntry] = (), title: str = TITLE,
+             uploads: SessionGalleries | None = None) -> gr.Blocks:
+    """The page for ``engine``; ``examples`` are query triples offered under the inputs; with ``uploads``,
+    visitors may load their own gallery (:mod:`demo.upload_ui`) and their searches run on it."""
     n = len(engine.gallery)
+    default_engine = engine
 
     def search(rgb: str | None, nir: str | None, tir: str | None, top_k: float = 10,
-               camera: str = UNKNOWN_CAMERA):
+               camera: str = UNKNOWN_CAMERA, request: gr.Request = None):
+        engine = session_engine(uploads, request, default_engine)
         try:
             result = engine.search(rgb, nir, tir, top_k, camera)
             overlays = [engine.served.save_png(o) for o in result.overlays]
@@ -87,10 +93,12 @@ def build_ui(engine: SearchEngine, examples: Sequence[GalleryEntry] = (), title:
             gr.Info(f"Missing modality: {text.missing_names(result)} zeroed.")
         gallery_value = [(m.thumbnail, text.caption(m)) for m in result.matches]
         matches = [{"index": m.index, "caption": text.caption(m)} for m in result.matches]
-        return (gallery_value, text.summary(result, n), *overlays, matches, None, None, None,
+        summary = text.summary(result, len(engine.gallery))
+        return (gallery_value, summary, *overlays, matches, None, None, None,
                 "Click a result above to see what the model looked at in it.")
 
-    def select(matches: list, evt: gr.SelectData):
+    def select(matches: list, evt: gr.SelectData, request: gr.Request = None):
+        engine = session_engine(uploads, request, default_engine)
         try:
             match = matches[evt.index]
             overlays = [engine.served.save_png(o) for o in engine.explain_entry(match["index"])]
@@ -122,6 +130,8 @@ def build_ui(engine: SearchEngine, examples: Sequence[GalleryEntry] = (), title:
         if examples:
             gr.Examples(examples=[[*e.paths, _camera_label(e, engine)] for e in examples],
                         inputs=[*inputs, camera], label="Example queries (click one)", examples_per_page=6)
+        if uploads is not None:
+            add_upload_section(page, uploads, top_k)
         status = gr.Markdown("Give a query and press Search.", elem_id="status")
         results = gr.Gallery(label="Ranked gallery (RGB | NIR | TIR)", columns=5, height="auto",
                              object_fit="contain", allow_preview=False, elem_id="results")
@@ -142,6 +152,11 @@ def build_ui(engine: SearchEngine, examples: Sequence[GalleryEntry] = (), title:
         results.select(select, inputs=[matches_state], outputs=[*selected_overlays, selected_text],
                        api_visibility="private")
     return page
+
+
+def session_engine(uploads: SessionGalleries | None, request: gr.Request | None, default: SearchEngine):
+    """The engine of the caller's session: its uploaded gallery, else ``default``."""
+    return default if uploads is None else uploads.engine_for(getattr(request, "session_hash", None))
 
 
 def _camera_label(entry: GalleryEntry, engine: SearchEngine) -> str:

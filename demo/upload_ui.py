@@ -1,0 +1,85 @@
+"""The page's "your own gallery" section: upload a zip or image files, load them, search them.
+
+``/load_gallery`` (API): input the zip, output a status string; ``/load_files``: the same with a list
+of files (the page's button: one zip, or image files named RGB_/NI_/TI_<name>). A refused upload is
+a ``gr.Error`` (``gradio_client`` raises ``AppError`` with the message).
+``/reset_gallery``: back to the default gallery. Both act on the caller's session only.
+"""
+from __future__ import annotations
+
+import html
+import logging
+
+import gradio as gr
+
+from signal_core.data.triples import TRIPLE_IMAGE_EXTENSIONS
+
+from .engine import MAX_TOP_K
+from .sessions import SessionGalleries
+from .uploads import UploadError
+
+log = logging.getLogger(__name__)
+
+
+def help_text(uploads: SessionGalleries) -> str:
+    """What to upload, and the limits."""
+    lim = uploads.limits
+    return (
+        "Upload **one zip of a triples folder** (`RGB/`, `NI/`, `TI/` holding the same file names, at the top of "
+        "the zip or in one folder at its top) **or several image files named `RGB_<name>`, `NI_<name>`, "
+        "`TI_<name>`** (e.g. `RGB_000001_cam1_000.png`: the three files of a triple share `<name>`), then press "
+        "**Load gallery**: your searches then run on it; other visitors keep the default gallery. Names "
+        "`PPPPPP_camK_*` give identity and camera. Other files are ignored (and listed). "
+        f"Limits: {lim.max_triples} triples, {lim.max_total_bytes / 2**20:.0f} MB uncompressed, "
+        f"{lim.max_member_bytes / 2**20:.0f} MB and {lim.max_pixels / 1e6:.0f} Mpx per image, "
+        f"{lim.max_seconds:.0f} s. Your gallery is deleted when you close the page (or after an hour unused).")
+
+
+def _error(message: str) -> gr.Error:
+    return gr.Error(html.escape(message, quote=False), print_exception=False)
+
+
+def add_upload_section(page: gr.Blocks, uploads: SessionGalleries, top_k: gr.Slider) -> None:
+    """The section's components and events (call inside ``with page``); ``top_k`` follows the gallery size."""
+
+    def load(files, request: gr.Request, progress=gr.Progress()):  # noqa: B008 - gradio's way of asking for a progress bar
+        paths = [files] if isinstance(files, str) else list(files or [])
+        try:
+            return uploads.load(getattr(request, "session_hash", None), paths,
+                                lambda done, total: progress((done, total), desc="gallery features",
+                                                             unit="triples"))
+        except UploadError as exc:
+            raise _error(f"Upload refused: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - keep serving whatever happens
+            log.exception("loading an uploaded gallery failed")
+            raise _error(f"Loading the gallery failed ({exc.__class__.__name__}: {exc}).") from None
+
+    def reset(request: gr.Request):
+        dropped = uploads.drop(getattr(request, "session_hash", None))
+        return ("Back to the default gallery." if dropped else "You are searching the default gallery.")
+
+    def fit_top_k(value: float, request: gr.Request):
+        n = len(uploads.engine_for(getattr(request, "session_hash", None)).gallery)
+        limit = max(1, min(MAX_TOP_K, n))
+        return gr.Slider(maximum=limit, value=min(max(1, int(value)), limit))
+
+    def end(request: gr.Request):
+        uploads.drop(getattr(request, "session_hash", None))
+
+    with gr.Accordion("Search your own gallery", open=False, elem_id="own-gallery"):
+        gr.Markdown(help_text(uploads))
+        files = gr.File(label="Zip of a triples folder, or RGB_/NI_/TI_ image files", file_count="multiple",
+                        file_types=[".zip", *TRIPLE_IMAGE_EXTENSIONS], elem_id="upload-files")
+        with gr.Row():
+            load_button = gr.Button("Load gallery", variant="primary", elem_id="load-gallery")
+            reset_button = gr.Button("Back to the default gallery", elem_id="reset-gallery")
+        status = gr.Markdown("You are searching the default gallery.", elem_id="upload-status")
+        api_zip = gr.File(file_count="single", file_types=[".zip"], visible=False)  # /load_gallery's input
+        api_button = gr.Button(visible=False)
+    for button, source, name in ((load_button, files, "load_files"), (api_button, api_zip, "load_gallery")):
+        button.click(load, inputs=[source], outputs=[status], api_name=name,
+                     concurrency_limit=uploads.limits.max_concurrent, concurrency_id="upload").then(
+            fit_top_k, inputs=[top_k], outputs=[top_k], api_visibility="private")
+    reset_button.click(reset, inputs=None, outputs=[status], api_name="reset_gallery").then(
+        fit_top_k, inputs=[top_k], outputs=[top_k], api_visibility="private")
+    page.unload(end)

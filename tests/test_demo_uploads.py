@@ -1,0 +1,184 @@
+"""A visitor's own gallery: safe intake of zips and files (demo/uploads.py) and per-session galleries
+(demo/sessions.py). Every refused upload is checked for its message AND for leaving nothing behind:
+the listing of the folder around the destination is the same before and after."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from demo.uploads import Deadline, UploadError, UploadLimits, intake_files, intake_zip, member_parts
+from tests.demo_helpers import make_triples_folder, write_png_header
+from tests.upload_helpers import (
+    lie_about_size,
+    listing,
+    nested_zip_bomb,
+    triple_members,
+    zip_bomb,
+    zip_folder,
+    zip_members,
+    zip_with_symlink,
+)
+
+
+@pytest.fixture(scope="module")
+def triples(tmp_path_factory) -> Path:
+    return make_triples_folder(tmp_path_factory.mktemp("triples") / "gallery", ids=(1, 2), per_id=2)
+
+
+def _refused(tmp_path: Path, zip_path: Path, limits: UploadLimits | None = None, **kw) -> str:
+    """Run intake_zip into ``tmp_path/work/upload``; assert it is refused and wrote nothing (the listings
+    of ``work`` and of ``tmp_path``'s parent are unchanged); return the message."""
+    work = Path(tempfile.mkdtemp(dir=tmp_path, prefix="work"))
+    before, around = listing(tmp_path), sorted(os.listdir(tmp_path.parent))
+    with pytest.raises(UploadError) as info:
+        intake_zip(zip_path, work / "upload", limits, **kw)
+    assert listing(tmp_path) == before and sorted(os.listdir(tmp_path.parent)) == around
+    assert not (work / "upload").exists()
+    return str(info.value)
+
+
+def test_good_zip_top_level_and_in_one_folder(triples, tmp_path):
+    for top in (None, "my_triples"):
+        top_dir = f"{top}/" if top else ""
+        archive = zip_folder(triples, tmp_path / f"{top}.zip", top=top, extra={
+            f"{top_dir}README.txt": b"hello", "__MACOSX/._x": b"", f"{top_dir}RGB/.DS_Store": b""})
+        intake = intake_zip(archive, tmp_path / f"out-{top}")
+        assert intake.images == 12 and sorted(os.listdir(intake.folder)) == ["NI", "RGB", "TI"]
+        assert sorted(os.listdir(intake.folder / "NI")) == sorted(os.listdir(triples / "NI"))
+        assert (intake.folder / "TI" / "000002_cam2_001.png").read_bytes() == (
+            triples / "TI" / "000002_cam2_001.png").read_bytes()
+        assert intake.ignored == [f"{top_dir}README.txt", f"{top_dir}RGB/.DS_Store"]
+        assert "ignored 2 file(s)" in intake.ignored_note()
+
+
+def test_several_files_with_modality_prefixes(triples, tmp_path):
+    files = tmp_path / "files"
+    files.mkdir()
+    for folder, prefix in (("RGB", "RGB_"), ("NI", "nir-"), ("TI", "TI_")):
+        for path in (triples / folder).iterdir():
+            shutil.copy(path, files / f"{prefix}{path.name}")
+    (files / "notes.txt").write_text("x")
+    intake = intake_files(sorted(files.iterdir()), tmp_path / "out")
+    assert intake.images == 12 and intake.ignored == ["notes.txt"]
+    assert sorted(os.listdir(intake.folder / "NI")) == sorted(os.listdir(triples / "NI"))
+    before = listing(tmp_path)
+    with pytest.raises(UploadError, match="name them RGB_<name>, NI_<name> and TI_<name>"):
+        intake_files([files / "notes.txt"], tmp_path / "out2")
+    with pytest.raises(UploadError, match="'RGB_x.png' is not an image"):
+        (files / "RGB_x.png").write_text("not an image")
+        intake_files([files / "RGB_x.png"], tmp_path / "out3")
+    assert listing(tmp_path) == sorted(before + ["files/RGB_x.png"])
+
+
+@pytest.mark.parametrize("name", ["../evil.png", "RGB/../../evil.png", "..\\..\\evil.png"])
+def test_dot_dot_paths_refused(triples, tmp_path, name):
+    archive = zip_members(tmp_path / "a.zip", {**triple_members(triples), name: b"x"})
+    assert f"zip member '{name}' points outside its folder ('..'): refused." == _refused(tmp_path, archive)
+
+
+@pytest.mark.parametrize("name", ["/tmp/evil.png", "/RGB/000001_cam1_000.png", "C:/evil.png", "\\\\server\\x.png"])
+def test_absolute_paths_refused(triples, tmp_path, name):
+    archive = zip_members(tmp_path / "a.zip", {**triple_members(triples), name: b"x"})
+    assert _refused(tmp_path, archive).startswith(f"zip member '{name}' has an absolute path: refused")
+
+
+def test_symlink_member_refused(triples, tmp_path):
+    archive = zip_with_symlink(tmp_path / "link.zip", triples)
+    assert _refused(tmp_path, archive) == ("zip member 'RGB/link.png' is a symbolic link: refused (links are not "
+                                           "accepted).")
+
+
+def test_zip_bomb_refused_from_its_header(tmp_path):
+    message = _refused(tmp_path, zip_bomb(tmp_path / "bomb.zip"))
+    assert message.startswith("zip member 'RGB/000001_cam1_000.png' is compressed ") and "zip bomb" in message
+    big = _refused(tmp_path, zip_bomb(tmp_path / "b2.zip", 30))
+    assert "would unpack to 30 MB, over this demo's limit of 20 MB per file" in big
+
+
+def test_nested_zip_bomb_never_opened(tmp_path):
+    message = _refused(tmp_path, nested_zip_bomb(tmp_path / "nested.zip"))
+    assert message.startswith("the zip holds no triples folder")
+
+
+def test_nested_zip_beside_triples_ignored(triples, tmp_path):
+    inner = nested_zip_bomb(tmp_path / "inner.zip").read_bytes()
+    archive = zip_members(tmp_path / "a.zip", {**triple_members(triples), "RGB/bomb.zip": inner})
+    intake = intake_zip(archive, tmp_path / "out")
+    assert intake.ignored == ["RGB/bomb.zip"] and intake.images == 12
+    assert not any(p.suffix == ".zip" for p in (tmp_path / "out").rglob("*"))
+
+
+def test_lying_size_headers_caught_while_reading(triples, tmp_path):
+    """zipfile stops at the declared size and the CRC of the bytes read does not match: refused."""
+    members = triple_members(triples)
+    name = "RGB/000001_cam1_000.png"
+    for declared in (10, len(members[name]) - 1):
+        archive = lie_about_size(zip_members(tmp_path / f"lie{declared}.zip", members, zipfile.ZIP_STORED), name,
+                                 declared)
+        assert _refused(tmp_path, archive) == (f"'lie{declared}.zip' is not a readable zip file (Bad CRC-32 for "
+                                               f"file '{name}').")
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"max_members": 5}, "the zip has 13 entries, over this demo's limit of 5: upload fewer files."),
+    ({"max_triples": 3}, "the zip holds 4 triples, over this demo's limit of 3: upload fewer."),
+    ({"max_total_bytes": 1000}, "the zip would unpack to 0 MB, over this demo's limit of 0 MB"),
+    ({"max_member_bytes": 100}, "per file: downscale it."),
+])
+def test_count_and_size_limits(triples, tmp_path, change, expected):
+    archive = zip_members(tmp_path / "a.zip", {**triple_members(triples), "README.md": b"x"})
+    assert expected in _refused(tmp_path, archive, dataclasses.replace(UploadLimits(), **change))
+
+
+def test_bytes_actually_read_are_counted(triples, tmp_path):
+    """Files (no header to trust) are counted as they are copied: per file and in total."""
+    files = tmp_path / "files"
+    files.mkdir()
+    for folder in ("RGB", "NI", "TI"):
+        for path in (triples / folder).iterdir():
+            shutil.copy(path, files / f"{folder}_{path.name}")
+    paths = sorted(files.iterdir())
+    sizes = [p.stat().st_size for p in paths]
+    before = listing(tmp_path)
+    with pytest.raises(UploadError, match=r"the upload is larger than 0 MB uncompressed \(this demo's limit\)"):
+        intake_files(paths, tmp_path / "out", UploadLimits(max_total_bytes=sum(sizes) - 1))
+    with pytest.raises(UploadError, match=r"is larger than 0 MB \(this demo's limit per file\): downscale it"):
+        intake_files(paths, tmp_path / "out", UploadLimits(max_member_bytes=max(sizes) - 1))
+    assert listing(tmp_path) == before
+
+
+def test_pixels_not_an_image_duplicates_not_a_zip(triples, tmp_path):
+    big = write_png_header(tmp_path / "big.png", 13000, 13000).read_bytes()
+    names = ["000001_cam1_000.png"]
+    for extra, expected in (
+        ({"RGB/000009_cam1_000.png": big}, "'RGB/000009_cam1_000.png' has 169 Mpx, over this demo's limit of 40 Mpx"),
+        ({"NI/000009_cam1_000.png": b"text"}, "'NI/000009_cam1_000.png' is not an image this demo can read"),
+    ):
+        archive = zip_members(tmp_path / "a.zip", {**triple_members(triples, names), **extra})
+        assert expected in _refused(tmp_path, archive)
+    twice = tmp_path / "twice.zip"
+    with zipfile.ZipFile(twice, "w") as archive, pytest.warns(UserWarning):
+        for name, data in [*triple_members(triples, names).items(), ("RGB/000001_cam1_000.png", b"x")]:
+            archive.writestr(name, data)
+    assert "'RGB/000001_cam1_000.png' appears twice in the upload: keep one." == _refused(tmp_path, twice)
+    (tmp_path / "fake.zip").write_text("not a zip")
+    assert _refused(tmp_path, tmp_path / "fake.zip").startswith("'fake.zip' is not a readable zip file")
+
+
+def test_time_limit(triples, tmp_path):
+    archive = zip_folder(triples, tmp_path / "a.zip")
+    deadline = Deadline(0.0)
+    assert _refused(tmp_path, archive, deadline=deadline).startswith(
+        "stopped reading the upload after 0 s, this demo's time limit per upload")
+
+
+def test_member_parts():
+    assert member_parts("top/./RGB//a.png") == ("top", "RGB", "a.png")
+    with pytest.raises(UploadError, match="NUL"):
+        member_parts("RGB/a\0.png")
