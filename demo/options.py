@@ -150,6 +150,12 @@ def validate_options(options: DemoOptions) -> None:
         raise StartupError(f"--concurrency must be at least 1, got {options.concurrency}.")
     if options.threads < 0:
         raise StartupError(f"--threads must be 0 (automatic) or more, got {options.threads}.")
+    if options.upload_max_triples < 0:
+        raise StartupError(f"--upload-max-triples must be 0 (no uploads) or more, got {options.upload_max_triples}.")
+    for name in ("mb", "image_mb", "ratio", "files", "seconds", "concurrent"):
+        value = getattr(options, f"upload_max_{name}")
+        if value < 1:
+            raise StartupError(f"--upload-max-{name.replace('_', '-')} must be at least 1, got {value}.")
 
 
 def search_threads(options: DemoOptions, cores: int | None = None) -> int:
@@ -161,12 +167,6 @@ def search_threads(options: DemoOptions, cores: int | None = None) -> int:
     if options.threads:
         return options.threads
     return max(1, (cores or os.cpu_count() or 1) // options.concurrency)
-    if options.upload_max_triples < 0:
-        raise StartupError(f"--upload-max-triples must be 0 (no uploads) or more, got {options.upload_max_triples}.")
-    for name in ("mb", "image_mb", "ratio", "files", "seconds", "concurrent"):
-        value = getattr(options, f"upload_max_{name}")
-        if value < 1:
-            raise StartupError(f"--upload-max-{name.replace('_', '-')} must be at least 1, got {value}.")
 
 
 def ensure_port_free(host: str, port: int) -> None:
