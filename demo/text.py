@@ -55,7 +55,7 @@ def summary(result: SearchResult, gallery_size: int) -> str:
                  "(missing-modality protocol) and the search used the other modalities.")
     if result.switched_off:
         moved = sum(m.previous_rank != m.rank for m in result.matches)
-        text += (f"\n\n🔀 Switched off: **{missing_names(result, 'switched_off')}** (zeroed). Under each result: its "
+        text += (f"\n\nSwitched off: **{missing_names(result, 'switched_off')}** (zeroed). Under each result: its "
                  f"rank now and (was N) with all given modalities; {moved} of the top {top} moved.")
     return text + f"\n\n<small>{PARTS_NOTE}.</small>"
 

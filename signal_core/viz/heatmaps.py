@@ -54,11 +54,11 @@ def score_heatmap(image: np.ndarray, grid_size: tuple[int, int], scores: np.ndar
     Args:
         scores: [h * w] patch scores; stretched here from their minimum (dark) to their maximum
             (bright), as the selection only depends on their order (all equal: dark).
-        title: written in the top-left corner.
+        title: written in the bottom-left corner (the page's image labels cover the top-left one).
     """
     out = image.copy()
     if scores is None:
-        return annotate(out, title, "top") if title else out
+        return annotate(out, title) if title else out
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     low, span = float(scores.min()), float(np.ptp(scores))
     stretched = (scores - low) * (255 / span) if span > 0 else np.zeros_like(scores)  # min -> 0, max -> 255
@@ -68,7 +68,7 @@ def score_heatmap(image: np.ndarray, grid_size: tuple[int, int], scores: np.ndar
     coloured = Image.merge("RGB", [levels.point(table[:, c].tolist()) for c in range(3)])
     grey = Image.fromarray(out).convert("L").convert("RGB")
     out = np.asarray(Image.blend(grey, coloured, HEAT_ALPHA)).copy()
-    return annotate(out, title, "top") if title else out
+    return annotate(out, title) if title else out
 
 
 def score_maps_overlay(image: np.ndarray | None, grid_size: tuple[int, int], image_size: tuple[int, int],
