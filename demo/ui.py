@@ -118,7 +118,7 @@ def build_ui(engine: SearchEngine, examples: Sequence[GalleryEntry] = (), title:
     def search_again(*inputs):
         """The modality switch re-runs a search once there are query images (nothing otherwise)."""
         if all(not x for x in inputs[:3]):
-            return tuple(gr.skip() for _ in range(13))
+            return tuple(gr.skip() for _ in search_outputs)
         return search(*inputs)
 
     def search_json(rgb: str | None, nir: str | None, tir: str | None, top_k: float = 10,

@@ -272,6 +272,10 @@ def test_browser_search_shows_results_and_overlays(chromium, server):
             page = browser.new_page(viewport={"width": 1280, "height": 1600})
             page.goto(url)
             page.wait_for_selector("#search-button", timeout=30_000)
+            for _ in range(2):  # the modality switch without a query: nothing happens, no error
+                page.locator("#modalities label", has_text="TIR").click()
+            page.wait_for_timeout(500)
+            assert "Give a query" in page.locator("#status").inner_text() and not page.locator(".toast-body").count()
             for modality, folder in (("rgb", "RGB"), ("nir", "NI"), ("tir", "TI")):
                 page.locator(f"#query-{modality} input[type=file]").set_input_files(
                     str(queries / folder / "000002_cam2_001.png"))
