@@ -2,7 +2,10 @@
 
 Ranking is one matrix product of the L2-normalised query feature with the L2-normalised gallery
 features (cosine similarity) and a top-k. A missing modality (no image given) is zeroed as in the
-missing-modality protocol; the result says which ones were.
+missing-modality protocol; the result says which ones were. Each match's similarity is split by
+feature part (RGB, NIR, TIR class tokens, fused SIM tokens: :mod:`signal_core.metrics.parts`), and a
+modality switch can turn given modalities off, the ranks they had with all given modalities kept
+for comparison (:mod:`demo.explain`).
 """
 from __future__ import annotations
 
@@ -20,9 +23,10 @@ import torch.nn.functional as F
 
 from signal_core.feature_store import FeatureStoreError, read_features, sha256_file
 from signal_core.index import GalleryIndex
+from signal_core.metrics.parts import PartScore, feature_layout, part_scores
 from signal_core.modalities import LABELS, MODALITIES
-from signal_core.viz import explanation_overlay
 
+from .explain import Drawings, draw_explanation, gallery_vectors, ranks_of, switched_images
 from .feature_cache import FeatureCache, cache_key, gallery_fingerprint, model_fingerprint
 from .features import InputTransform, extract_gallery_features, triple_batch
 from .gallery import Gallery, GalleryEntry, camera_tensor, load_entry_images, parse_triple_name
@@ -50,6 +54,9 @@ class RankedMatch:
     similarity: float  # cosine similarity of the features
     is_match: bool | None  # same identity as the query; None when either is unknown
     thumbnail: str | None = None
+    parts: dict[str, PartScore] = field(default_factory=dict)  # "rgb", "nir", "tir", "fused" -> cosine, share
+    previous_rank: int | None = None  # rank with all given modalities (a switch was off; None: not found)
+    name: str = ""  # the gallery entry's name (its RGB file name)
 
 
 @dataclass
@@ -57,11 +64,18 @@ class SearchResult:
     """What one search returns."""
 
     matches: list[RankedMatch]
-    missing: tuple[str, ...]  # modalities zeroed, e.g. ("nir",)
+    missing: tuple[str, ...]  # modalities not given (zeroed), e.g. ("nir",)
     query_pid: int | None
     camera: int | None  # 0-based camera used, None = mean camera embedding
-    overlays: list[np.ndarray] = field(default_factory=list)  # RGB, NIR, TIR explanation images
+    drawings: Drawings | None = None  # the query's explanation views (explain=True)
     seconds: float = 0.0
+    switched_off: tuple[str, ...] = ()  # given modalities the switch turned off (zeroed as well)
+    previous_depth: int = 0  # previous ranks were looked up among this many results
+
+    @property
+    def overlays(self) -> list[np.ndarray]:
+        """The query's "kept tokens" view (RGB, NIR, TIR); empty without explain."""
+        return [] if self.drawings is None else self.drawings.kept
 
     @property
     def num_correct(self) -> int | None:
@@ -94,6 +108,7 @@ class SearchEngine:
         self.grid_size = tuple(model.cfg.grid_size)
         self.transform = InputTransform(self.image_size)
         self.num_cameras = model.num_cameras
+        self.layout = feature_layout(model.cfg.feature_dim, model.cfg.embed_dim)  # columns of each part
         self._lock = threading.Lock()  # one model call at a time (the model is not re-entrant-safe)
 
     # --- building ------------------------------------------------------------------------------
@@ -228,14 +243,18 @@ class SearchEngine:
 
     # --- search -------------------------------------------------------------------------------
     def search(self, rgb: ImageSource | None, nir: ImageSource | None, tir: ImageSource | None,
-               top_k: int = 10, camera=None, explain: bool = True) -> SearchResult:
-        """Rank the gallery for one query triple.
+               top_k: int = 10, camera=None, explain: bool = True,
+               switched_on: Sequence[str] | None = None) -> SearchResult:
+        """Rank the gallery for one query triple; every match's score split by feature part.
 
         Args:
             rgb, nir, tir: image paths / arrays / PIL images; None for a missing modality.
             top_k: how many results, a whole number from 1 to min(MAX_TOP_K, gallery size).
             camera: "unknown" / None (mean camera embedding) or the 1-based camera number.
-            explain: also draw the query's SIM / LAM overlays.
+            explain: also draw the query's two explanation views.
+            switched_on: the modalities to search with (None: all); a given modality switched off is
+                zeroed too, and each match's rank with all given modalities is kept (a second,
+                feature-only encoder pass).
 
         Raises:
             QueryError: nothing to search with, an unreadable image, a bad top k or camera.
@@ -244,24 +263,33 @@ class SearchEngine:
         sources = (rgb, nir, tir)
         k = self.parse_top_k(top_k)
         camid = self.parse_camera(camera, sources)
-        images = self.decode_query(sources)
-        batch = triple_batch(images, self.transform)
+        given = self.decode_query(sources)
+        images, off = switched_images(given, switched_on)
+        if all(img is None for img in images):
+            raise QueryError("every given modality is switched off: switch on at least one of "
+                             f"{', '.join(LABELS[m] for m, img in zip(MODALITIES, given) if img is not None)}.")
         cams = None if camid is None else torch.tensor([camid])
-        feature, explanation = self._encode(batch, cams, explain)
+        feature, explanation = self._encode(triple_batch(images, self.transform), cams, explain)
         scores, indices = self._rank(feature, k)
+        parts = part_scores(feature[0], gallery_vectors(self.gallery_features, self.index, indices), self.layout)
+        previous, depth = [None] * len(indices), 0
+        if off:
+            all_given, _ = self._encode(triple_batch(given, self.transform), cams, explain=False)
+            previous, depth = ranks_of(self.gallery_features, self.index, all_given, indices, k)
         query_pid = self.query_identity(sources)
         matches = []
         for rank, (score, index) in enumerate(zip(scores.tolist(), indices.tolist()), start=1):
             entry = self.gallery.entries[index]
             same = None if query_pid is None or entry.pid is None else entry.pid == query_pid
             thumb = self.thumbnails.path(index, entry) if self.thumbnails is not None else None
-            matches.append(RankedMatch(rank, index, entry.pid, entry.camid, score, same, thumb))
-        missing = tuple(m for m, img in zip(MODALITIES, images) if img is None)
-        overlays = self._overlays(images, explanation) if explain else []
-        return SearchResult(matches, missing, query_pid, camid, overlays, time.perf_counter() - start)
+            matches.append(RankedMatch(rank, index, entry.pid, entry.camid, score, same, thumb,
+                                       parts=parts.row(rank - 1), previous_rank=previous[rank - 1], name=entry.name))
+        missing = tuple(m for m, img in zip(MODALITIES, given) if img is None)
+        drawings = draw_explanation(images, explanation, self.grid_size, self.image_size) if explain else None
+        return SearchResult(matches, missing, query_pid, camid, drawings, time.perf_counter() - start, off, depth)
 
-    def explain_entry(self, index: int) -> list[np.ndarray]:
-        """The SIM / LAM overlays of gallery entry ``index`` (encoded with its camera if known)."""
+    def explain_entry(self, index: int) -> Drawings:
+        """Both explanation views of gallery entry ``index`` (encoded with its camera if known)."""
         entry = self.gallery.entries[int(index)]
         try:
             images = list(load_entry_images(entry))
@@ -269,7 +297,7 @@ class SearchEngine:
             raise QueryError(f"gallery entry {entry.name}: {exc}") from None
         cams = camera_tensor([entry.camid], self.num_cameras)
         _, explanation = self._encode(triple_batch(images, self.transform), cams, explain=True)
-        return self._overlays(images, explanation)
+        return draw_explanation(images, explanation, self.grid_size, self.image_size)
 
     # --- internals ----------------------------------------------------------------------------
     def _rank(self, feature: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -288,16 +316,6 @@ class SearchEngine:
                 explanation = self.model.explain(*inputs, cams)
                 return explanation.features, explanation
             return self.model.extract_features(*inputs, cams), None
-
-    def _overlays(self, images: Sequence[np.ndarray | None], explanation) -> list[np.ndarray]:
-        out = []
-        for modality, image in zip(MODALITIES, images):
-            e = explanation[modality]
-            first = (lambda t: None if t is None else t[0])
-            out.append(explanation_overlay(image, self.grid_size, self.image_size, intra=first(e.intra),
-                                           inter=first(e.inter), final=first(e.final),
-                                           reference=e.reference_points, positions=first(e.sampled_positions)))
-        return out
 
 
 

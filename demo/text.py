@@ -1,22 +1,44 @@
-"""The words and markdown the page shows for a search (the engine returns data, not text)."""
+"""The words, markdown and JSON the page and the API show for a search (the engine returns data, not text)."""
 from __future__ import annotations
 
+import re
+
+from signal_core.metrics.parts import PART_LETTERS
 from signal_core.modalities import LABELS
 
 from .engine import RankedMatch, SearchResult
 
+PART_LABELS = {"rgb": "RGB class token", "nir": "NIR class token", "tir": "TIR class token",
+               "fused": "fused SIM tokens"}
+PARTS_NOTE = ("R / N / T / F: the share of the score from the RGB, NIR and TIR class tokens and the fused SIM "
+              "tokens (q_p·g_p / q·g of the L2-normalised features; they sum to 1)")
+BAR_WIDTH = 20  # characters of a share of 1
+
 
 def caption(match: RankedMatch) -> str:
-    """E.g. "#1 ✓ id 12 · cam 2 · 0.873" (camera 1-based, as in the file names)."""
+    """E.g. "#1 ✓ id 12 · cam 2 · 0.873 · R.31 N.22 T.18 F.29" (camera 1-based, as in the file names);
+    after a modality switch "#3 (was 1, ↓2) ✓ id 12 · ..."."""
     mark = " ✓" if match.is_match else ""
     pid = "?" if match.pid is None else match.pid
     cam = "?" if match.camid is None else match.camid + 1
-    return f"#{match.rank}{mark} id {pid} · cam {cam} · {match.similarity:.3f}"
+    text = f"#{match.rank}{rank_move(match)}{mark} id {pid} · cam {cam} · {match.similarity:.3f}"
+    if match.parts:
+        text += " · " + " ".join(f"{PART_LETTERS[name]}{_short(p.share)}" for name, p in match.parts.items())
+    return text
 
 
-def missing_names(result: SearchResult) -> str:
-    """E.g. "NIR and TIR"."""
-    return " and ".join(LABELS[m] for m in result.missing)
+def rank_move(match: RankedMatch, depth: int | None = None) -> str:
+    """" (was 1, ↓2)", " (was 4, ↑1)", " (was 2, =)" or " (was > 100)" after a switch; "" otherwise."""
+    if match.previous_rank is None:
+        return "" if depth is None else f" (was > {depth})"
+    delta = match.rank - match.previous_rank
+    arrow = "=" if delta == 0 else f"↓{delta}" if delta > 0 else f"↑{-delta}"
+    return f" (was {match.previous_rank}, {arrow})"
+
+
+def missing_names(result: SearchResult, which: str = "missing") -> str:
+    """E.g. "NIR and TIR" (``which``: "missing" or "switched_off")."""
+    return " and ".join(LABELS[m] for m in getattr(result, which))
 
 
 def summary(result: SearchResult, gallery_size: int) -> str:
@@ -31,4 +53,39 @@ def summary(result: SearchResult, gallery_size: int) -> str:
         its = "their inputs were" if len(result.missing) > 1 else "its input was"
         text += (f"\n\n⚠️ Missing modality: **{missing_names(result)}** not given; {its} zeroed "
                  "(missing-modality protocol) and the search used the other modalities.")
+    if result.switched_off:
+        moved = sum(m.previous_rank != m.rank for m in result.matches)
+        text += (f"\n\nSwitched off: **{missing_names(result, 'switched_off')}** (zeroed). Under each result: its "
+                 f"rank now and (was N) with all given modalities; {moved} of the top {top} moved.")
+    return text + f"\n\n<small>{PARTS_NOTE}.</small>"
+
+
+def parts_table(match: RankedMatch, depth: int = 0) -> str:
+    """A markdown table of one match's parts: cosine, share of the score and a bar of the share."""
+    lines = ["| part | cosine | share of the score | |", "|---|---:|---:|---|"]
+    for name, p in match.parts.items():
+        bar = "█" * max(0, round(p.share * BAR_WIDTH))
+        lines.append(f"| {PART_LABELS[name]} | {p.cosine:.3f} | {p.share * 100:.0f} % | {bar} |")
+    total = sum(p.share for p in match.parts.values())
+    lines.append(f"| **all (score)** | **{match.similarity:.3f}** | {total * 100:.0f} % | |")
+    text = "\n".join(lines)
+    if depth:
+        text += f"\n\nRank {match.rank}{rank_move(match, depth)} with all given modalities."
     return text
+
+
+def result_json(result: SearchResult) -> dict:
+    """The ``/search_json`` answer: matches with their parts; identities and cameras null when unknown,
+    cameras 1-based as on the page."""
+    matches = [{"rank": m.rank, "name": m.name, "score": round(m.similarity, 6), "identity": m.pid,
+                "camera": None if m.camid is None else m.camid + 1,
+                "parts": {name: {"cosine": round(p.cosine, 6), "share": round(p.share, 6)}
+                          for name, p in m.parts.items()}}
+               for m in result.matches]
+    return {"matches": matches, "missing": list(result.missing), "query_identity": result.query_pid,
+            "camera": None if result.camera is None else result.camera + 1, "seconds": round(result.seconds, 4)}
+
+
+def _short(share: float) -> str:
+    """0.31 -> ".31", -0.05 -> "-.05", 1.2 -> "1.20"."""
+    return re.sub(r"^(-?)0\.", r"\1.", f"{share:.2f}")

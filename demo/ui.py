@@ -1,7 +1,9 @@
 """The Gradio page: three image inputs, a Search button, the ranked gallery and the overlays.
 
-The search event is exposed to the API as ``/search`` with inputs (rgb, nir, tir, top_k, camera)
-and outputs (ranked gallery, status markdown, three query overlays). A bad input is a ``gr.Error``
+The search event is exposed to the API as ``/search`` with inputs (rgb, nir, tir, top_k, camera, and
+optionally the modality switch and the view) and outputs (ranked gallery, status markdown, three
+query overlays, ...); ``/search_json`` takes (rgb, nir, tir, top_k, camera) and returns the matches
+with their part scores as JSON, without drawing anything (:func:`demo.text.result_json`). A bad input is a ``gr.Error``
 with the message (gradio's convention: the page shows it, ``gradio_client`` raises it); an
 unexpected error is logged and reported the same way, and the server keeps serving.
 
@@ -19,10 +21,11 @@ from pathlib import Path
 import gradio as gr
 
 from signal_core.modalities import LABELS, MODALITIES
-from signal_core.viz import legend_html
+from signal_core.viz import heat_legend_html, legend_html
 
 from . import text
 from .engine import MAX_TOP_K, UNKNOWN_CAMERA, QueryError, SearchEngine
+from .explain import VIEWS
 from .gallery import GalleryEntry
 from .sessions import SessionGalleries
 from .upload_ui import add_upload_section
@@ -33,8 +36,12 @@ INTRO = ("Give a query object as up to three images (RGB, near infrared, thermal
          "example, and press **Search**: the gallery is ranked by the cosine similarity of Signal's "
          "features. A modality left empty is zeroed, as in the missing-modality protocol. Below, what the "
          "model looked at: the tokens its selective interaction (SIM) kept and where its local "
-         "alignment (LAM) sampled; click a result to compare.")
-CSS = ".signal-legend {font-size: 0.9em; padding: 0.3em 0;}"
+         "alignment (LAM) sampled, or the scores SIM selected them by; click a result to compare and to "
+         "see its similarity split by part of the feature. Untick a modality to see how the ranks move "
+         "without it. Scripts: the `/search_json` API (README).")
+CSS = (".signal-legend {font-size: 0.9em; padding: 0.3em 0;}\n"  # captions wrap: rank, id, camera, score, parts
+       "#results .caption-label {white-space: normal !important; overflow: visible !important; "
+       "text-overflow: clip !important; max-width: 100% !important; line-height: 1.25;}")
 MAX_FILE_SIZE_MB = 20  # default upload limit per file
 DELETE_CACHE = (3600, 3600)  # every hour, delete uploads older than an hour (gradio's delete_cache)
 
@@ -71,6 +78,25 @@ class ImageInput(gr.Image):
         return value
 
 
+def run_safely(what: str, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``; a QueryError becomes its message, anything else "``what`` failed (...)"."""
+    try:
+        return fn(*args, **kwargs)
+    except QueryError as exc:
+        raise user_error(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - keep serving whatever happens
+        log.exception("%s failed", what)
+        raise user_error(f"{what} failed ({exc.__class__.__name__}: {exc}).") from None
+
+
+def switched_on(labels: Sequence[str] | None) -> tuple[str, ...] | None:
+    """The modality switch's ticked labels ("RGB", ...) as modality names; None (not given): all on."""
+    if labels is None:
+        return None
+    by_label = {LABELS[m]: m for m in MODALITIES}
+    return tuple(by_label[label] for label in labels if label in by_label)
+
+
 def build_ui(engine: SearchEngine, examples: Sequence[GalleryEntry] = (), title: str = TITLE,
              uploads: SessionGalleries | None = None) -> gr.Blocks:
     """The page for ``engine``; ``examples`` are query triples offered under the inputs; with ``uploads``,
@@ -78,37 +104,48 @@ def build_ui(engine: SearchEngine, examples: Sequence[GalleryEntry] = (), title:
     n = len(engine.gallery)
     default_engine = engine
 
+    def saved_views(drawings) -> dict[str, list[str]]:
+        return {view: [engine.served.save_png(o) for o in drawings.view(view)] for view in VIEWS}
+
     def search(rgb: str | None, nir: str | None, tir: str | None, top_k: float = 10,
-               camera: str = UNKNOWN_CAMERA, request: gr.Request = None):
+               camera: str = UNKNOWN_CAMERA, modalities: list[str] | None = None, view: str = VIEWS[0],
+               request: gr.Request = None):
         engine = session_engine(uploads, request, default_engine)
-        try:
-            result = engine.search(rgb, nir, tir, top_k, camera)
-            overlays = [engine.served.save_png(o) for o in result.overlays]
-        except QueryError as exc:
-            raise user_error(str(exc)) from None
-        except Exception as exc:  # noqa: BLE001 - keep serving whatever happens
-            log.exception("search failed")
-            raise user_error(f"Search failed ({exc.__class__.__name__}: {exc}).") from None
+        result = run_safely("Search", engine.search, rgb, nir, tir, top_k, camera,
+                            switched_on=switched_on(modalities))
+        views = run_safely("Drawing the explanation", saved_views, result.drawings)
         if result.missing:
             gr.Info(f"Missing modality: {text.missing_names(result)} zeroed.")
         gallery_value = [(m.thumbnail, text.caption(m)) for m in result.matches]
-        matches = [{"index": m.index, "caption": text.caption(m)} for m in result.matches]
+        matches = [{"index": m.index, "caption": text.caption(m), "parts": text.parts_table(m, result.previous_depth)}
+                   for m in result.matches]
         summary = text.summary(result, len(engine.gallery))
-        return (gallery_value, summary, *overlays, matches, None, None, None,
-                "Click a result above to see what the model looked at in it.")
+        return (gallery_value, summary, *views.get(view, views[VIEWS[0]]), matches, None, None, None,
+                "Click a result above to see what the model looked at in it and its score by part.", views, {})
 
-    def select(matches: list, evt: gr.SelectData, request: gr.Request = None):
+    def search_again(rgb: str | None, nir: str | None, tir: str | None, top_k: float, camera: str,
+                     modalities: list[str] | None, view: str, request: gr.Request = None):
+        """The modality switch re-runs a search once there are query images (nothing otherwise)."""
+        if not (rgb or nir or tir):
+            return tuple(gr.skip() for _ in search_outputs)
+        return search(rgb, nir, tir, top_k, camera, modalities, view, request=request)
+
+    def search_json(rgb: str | None, nir: str | None, tir: str | None, top_k: float = 10,
+                    camera: str = UNKNOWN_CAMERA, request: gr.Request = None) -> dict:
         engine = session_engine(uploads, request, default_engine)
-        try:
-            match = matches[evt.index]
-            overlays = [engine.served.save_png(o) for o in engine.explain_entry(match["index"])]
-            entry = engine.gallery.entries[match["index"]]
-            return (*overlays, f"**Selected {match['caption']}** · `{entry.name}`")
-        except QueryError as exc:
-            raise user_error(str(exc)) from None
-        except Exception as exc:  # noqa: BLE001
-            log.exception("explaining a result failed")
-            raise user_error(f"Could not explain this result ({exc.__class__.__name__}: {exc}).") from None
+        result = run_safely("Search", engine.search, rgb, nir, tir, top_k, camera, explain=False)
+        return text.result_json(result)
+
+    def select(matches: list, view: str, evt: gr.SelectData, request: gr.Request = None):
+        engine = session_engine(uploads, request, default_engine)
+        match = matches[evt.index]
+        views = run_safely("Explaining this result", lambda: saved_views(engine.explain_entry(match["index"])))
+        entry = engine.gallery.entries[match["index"]]
+        return (*views.get(view, views[VIEWS[0]]),
+                f"**Selected {match['caption']}** · `{entry.name}`\n\n{match['parts']}", views)
+
+    def show_view(view: str, query_views: dict, selected_views: dict):
+        return (*(query_views or {}).get(view, [None] * 3), *(selected_views or {}).get(view, [None] * 3))
 
     with gr.Blocks(title="Signal ReID demo", delete_cache=DELETE_CACHE) as page:
         gr.Markdown(f"# {title}\n{INTRO}")
@@ -126,6 +163,9 @@ def build_ui(engine: SearchEngine, examples: Sequence[GalleryEntry] = (), title:
             camera = gr.Dropdown(engine.camera_choices, value=UNKNOWN_CAMERA, label="Query camera",
                                  info="unknown = mean camera embedding", elem_id="camera",
                                  allow_custom_value=True)  # checked by the engine, with a message naming the file
+            modalities = gr.CheckboxGroup([LABELS[m] for m in MODALITIES], value=[LABELS[m] for m in MODALITIES],
+                                          label="Search with", info="untick one to see how the ranks move",
+                                          elem_id="modalities")
             button = gr.Button("Search", variant="primary", elem_id="search-button")
         if examples:
             gr.Examples(examples=[[*e.paths, _camera_label(e, engine)] for e in examples],
@@ -136,7 +176,10 @@ def build_ui(engine: SearchEngine, examples: Sequence[GalleryEntry] = (), title:
         results = gr.Gallery(label="Ranked gallery (RGB | NIR | TIR)", columns=5, height="auto",
                              object_fit="contain", allow_preview=False, elem_id="results")
         gr.Markdown("### What the model looked at")
-        gr.HTML(legend_html())
+        view = gr.Radio(list(VIEWS), value=VIEWS[0], label="View", elem_id="view",
+                        info="kept tokens: SIM's selection and LAM's sampling (arrows lengthened by the factor "
+                             "written on each image); SIM scores: the intra- and inter-modal scores SIM selects by")
+        gr.HTML(legend_html() + heat_legend_html())
         with gr.Row():
             query_overlays = [gr.Image(label=f"Query {LABELS[m]}", type="filepath", interactive=False,
                                        height=300, elem_id=f"query-overlay-{m}") for m in MODALITIES]
@@ -145,12 +188,19 @@ def build_ui(engine: SearchEngine, examples: Sequence[GalleryEntry] = (), title:
             selected_overlays = [gr.Image(label=f"Selected result {LABELS[m]}", type="filepath",
                                           interactive=False, height=300, elem_id=f"selected-overlay-{m}")
                                  for m in MODALITIES]
-        matches_state = gr.State([])
-        button.click(search, inputs=[*inputs, top_k, camera],
-                     outputs=[results, status, *query_overlays, matches_state, *selected_overlays, selected_text],
+        matches_state, query_views, selected_views = gr.State([]), gr.State({}), gr.State({})
+        search_outputs = [results, status, *query_overlays, matches_state, *selected_overlays, selected_text,
+                          query_views, selected_views]
+        button.click(search, inputs=[*inputs, top_k, camera, modalities, view], outputs=search_outputs,
                      api_name="search")
-        results.select(select, inputs=[matches_state], outputs=[*selected_overlays, selected_text],
+        modalities.input(search_again, inputs=[*inputs, top_k, camera, modalities, view], outputs=search_outputs,
+                         api_visibility="private")
+        results.select(select, inputs=[matches_state, view], outputs=[*selected_overlays, selected_text, selected_views],
                        api_visibility="private")
+        view.change(show_view, inputs=[view, query_views, selected_views],
+                    outputs=[*query_overlays, *selected_overlays], api_visibility="private")
+        json_trigger, json_out = gr.Button(visible=False), gr.JSON(visible=False)
+        json_trigger.click(search_json, inputs=[*inputs, top_k, camera], outputs=json_out, api_name="search_json")
     return page
 
 

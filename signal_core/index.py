@@ -4,6 +4,7 @@
     scores, rows = index.search(queries, k=10)                          # [M, k] cosine, [M, k] rows
     scores, rows = index.search(queries, 10, query_pids=qp, query_camids=qc)  # protocol junk dropped
     index.add(more_features, metadata={...}); index.save("gallery.sgi"); GalleryIndex.load("gallery.sgi")
+    index.vectors(rows)                                                 # [k, D] stored unit vectors
 
 Kinds:
     ``exact``: ``faiss.IndexFlatIP`` over the L2-normalised features; the same ranking as the matrix
@@ -206,6 +207,20 @@ class GalleryIndex:
         if self._gpu is None:
             self._gpu = faiss.index_cpu_to_all_gpus(self._index)
         return self._gpu
+
+    def vectors(self, rows: Any) -> np.ndarray:
+        """The stored, L2-normalised feature vectors of ``rows`` ([k] ints in 0..N-1): [k, D] float32.
+
+        ``exact``: the vectors as indexed. ``ivfpq``: decoded from the 8-bit re-rank copy of the full
+        vectors (the copy its scores come from; about 2e-3 per component from the originals), so no
+        second copy of the gallery is kept.
+        """
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if rows.size and (rows.min() < 0 or rows.max() >= len(self)):
+            raise ValueError(f"rows must be in 0..{len(self) - 1}; got {rows.min()}..{rows.max()}")
+        if not rows.size:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.asarray(self._index.reconstruct_batch(rows), dtype=np.float32)
 
     # ---- search -------------------------------------------------------------------------------
     def search(self, queries: Any, k: int, exclude: JunkFilter | None = None, *, query_pids: Any = None,

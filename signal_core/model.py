@@ -50,6 +50,8 @@ class ModalityExplanation:
     final: torch.Tensor | None  # [B, L] bool, tokens SIM passed to the interaction
     reference_points: torch.Tensor | None  # [K, 2] LAM reference points (x, y) in [-1, 1]
     sampled_positions: torch.Tensor | None  # [B, K, 2] LAM sampling positions (x, y) in [-1, 1]
+    intra_scores: torch.Tensor | None = None  # [B, L] own class token's attention (intra is its top-k1)
+    inter_scores: torch.Tensor | None = None  # [B, L] attention received from the other modalities' queries
 
 
 @dataclass
@@ -203,8 +205,8 @@ class SignalModel(nn.Module):
     @torch.no_grad()
     def explain(self, rgb: torch.Tensor, nir: torch.Tensor, tir: torch.Tensor,
                 cam_ids: torch.Tensor | None = None) -> Explanation:
-        """Per modality: SIM's intra / inter / final token masks and LAM's sampling points, plus the
-        retrieval features of the same pass (identical to :meth:`extract_features`)."""
+        """Per modality: SIM's intra / inter / final token masks and the scores they select by, LAM's
+        sampling points, plus the retrieval features of the same pass (identical to :meth:`extract_features`)."""
         return self._inference(rgb, nir, tir, cam_ids, explain=True)[1]
 
     def _inference(self, rgb, nir, tir, cam_ids, explain: bool) -> tuple[torch.Tensor, Explanation | None]:
@@ -218,6 +220,7 @@ class SignalModel(nn.Module):
             if not explain:
                 return features, None
             lam = self.lam(patches) if self.lam is not None else None
+            scores = self.sim.selection.score_maps(cls, patches) if self.sim is not None else None
         per = {}
         for i, name in enumerate(MODALITIES):
             per[name] = ModalityExplanation(
@@ -226,6 +229,8 @@ class SignalModel(nn.Module):
                 final=None if masks is None else masks.final[:, i],
                 reference_points=None if lam is None else lam.reference.reshape(-1, 2).float(),
                 sampled_positions=None if lam is None else lam.positions[:, i].flatten(1, 2).float(),
+                intra_scores=None if scores is None else scores[0][:, i].float(),
+                inter_scores=None if scores is None else scores[1][:, i].float(),
             )
         return features, Explanation(grid_size=self.cfg.grid_size, features=features, **per)
 

@@ -73,6 +73,20 @@ class TokenSelection(nn.Module):
         others = _OTHERS.to(scores.device)
         return scores[:, torch.arange(3, device=scores.device)[:, None], others]  # [B, 3, 2, L]
 
+    def score_maps(self, cls: torch.Tensor, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The scores the masks are the top-k of, per patch of each modality (for explanations).
+
+        Returns:
+            intra [B, 3, L]: each modality's class-token attention over its own patches (sums to 1);
+            inter [B, 3, L]: the attention each patch receives from the other two modalities' queries
+            (each query's softmax runs over all 3L keys, as in :meth:`inter_scores`).
+        """
+        b, m, l, _ = patches.shape
+        inter_s = self.inter_scores(cls, patches)  # [B, query, 2, L]
+        received = torch.zeros(b, m, m, l, dtype=inter_s.dtype, device=patches.device)  # [B, query, target, L]
+        received[:, torch.arange(3, device=patches.device)[:, None], _OTHERS.to(patches.device)] = inter_s
+        return self.intra_scores(cls, patches), received.sum(dim=1)
+
     def forward(self, cls: torch.Tensor, patches: torch.Tensor) -> tuple[SelectionMasks, torch.Tensor]:
         """Select tokens.
 

@@ -97,8 +97,9 @@ def test_search_good_triple(server):
     assert len(captions) == 5
     assert captions[0].startswith("#1 ✓ id 2 · cam 2 · 1.000"), captions  # itself, same camera
     assert all(c.startswith(f"#{i + 1}") for i, c in enumerate(captions))
-    sims = [float(c.rsplit("·", 1)[1]) for c in captions]
+    sims = [float(c.split("·")[2]) for c in captions]
     assert sims == sorted(sims, reverse=True)
+    assert all(c.split("·")[3].split()[0].startswith("R") for c in captions)  # the parts' shares
     assert "Top 5" in status and "query id 2" in status and "Missing" not in status
     assert all(o is not None for o in outputs[:3])  # the query's RGB / NIR / TIR overlays
 
@@ -110,13 +111,39 @@ def test_search_missing_modality(server):
     assert len(gallery) == 3 and "Missing modality: **NIR**" in status and "zeroed" in status
 
 
-def _error_message(client, *inputs) -> str:
-    """The message of the gr.Error that ``/search`` raises for these inputs (gradio_client's AppError)."""
+def _error_message(client, *inputs, api_name="/search") -> str:
+    """The message of the gr.Error that ``api_name`` raises for these inputs (gradio_client's AppError)."""
     from gradio_client.exceptions import AppError
 
     with pytest.raises(AppError) as info:
-        client.predict(*inputs, api_name="/search")
+        client.predict(*inputs, api_name=api_name)
     return str(info.value)
+
+
+def test_search_json(server, tmp_path):
+    url, queries, _ = server
+    client = _client(url)
+    rgb, nir, tir = _triple(queries, "000002_cam2_001.png")
+    answer = client.predict(rgb, nir, tir, 4, "2", api_name="/search_json")
+    assert answer["query_identity"] == 2 and answer["camera"] == 2 and answer["missing"] == []
+    assert [m["rank"] for m in answer["matches"]] == [1, 2, 3, 4] and answer["seconds"] > 0
+    first = answer["matches"][0]
+    assert first["name"] == "000002_cam2_001.png" and first["identity"] == 2 and first["camera"] == 2
+    assert first["score"] == pytest.approx(1.0, abs=1e-4)
+    assert all(p["cosine"] == pytest.approx(1.0, abs=1e-4) for p in first["parts"].values())
+    for match in answer["matches"]:
+        assert set(match["parts"]) == {"rgb", "nir", "tir", "fused"}
+        assert sum(p["share"] for p in match["parts"].values()) == pytest.approx(1.0, abs=1e-4)
+    # the same ranking as the page's /search
+    gallery, *_ = client.predict(rgb, nir, tir, 4, "2", api_name="/search")
+    assert [g["caption"].split("·")[2].strip() for g in gallery] == [f"{m['score']:.3f}" for m in answer["matches"]]
+    missing = client.predict(rgb, None, tir, 2, "unknown", api_name="/search_json")
+    assert missing["missing"] == ["nir"] and missing["camera"] is None and len(missing["matches"]) == 2
+    assert _error_message(client, rgb, nir, tir, 3, "9", api_name="/search_json") == (
+        "camera 9 given for the query '000002_cam2_001.png' does not exist for this model: use a camera from "
+        "1 to 4, or 'unknown' (mean camera embedding).")
+    assert _error_message(client, None, None, None, 3, "unknown", api_name="/search_json") == (
+        "Give at least one image (RGB, NIR or TIR) to search with.")
 
 
 def test_user_errors_raise_in_the_client(server, tmp_path):
@@ -176,12 +203,14 @@ def test_serves_only_what_the_page_shows(server):
     feature_files = list(cache.glob("gallery-*.safetensors"))
     assert len(feature_files) == 1
     refused = [*feature_files, cache / "secret.txt", root / "model.safetensors", root / "server.log",
-               root / "gallery" / "RGB" / "000001_cam1_000.png", REPO / "README.md", REPO / "app.py"]
+               root / "gallery" / "RGB" / "000001_cam1_000.png", REPO / "README.md", REPO / "app.py",
+               queries / "RGB" / "000002_cam2_001.png"]  # the examples are served from copies (below)
     for path in refused:
         assert _get(_file_url(url, path))[0] == 403, path
     thumbnail = Path(gallery[0]["image"]["path"])
     assert thumbnail.parent.parent == cache and thumbnail.parent.name.startswith("thumbs-")
-    served = [thumbnail, queries / "RGB" / "000002_cam2_001.png", *(Path(o["path"]) for o in overlays[:3])]
+    per_process = Path(overlays[0]["path"]).parent  # the demo's folder of per-search images and example copies
+    served = [thumbnail, per_process / "examples" / "RGB" / "000002_cam2_001.png", *(Path(o["path"]) for o in overlays[:3])]
     for path in served:
         status, body = _get(_file_url(url, path))
         assert status == 200 and body == path.read_bytes(), path
@@ -245,6 +274,10 @@ def test_browser_search_shows_results_and_overlays(chromium, server):
             page = browser.new_page(viewport={"width": 1280, "height": 1600})
             page.goto(url)
             page.wait_for_selector("#search-button", timeout=30_000)
+            for _ in range(2):  # the modality switch without a query: nothing happens, no error
+                page.locator("#modalities label", has_text="TIR").click()
+            page.wait_for_timeout(500)
+            assert "Give a query" in page.locator("#status").inner_text() and not page.locator(".toast-body").count()
             for modality, folder in (("rgb", "RGB"), ("nir", "NI"), ("tir", "TI")):
                 page.locator(f"#query-{modality} input[type=file]").set_input_files(
                     str(queries / folder / "000002_cam2_001.png"))
@@ -256,10 +289,44 @@ def test_browser_search_shows_results_and_overlays(chromium, server):
             captions = page.locator("#results .caption-label").all_inner_texts()
             assert len(captions) == 10 and captions[0].startswith("#1 ✓ id 2"), captions
             assert "query id 2" in page.locator("#status").inner_text()
+            assert " R." in captions[0] and " F." in captions[0]  # each result's share of the score by part
             page.locator("#results .thumbnail-item").first.click()
             page.wait_for_selector("#selected-overlay-rgb img", timeout=30_000)
-            assert "Selected #1" in page.locator("#selected").inner_text()
-            if os.environ.get("SIGNAL_SCREENSHOT"):
-                page.screenshot(path=os.environ["SIGNAL_SCREENSHOT"], full_page=True)
+            selected = page.locator("#selected").inner_text()
+            assert "Selected #1" in selected and "fused SIM tokens" in selected and "cosine" in selected
+            shot = os.environ.get("SIGNAL_SCREENSHOT")
+            if shot:
+                page.screenshot(path=shot, full_page=True)
+            _check_view_switch(page, shot and shot.replace(".png", "-scores.png"))
+            page.locator("#modalities label", has_text="NIR").click()  # the switch searches again
+            page.wait_for_function("document.querySelector('#status').innerText.includes('Switched off')",
+                                   timeout=30_000)
+            moved = page.locator("#results .caption-label").all_inner_texts()
+            assert len(moved) == 10 and all("(was " in c for c in moved), moved
+            if shot:
+                page.screenshot(path=shot.replace(".png", "-switch.png"), full_page=True)
         finally:
             browser.close()
+
+
+def _check_view_switch(page, shot: str | None) -> None:
+    """"SIM scores" swaps the query's and the selected result's overlays for the (wider) heatmaps, and back;
+    ``shot``: a screenshot of the heatmap view."""
+    def sources():
+        return [page.locator(f"#{kind}-overlay-{m} img").get_attribute("src")
+                for kind in ("query", "selected") for m in ("rgb", "nir", "tir")]
+
+    kept = sources()
+    page.locator("#view label", has_text="SIM scores").click()
+    page.wait_for_function(f"document.querySelector('#query-overlay-rgb img').src !== {kept[0]!r}", timeout=30_000)
+    page.wait_for_function(f"document.querySelector('#selected-overlay-tir img').src !== {kept[5]!r}",
+                           timeout=30_000)
+    heat = sources()
+    assert all(h != k for h, k in zip(heat, kept)), (heat, kept)
+    size = page.evaluate("(() => { const i = document.querySelector('#query-overlay-rgb img');"
+                         " return [i.naturalWidth, i.naturalHeight]; })()")
+    assert size[0] > size[1], size  # intra | inter side by side
+    if shot:
+        page.screenshot(path=shot, full_page=True)
+    page.locator("#view label", has_text="kept tokens").click()
+    page.wait_for_function(f"document.querySelector('#query-overlay-rgb img').src === {kept[0]!r}", timeout=30_000)

@@ -209,8 +209,10 @@ def test_served_folder_writes_once_atomically_and_prunes(tmp_path):
 
 
 def test_explain_entry(engine):
-    overlays = engine.explain_entry(2)
-    assert len(overlays) == 3 and all(o.shape == (*overlay_size(engine.image_size), 3) for o in overlays)
+    drawings = engine.explain_entry(2)
+    h, w = overlay_size(engine.image_size)
+    assert len(drawings.kept) == 3 and all(o.shape == (h, w, 3) for o in drawings.kept)
+    assert len(drawings.scores) == 3 and all(o.shape[0] == h and o.shape[1] > 2 * w for o in drawings.scores)
 
 
 # --- overlays ---------------------------------------------------------------------------------

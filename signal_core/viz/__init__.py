@@ -1,10 +1,12 @@
 """Drawings of what a Signal model does, shared by the demo and the evaluation report.
 
 * :mod:`.overlays`: SIM token selection and LAM sampling drawn on an image (numpy + PIL).
+* :mod:`.heatmaps`: SIM's intra- / inter-modal token scores as heatmaps, labels on drawings (numpy + PIL).
 * :mod:`.ranklist`: a query triple and its top-k results with green / red borders (PIL).
 * :mod:`.plots`: CMC, t-SNE, similarity histograms, training curves, image grids (matplotlib and
   scikit-learn, imported only when a plot is made; ``pip install matplotlib scikit-learn``).
 """
+from .heatmaps import annotate, heat_legend_html, score_heatmap, score_maps_overlay
 from .overlays import (
     ARROW_COLOUR,
     BOTH_COLOUR,
@@ -23,6 +25,7 @@ from .ranklist import RankedTriple, ranklist_image, stack_rows
 
 __all__ = [
     "ARROW_COLOUR", "BOTH_COLOUR", "INTER_COLOUR", "INTRA_COLOUR", "REFERENCE_COLOUR", "RankedTriple",
-    "auto_offset_scale", "explanation_overlay", "legend_html", "offset_pixels", "overlay_size",
-    "ranklist_image", "sampling_overlay", "selection_overlay", "stack_rows",
+    "annotate", "auto_offset_scale", "explanation_overlay", "heat_legend_html", "legend_html", "offset_pixels",
+    "overlay_size", "ranklist_image", "sampling_overlay", "score_heatmap", "score_maps_overlay", "selection_overlay",
+    "stack_rows",
 ]
