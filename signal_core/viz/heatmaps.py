@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
@@ -44,7 +45,7 @@ def upsample_scores(scores: np.ndarray, grid_size: tuple[int, int], hw: tuple[in
     """[h * w] patch scores (row-major) -> [H, W] float32 by bilinear interpolation between patch centres."""
     gh, gw = grid_size
     grid = np.asarray(scores, dtype=np.float32).reshape(gh, gw)
-    return np.asarray(Image.fromarray(grid).resize((hw[1], hw[0]), Image.Resampling.BILINEAR))
+    return cv2.resize(grid, (hw[1], hw[0]), interpolation=cv2.INTER_LINEAR)
 
 
 def score_heatmap(image: np.ndarray, grid_size: tuple[int, int], scores: np.ndarray | None,
@@ -63,11 +64,10 @@ def score_heatmap(image: np.ndarray, grid_size: tuple[int, int], scores: np.ndar
     low, span = float(scores.min()), float(np.ptp(scores))
     stretched = (scores - low) * (255 / span) if span > 0 else np.zeros_like(scores)  # min -> 0, max -> 255
     heat = upsample_scores(stretched, grid_size, out.shape[:2])
-    levels = Image.fromarray(heat.round().clip(0, 255).astype(np.uint8))  # [H, W] 0..255
-    table = _heat_table()
-    coloured = Image.merge("RGB", [levels.point(table[:, c].tolist()) for c in range(3)])
-    grey = Image.fromarray(out).convert("L").convert("RGB")
-    out = np.asarray(Image.blend(grey, coloured, HEAT_ALPHA)).copy()
+    levels = cv2.convertScaleAbs(heat)  # [H, W] uint8: rounded, 0..255
+    coloured = cv2.LUT(cv2.cvtColor(levels, cv2.COLOR_GRAY2RGB), _heat_table()[None])  # the ramp's colours
+    grey = cv2.cvtColor(cv2.cvtColor(out, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    out = cv2.addWeighted(grey, 1 - HEAT_ALPHA, coloured, HEAT_ALPHA, 0.0)
     return annotate(out, title) if title else out
 
 
@@ -93,16 +93,29 @@ def annotate(image: np.ndarray, text: str, where: str = "bottom") -> np.ndarray:
     """``text`` in white on a dark box in the top-left or bottom-left corner of a copy of ``image``."""
     if where not in ("top", "bottom"):
         raise ValueError(f"where must be 'top' or 'bottom', got {where!r}")
-    pil = Image.fromarray(np.asarray(image, dtype=np.uint8))
-    draw = ImageDraw.Draw(pil)
-    font = _font(max(11, pil.height // 24))
-    x0, y0, x1, y1 = draw.textbbox((0, 0), text, font=font)
+    out = np.array(image, dtype=np.uint8)  # a copy
+    label = _label(text, max(11, out.shape[0] // 24))  # [box_h + 1, box_w, 3]
+    if where == "top":
+        patch = label[:out.shape[0], :out.shape[1]]
+        out[:patch.shape[0], :patch.shape[1]] = patch
+    else:  # the box's last row is the image's last row (the label's extra row falls outside)
+        rows = label.shape[0] - 1
+        patch = label[max(0, rows - out.shape[0]):rows, :out.shape[1]]
+        out[out.shape[0] - patch.shape[0]:, :patch.shape[1]] = patch
+    return out
+
+
+@lru_cache(maxsize=64)
+def _label(text: str, size: int) -> np.ndarray:
+    """The box of :func:`annotate`: ``text`` in white at ``size`` px on black (drawn once per text and size)."""
+    font = _font(size)
+    _, _, x1, y1 = ImageDraw.Draw(Image.new("RGB", (1, 1))).textbbox((0, 0), text, font=font)
     pad = 3
-    box_h = y1 + 2 * pad
-    top = 0 if where == "top" else pil.height - box_h
-    draw.rectangle((0, top, x1 + 2 * pad, top + box_h), fill=(0, 0, 0))
-    draw.text((pad, top + pad), text, fill=(255, 255, 255), font=font)
-    return np.asarray(pil).copy()
+    box = Image.new("RGB", (x1 + 2 * pad + 1, y1 + 2 * pad + 1), (0, 0, 0))
+    ImageDraw.Draw(box).text((pad, pad), text, fill=(255, 255, 255), font=font)
+    label = np.asarray(box).copy()
+    label.flags.writeable = False  # shared by every call
+    return label
 
 
 @lru_cache(maxsize=8)

@@ -73,14 +73,12 @@ def selection_overlay(image: np.ndarray, grid_size: tuple[int, int], intra: np.n
     colours[intra & ~inter] = INTRA_COLOUR
     colours[inter & ~intra] = INTER_COLOUR
     colours[intra & inter] = BOTH_COLOUR
-    cell_colours = _cells_to_pixels(colours, out.shape[:2])  # [H, W, 3]
-    cell_kept = _cells_to_pixels(kept, out.shape[:2])  # [H, W]
-    blended = (1 - TINT_ALPHA) * out.astype(np.float32) + TINT_ALPHA * cell_colours
-    out[cell_kept] = blended[cell_kept].round().astype(np.uint8)
-    if removed == "black":
-        out[~cell_kept] = 0
-    elif removed == "dim":
-        out[~cell_kept] = (out[~cell_kept].astype(np.float32) * DIM_FACTOR).round().astype(np.uint8)
+    # per cell: pixel -> pixel * scale + add (kept: tinted; removed: unchanged, dimmed or black)
+    dropped = {"keep": 1.0, "dim": DIM_FACTOR, "black": 0.0}[removed]
+    scale = np.where(kept, np.float32(1 - TINT_ALPHA), np.float32(dropped)).astype(np.float32)  # [gh, gw]
+    add = np.where(kept[..., None], TINT_ALPHA * colours, np.float32(0))  # [gh, gw, 3]
+    pixel_scale = _cells_to_pixels(scale, out.shape[:2])[..., None]  # [H, W, 1]
+    out = (out * pixel_scale + _cells_to_pixels(add, out.shape[:2])).round().astype(np.uint8)
     _draw_grid(out, grid_size)
     return out
 
