@@ -90,10 +90,12 @@ def _image_urls(answer) -> list[str]:
     return urls
 
 
-def run_clients(url: str, clients: int, searches: int, top_k: int = 10, ssl_verify: bool | None = None) -> dict:
+def run_clients(url: str, clients: int, searches: int, top_k: int = 10, ssl_verify: bool | None = None,
+                fetch_images: bool = True) -> dict:
     """``clients`` gradio_client clients x ``searches`` searches, all at once; see the module doc.
 
     Args:
+        fetch_images: also fetch and decode every image of each answer (as a page does).
         ssl_verify: gradio_client's option; default False for an http:// URL. gradio_client 2.x
             builds a new SSL context (loading the CA bundle) for each of its HTTP requests, TLS or
             not: about 250 ms of CPU per search, more than the server's, on the same 2 cores.
@@ -114,8 +116,10 @@ def run_clients(url: str, clients: int, searches: int, top_k: int = 10, ssl_veri
             try:
                 answer = pool[i].predict(handle_file(rgb), handle_file(nir), handle_file(tir), top_k, cam,
                                          api_name="/search")
-                sizes = [_fetch_image(u) for u in _image_urls(answer)]
-                error = None if sizes and min(min(s) for s in sizes) > 0 else "no image in the answer"
+                error = None
+                if fetch_images:
+                    sizes = [_fetch_image(u) for u in _image_urls(answer)]
+                    error = None if sizes and min(min(s) for s in sizes) > 0 else "no image in the answer"
             except Exception as exc:  # noqa: BLE001 - counted and reported
                 error = f"{exc.__class__.__name__}: {exc}"
             out.append((time.perf_counter() - start, error))
@@ -127,7 +131,8 @@ def run_clients(url: str, clients: int, searches: int, top_k: int = 10, ssl_veri
     wall = time.perf_counter() - start
     latencies = [1000 * t for t, _ in results]
     errors = [e for _, e in results if e]
-    return {"clients": clients, "searches_per_client": searches, "ssl_verify": verify, "searches": len(results), "wall_s": wall,
+    return {"clients": clients, "searches_per_client": searches, "ssl_verify": verify, "fetch_images": fetch_images,
+            "searches": len(results), "wall_s": wall,
             "searches_per_s": len(results) / wall, "errors": len(errors), "first_errors": errors[:3],
             "latency_p50_ms": float(np.percentile(latencies, 50)), "latency_p95_ms": float(np.percentile(latencies, 95))}
 
@@ -177,6 +182,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--searches", type=int, default=5, help="searches per client")
     parser.add_argument("--rounds", type=int, default=1, help="repeat the client load this many times")
     parser.add_argument("--browser-clicks", type=int, default=20, help="0: no browser measurement")
+    parser.add_argument("--no-fetch", action="store_true", help="API calls only: do not fetch the answers' images")
     parser.add_argument("--ssl-verify", action="store_true",
                         help="gradio_client's default SSL context per request even for http:// (costly; see run_clients)")
     parser.add_argument("--json", help="write the figures here")
@@ -191,9 +197,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
         run_clients(url, 2, 2)  # warm-up: model, caches, thumbnails
         for _ in range(args.rounds):
             figures["clients"].append(run_clients(url, args.clients, args.searches,
-                                                  ssl_verify=True if args.ssl_verify else None))
+                                                  ssl_verify=True if args.ssl_verify else None,
+                                                  fetch_images=not args.no_fetch))
             c = figures["clients"][-1]
-            print(f"{c['clients']} clients x {c['searches_per_client']}: {c['searches_per_s']:.2f} searches/s, "
+            print(f"{c['clients']} clients x {c['searches_per_client']}{'' if c['fetch_images'] else ' (API only)'}: "
+                  f"{c['searches_per_s']:.2f} searches/s, "
                   f"{c['errors']} errors, latency p50 {c['latency_p50_ms']:.0f} ms p95 {c['latency_p95_ms']:.0f} ms",
                   flush=True)
         if args.browser_clicks:

@@ -12,7 +12,7 @@ Views of one triple (per modality, RGB / NIR / TIR):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -20,19 +20,56 @@ import torch.nn.functional as F
 
 from signal_core.index import GalleryIndex
 from signal_core.modalities import MODALITIES
-from signal_core.viz import annotate, auto_offset_scale, explanation_overlay, score_maps_overlay
+from signal_core.viz import annotate, auto_offset_scale, explanation_overlay, overlay_size, resize_for_overlay, score_maps_overlay
 
 VIEWS = ("kept tokens", "SIM scores")  # the page's view switch, first = default
 RANK_DEPTH = 100  # through an index, earlier ranks are looked up among this many (or 2 top k) results
 
 
-@dataclass
 class Drawings:
-    """The two views of one triple, per modality in RGB, NIR, TIR order."""
+    """The two views of one triple, per modality in RGB, NIR, TIR order, each drawn when first asked for.
 
-    kept: list[np.ndarray]  # [H, W, 3] SIM kept tokens + LAM arrows (scaled; the factor is written on it)
-    scores: list[np.ndarray]  # [H, 2W + gap, 3] intra | inter SIM score heatmaps
-    offset_scales: list[float]  # how many times longer than the real offsets the arrows are drawn
+    Holding the explanation (item 0, numpy) and the images at the drawing size only, it is cheap to
+    make: a search returns it and the page draws the views in a second step, after the results.
+    """
+
+    def __init__(self, images: Sequence[np.ndarray | None], explanation, grid_size: tuple[int, int],
+                 image_size: tuple[int, int]):
+        canvas = overlay_size(image_size)  # the drawings resize to this (same size: an exact copy)
+        self.images = [None if image is None else resize_for_overlay(image, canvas) for image in images]
+        self.grid_size, self.image_size = grid_size, image_size
+        self.parts = []
+        for modality in MODALITIES:
+            e = explanation[modality]
+            self.parts.append({"reference": _np(e.reference_points), "positions": _first(e.sampled_positions),
+                               "intra": _first(e.intra), "inter": _first(e.inter), "final": _first(e.final),
+                               "intra_scores": _first(e.intra_scores), "inter_scores": _first(e.inter_scores)})
+
+    @cached_property
+    def offset_scales(self) -> list[float]:
+        """How many times longer than the real offsets the LAM arrows are drawn, per modality."""
+        return [1.0 if p["reference"] is None or p["positions"] is None
+                else auto_offset_scale(p["reference"], p["positions"], self.grid_size, self.image_size)
+                for p in self.parts]
+
+    @cached_property
+    def kept(self) -> list[np.ndarray]:
+        """[H, W, 3] SIM kept tokens + LAM arrows (scaled; the factor is written on it)."""
+        out = []
+        for image, p, scale in zip(self.images, self.parts, self.offset_scales):
+            drawn = explanation_overlay(image, self.grid_size, self.image_size, intra=p["intra"], inter=p["inter"],
+                                        final=p["final"], reference=p["reference"], positions=p["positions"],
+                                        offset_scale=scale)
+            if p["reference"] is not None and p["positions"] is not None:
+                drawn = annotate(drawn, f"LAM arrows x{scale:g}" if scale != 1 else "LAM arrows true length")
+            out.append(drawn)
+        return out
+
+    @cached_property
+    def scores(self) -> list[np.ndarray]:
+        """[H, 2W + gap, 3] intra | inter SIM score heatmaps."""
+        return [score_maps_overlay(image, self.grid_size, self.image_size, p["intra_scores"], p["inter_scores"])
+                for image, p in zip(self.images, self.parts)]
 
     def view(self, name: str) -> list[np.ndarray]:
         """The drawings of view ``name`` (one of :data:`VIEWS`)."""
@@ -41,24 +78,9 @@ class Drawings:
 
 def draw_explanation(images: Sequence[np.ndarray | None], explanation, grid_size: tuple[int, int],
                      image_size: tuple[int, int]) -> Drawings:
-    """Both views of the first item of ``explanation`` (from ``SignalModel.explain``) over ``images``."""
-    kept, scores, scales = [], [], []
-    for modality, image in zip(MODALITIES, images):
-        e = explanation[modality]
-        reference, positions = _np(e.reference_points), _first(e.sampled_positions)
-        scale = 1.0
-        if reference is not None and positions is not None:
-            scale = auto_offset_scale(reference, positions, grid_size, image_size)
-        drawn = explanation_overlay(image, grid_size, image_size, intra=_first(e.intra), inter=_first(e.inter),
-                                    final=_first(e.final), reference=reference, positions=positions,
-                                    offset_scale=scale)
-        if reference is not None and positions is not None:
-            drawn = annotate(drawn, f"LAM arrows x{scale:g}" if scale != 1 else "LAM arrows true length")
-        kept.append(drawn)
-        scores.append(score_maps_overlay(image, grid_size, image_size, _first(e.intra_scores),
-                                         _first(e.inter_scores)))
-        scales.append(scale)
-    return Drawings(kept, scores, scales)
+    """Both views of the first item of ``explanation`` (from ``SignalModel.explain``) over ``images``,
+    drawn when first used."""
+    return Drawings(images, explanation, grid_size, image_size)
 
 
 def switched_images(images: Sequence[np.ndarray | None], switched_on: Sequence[str] | None

@@ -1,11 +1,13 @@
 """The Gradio page: three image inputs, a Search button, the ranked gallery and the overlays.
 
-The search event is exposed to the API as ``/search`` with inputs (rgb, nir, tir, top_k, camera, and
-optionally the modality switch and the view) and outputs (ranked gallery, status markdown, three
-query overlays, ...); ``/search_json`` takes (rgb, nir, tir, top_k, camera) and returns the matches
-with their part scores as JSON, without drawing anything (:func:`demo.text.result_json`). A bad input is a ``gr.Error``
-with the message (gradio's convention: the page shows it, ``gradio_client`` raises it); an
-unexpected error is logged and reported the same way, and the server keeps serving.
+A click on Search runs two steps: the ranked results with their part scores, then the query's
+explanation drawn in the chosen view (the results show as soon as they exist). The API has
+``/search`` with inputs (rgb, nir, tir, top_k, camera) and outputs (ranked gallery, status markdown,
+the three query overlays of the "kept tokens" view), and ``/search_json`` with the same inputs,
+returning the matches with their part scores as JSON, without drawing anything
+(:func:`demo.text.result_json`). A bad input is a ``gr.Error`` with the message (gradio's
+convention: the page shows it, ``gradio_client`` raises it); an unexpected error is logged and
+reported the same way, and the server keeps serving.
 
 Every image sent to the page is a file the demo wrote atomically in a folder served as is
 (:mod:`demo.served`): gallery thumbnails, per-search overlays; plus the example query files.
@@ -104,31 +106,44 @@ def build_ui(engine: SearchEngine, examples: Sequence[GalleryEntry] = (), title:
     n = len(engine.gallery)
     default_engine = engine
 
-    def saved_views(drawings) -> dict[str, list[str]]:
-        return {view: [engine.served.save_png(o) for o in drawings.view(view)] for view in VIEWS}
+    def saved(drawings, view: str) -> list[str | None]:
+        """The PNG files of one view of ``drawings`` (drawn now if not yet); three Nones without drawings."""
+        if drawings is None:
+            return [None] * 3
+        return run_safely("Drawing the explanation", lambda: [engine.served.save_png(o) for o in drawings.view(view)])
 
-    def search(rgb: str | None, nir: str | None, tir: str | None, top_k: float = 10,
-               camera: str = UNKNOWN_CAMERA, modalities: list[str] | None = None, view: str = VIEWS[0],
-               request: gr.Request = None):
+    def rank(rgb: str | None, nir: str | None, tir: str | None, top_k: float = 10,
+             camera: str = UNKNOWN_CAMERA, modalities: list[str] | None = None, request: gr.Request = None):
+        """The page's search, step 1: the ranked results (the query's drawings follow in :func:`draw`)."""
         engine = session_engine(uploads, request, default_engine)
         result = run_safely("Search", engine.search, rgb, nir, tir, top_k, camera,
                             switched_on=switched_on(modalities))
-        views = run_safely("Drawing the explanation", saved_views, result.drawings)
         if result.missing:
             gr.Info(f"Missing modality: {text.missing_names(result)} zeroed.")
         gallery_value = [(m.thumbnail, text.caption(m)) for m in result.matches]
         matches = [{"index": m.index, "caption": text.caption(m), "parts": text.parts_table(m, result.previous_depth)}
                    for m in result.matches]
         summary = text.summary(result, len(engine.gallery))
-        return (gallery_value, summary, *views.get(view, views[VIEWS[0]]), matches, None, None, None,
-                "Click a result above to see what the model looked at in it and its score by part.", views, {})
+        return (gallery_value, summary, matches, None, None, None,
+                "Click a result above to see what the model looked at in it and its score by part.",
+                result.drawings, None)
 
-    def search_again(rgb: str | None, nir: str | None, tir: str | None, top_k: float, camera: str,
-                     modalities: list[str] | None, view: str, request: gr.Request = None):
+    def draw(drawings, view: str):
+        """The page's search, step 2: the query's explanation in the chosen view."""
+        return tuple(saved(drawings, view))
+
+    def search(rgb: str | None, nir: str | None, tir: str | None, top_k: float = 10,
+               camera: str = UNKNOWN_CAMERA, request: gr.Request = None):
+        """The ``/search`` API: the ranked gallery, the status text and the query's kept-token drawings."""
+        gallery_value, summary, *_, drawings, _ = rank(rgb, nir, tir, top_k, camera, request=request)
+        return (gallery_value, summary, *saved(drawings, VIEWS[0]))
+
+    def rank_again(rgb: str | None, nir: str | None, tir: str | None, top_k: float, camera: str,
+                   modalities: list[str] | None, request: gr.Request = None):
         """The modality switch re-runs a search once there are query images (nothing otherwise)."""
         if not (rgb or nir or tir):
-            return tuple(gr.skip() for _ in search_outputs)
-        return search(rgb, nir, tir, top_k, camera, modalities, view, request=request)
+            return tuple(gr.skip() for _ in rank_outputs)
+        return rank(rgb, nir, tir, top_k, camera, modalities, request=request)
 
     def search_json(rgb: str | None, nir: str | None, tir: str | None, top_k: float = 10,
                     camera: str = UNKNOWN_CAMERA, request: gr.Request = None) -> dict:
@@ -139,13 +154,13 @@ def build_ui(engine: SearchEngine, examples: Sequence[GalleryEntry] = (), title:
     def select(matches: list, view: str, evt: gr.SelectData, request: gr.Request = None):
         engine = session_engine(uploads, request, default_engine)
         match = matches[evt.index]
-        views = run_safely("Explaining this result", lambda: saved_views(engine.explain_entry(match["index"])))
+        drawings = run_safely("Explaining this result", engine.explain_entry, match["index"])
         entry = engine.gallery.entries[match["index"]]
-        return (*views.get(view, views[VIEWS[0]]),
-                f"**Selected {match['caption']}** · `{entry.name}`\n\n{match['parts']}", views)
+        return (*saved(drawings, view), f"**Selected {match['caption']}** · `{entry.name}`\n\n{match['parts']}",
+                drawings)
 
-    def show_view(view: str, query_views: dict, selected_views: dict):
-        return (*(query_views or {}).get(view, [None] * 3), *(selected_views or {}).get(view, [None] * 3))
+    def show_view(view: str, query_drawings, selected_drawings):
+        return (*saved(query_drawings, view), *saved(selected_drawings, view))
 
     with gr.Blocks(title="Signal ReID demo", delete_cache=DELETE_CACHE) as page:
         gr.Markdown(f"# {title}\n{INTRO}")
@@ -188,17 +203,23 @@ def build_ui(engine: SearchEngine, examples: Sequence[GalleryEntry] = (), title:
             selected_overlays = [gr.Image(label=f"Selected result {LABELS[m]}", type="filepath",
                                           interactive=False, height=300, elem_id=f"selected-overlay-{m}")
                                  for m in MODALITIES]
-        matches_state, query_views, selected_views = gr.State([]), gr.State({}), gr.State({})
-        search_outputs = [results, status, *query_overlays, matches_state, *selected_overlays, selected_text,
-                          query_views, selected_views]
-        button.click(search, inputs=[*inputs, top_k, camera, modalities, view], outputs=search_outputs,
-                     api_name="search")
-        modalities.input(search_again, inputs=[*inputs, top_k, camera, modalities, view], outputs=search_outputs,
-                         api_visibility="private")
-        results.select(select, inputs=[matches_state, view], outputs=[*selected_overlays, selected_text, selected_views],
-                       api_visibility="private")
-        view.change(show_view, inputs=[view, query_views, selected_views],
+        # the drawings of the query and of the selected result (drawn per view when first shown)
+        matches_state, query_drawings, selected_drawings = gr.State([]), gr.State(None), gr.State(None)
+        rank_inputs = [*inputs, top_k, camera, modalities]
+        rank_outputs = [results, status, matches_state, *selected_overlays, selected_text, query_drawings,
+                        selected_drawings]
+        # results first, the query's drawings after (a click shows the ranking sooner)
+        button.click(rank, inputs=rank_inputs, outputs=rank_outputs, api_visibility="private").success(
+            draw, inputs=[query_drawings, view], outputs=query_overlays, api_visibility="private")
+        modalities.input(rank_again, inputs=rank_inputs, outputs=rank_outputs, api_visibility="private").success(
+            draw, inputs=[query_drawings, view], outputs=query_overlays, api_visibility="private")
+        results.select(select, inputs=[matches_state, view],
+                       outputs=[*selected_overlays, selected_text, selected_drawings], api_visibility="private")
+        view.change(show_view, inputs=[view, query_drawings, selected_drawings],
                     outputs=[*query_overlays, *selected_overlays], api_visibility="private")
+        search_trigger = gr.Button(visible=False)
+        search_trigger.click(search, inputs=[*inputs, top_k, camera], outputs=[results, status, *query_overlays],
+                             api_name="search")
         json_trigger, json_out = gr.Button(visible=False), gr.JSON(visible=False)
         json_trigger.click(search_json, inputs=[*inputs, top_k, camera], outputs=json_out, api_name="search_json")
     return page

@@ -18,6 +18,7 @@ from .overlays import (
     legend_html,
     offset_pixels,
     overlay_size,
+    resize_for_overlay,
     sampling_overlay,
     selection_overlay,
 )
@@ -26,6 +27,6 @@ from .ranklist import RankedTriple, ranklist_image, stack_rows
 __all__ = [
     "ARROW_COLOUR", "BOTH_COLOUR", "INTER_COLOUR", "INTRA_COLOUR", "REFERENCE_COLOUR", "RankedTriple",
     "annotate", "auto_offset_scale", "explanation_overlay", "heat_legend_html", "legend_html", "offset_pixels",
-    "overlay_size", "ranklist_image", "sampling_overlay", "score_heatmap", "score_maps_overlay", "selection_overlay",
-    "stack_rows",
+    "overlay_size", "ranklist_image", "resize_for_overlay", "sampling_overlay", "score_heatmap", "score_maps_overlay",
+    "selection_overlay", "stack_rows",
 ]
