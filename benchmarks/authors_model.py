@@ -100,6 +100,9 @@ def authors_forward(code_dir: str | Path, ours, num_classes: int = 171) -> Autho
     root = Path(code_dir).expanduser().resolve()
     if not (root / "modeling" / "make_model.py").is_file():
         raise FileNotFoundError(f"{root} is not a checkout of github.com/010129/Signal (no modeling/make_model.py).")
+    if tuple(ours.cfg.image_size) != (256, 128) or ours.cfg.embed_dim != 512:
+        raise ValueError("the authors' model is their RGBNT201 ViT-B/16 (256 x 128, 512-d): benchmark it with "
+                         f"--preset rgbnt201, not a {tuple(ours.cfg.image_size)} / {ours.cfg.embed_dim}-d model.")
     sys.path.insert(0, str(root))
     _stub_fvcore()
     from config import cfg as defaults  # noqa: PLC0415 - the authors' yacs config
