@@ -64,7 +64,6 @@ def _stub_fvcore() -> None:
 def _random_clip_loader(cfg, backbone_name, h_resolution, w_resolution, vision_stride_size):
     """Replaces their ``load_clip_to_cpu``: their CLIP built from a random open_clip ViT-B-16 state."""
     import open_clip
-
     from modeling.clip import clip  # noqa: PLC0415 - the authors' package, on sys.path now
 
     state = open_clip.create_model("ViT-B-16", pretrained=None).state_dict()
