@@ -7,6 +7,13 @@ int8): triples/s at batch 8, the ratio to torch fp32, and agreement with torch f
 synthetic triples (train.synthetic): cosine, rank-1 and top-10 sets (query = gallery, self excluded).
 int8 is calibrated on other synthetic triples than those it is scored on. Also: ONNX vs PyTorch
 max abs difference of the fp32 graph, and the CPU's flags (AVX-512, VNNI, AMX).
+
+``--authors-code DIR`` (a checkout of github.com/010129/Signal, outside this repository) adds the
+authors' own forward (fp32, eval, their test-time feature) with the same weights, timed in the same
+run, and every row's ratio to it (benchmarks/authors_model.py). Random-weight ViT-B/16 features are
+nearly degenerate (ranks decided by tiny gaps), so agreement is also measured with the bundled demo
+model (``--bundled``, default on): torch fp32 vs int8 on onnxruntime and OpenVINO, on synthetic
+triples at its input size, with its mAP / rank-1 on them.
 """
 from __future__ import annotations
 
@@ -24,6 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from benchmarks.inference_bench import machine_info, random_model, synthetic_split, timed
+from signal_core import load_weights
 from signal_core.atomic import write_json
 from signal_core.engines import load_engine
 from signal_core.export import export_onnx
@@ -63,10 +71,10 @@ def agreement(ref: np.ndarray, got: np.ndarray, k: int = 10) -> dict:
 
 def measure(name: str, engine, bench_batch, data, batch: int, repeats: int, ref) -> dict:
     times = timed(lambda: engine(*bench_batch), repeats)
-    feats = features(engine, data, batch)
+    feats = features(engine, data, batch) if data is not None else None
     row = {"engine": name, "precision": engine.precision, "batch": batch,
            "triples_per_s": batch / min(times), "triples_per_s_median": batch / statistics.median(times)}
-    if ref is not None:
+    if ref is not None and feats is not None:
         row.update(agreement(ref, feats))
     print(f"{name:24s} {engine.precision:5s} {row['triples_per_s']:7.2f} triples/s", flush=True)
     return row, feats
@@ -95,13 +103,15 @@ def run(args) -> dict:
         t = time.perf_counter()
         quantize_int8(fp32, int8, batches)
         report["quantize_s"] = time.perf_counter() - t
-        plan = [("torch", model, "fp32", {}), ("torch", model, "bf16", {}),
+        plan = [("torch", model, "fp32", {}), *([("authors", None, "fp32", {})] if args.authors_code else []),
+                ("torch", model, "bf16", {}),
                 ("onnxruntime", fp32, None, {"providers": ["CPUExecutionProvider"]}),
                 ("onnxruntime", int8, None, {"providers": ["CPUExecutionProvider"]}),
                 ("openvino", fp32, None, {}), ("openvino", int8, None, {})]
         ref = None
         for kind, source, precision, options in plan:
-            engine = load_engine(source, kind=kind, precision=precision, **options)
+            engine = (authors(args.authors_code, model, report) if kind == "authors"
+                      else load_engine(source, kind=kind, precision=precision, **options))
             row, feats = measure(kind, engine, bench_batch, data, args.batch, args.repeats, ref)
             if ref is None:
                 ref, base = feats, row["triples_per_s"]
@@ -113,7 +123,58 @@ def run(args) -> dict:
             del engine
             gc.collect()
     model.set_inference_precision("fp32")
+    theirs = next((r["triples_per_s"] for r in report["rows"] if r["engine"] == "authors"), None)
+    for row in report["rows"]:
+        if theirs:
+            row["ratio_to_authors_fp32"] = row["triples_per_s"] / theirs
+    if args.bundled:
+        report["bundled_model"] = bundled_agreement(args)
     return report
+
+
+def authors(code_dir: str, model, report: dict):
+    """The authors' forward with ``model``'s weights (their code from ``code_dir``)."""
+    from benchmarks.authors_model import authors_forward
+
+    forward = authors_forward(code_dir, model)
+    report["authors"] = {"code": str(code_dir), "commit": forward.commit,
+                         "max_abs_diff_to_ours": forward.max_abs_diff_to_ours}
+    print(f"authors' model built from {code_dir}: max abs diff to ours {forward.max_abs_diff_to_ours:.1e}", flush=True)
+    return forward
+
+
+def bundled_agreement(args, weights: str = "assets/demo_model.safetensors") -> dict:
+    """The bundled (trained) model: torch fp32 vs int8 engines on synthetic triples, and its mAP there."""
+    from signal_core.metrics import evaluate_rank, pairwise_distance
+
+    model = load_weights(Path(__file__).resolve().parents[1] / weights).eval()
+    size = model.cfg.image_size
+    rgb, nir, tir, camids, pids = synthetic_split(None, 2 * args.bundled_triples, size, with_pids=True)
+    cams = torch.where(camids < model.num_cameras, camids, -1)
+    data = [t[0::2].numpy() for t in (rgb, nir, tir)] + [cams[0::2].numpy()]
+    calib = [t[1::2].numpy() for t in (rgb, nir, tir)] + [cams[1::2].numpy()]
+    out = {"weights": weights, "image_size": list(size), "triples_scored": len(data[0]), "rows": []}
+    with tempfile.TemporaryDirectory(prefix="signal-engines-") as tmp:
+        fp32, int8 = str(Path(tmp) / "fp32.onnx"), str(Path(tmp) / "int8.onnx")
+        export_onnx(model, fp32)
+        quantize_int8(fp32, int8, [{"rgb": calib[0][i:i + 8], "nir": calib[1][i:i + 8], "tir": calib[2][i:i + 8],
+                                    "cam_ids": calib[3][i:i + 8]} for i in range(0, len(calib[0]), 8)])
+        ref = None
+        for kind, source in (("torch", model), ("onnxruntime", int8), ("openvino", int8)):
+            engine = load_engine(source, kind=kind, precision="fp32" if kind == "torch" else None)
+            feats = features(engine, data, 8)
+            q = torch.nn.functional.normalize(torch.from_numpy(feats), dim=1)
+            p, c = pids[0::2], camids[0::2]  # query = gallery; same identity and camera dropped (self too)
+            ranked = evaluate_rank(pairwise_distance(q, q), p, p, c, c)
+            row = {"engine": kind, "precision": engine.precision, "mAP": 100 * float(ranked.mAP),
+                   "rank1": 100 * float(ranked.cmc[0])}
+            if ref is None:
+                ref = feats
+            else:
+                row.update(agreement(ref, feats))
+            out["rows"].append(row)
+            print(f"bundled {kind:12s} {engine.precision:5s} mAP {row['mAP']:.2f} R1 {row['rank1']:.2f}", flush=True)
+    return out
 
 
 def main(argv=None) -> int:
@@ -124,6 +185,11 @@ def main(argv=None) -> int:
     p.add_argument("--triples", type=int, default=64, help="scored triples (as many again calibrate int8)")
     p.add_argument("--preset", default="rgbnt201", help="model preset (rgbnt201: ViT-B/16 at 256 x 128; tiny: a smoke test)")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--authors-code", metavar="DIR", help="a checkout of github.com/010129/Signal (outside this "
+                   "repository): adds the authors' fp32 forward, timed in the same run")
+    p.add_argument("--bundled", action=argparse.BooleanOptionalAction, default=True,
+                   help="also score int8 against fp32 with the bundled trained demo model")
+    p.add_argument("--bundled-triples", type=int, default=200, help="--bundled: scored triples")
     args = p.parse_args(argv)
     keep_freed_memory()
     report = run(args)

@@ -110,9 +110,9 @@ def extraction(model, device: torch.device, precision: str, batch: int, repeats:
             "achieved_gflops": flops / best / 1e9, "fraction_of_matmul_peak": flops / best / 1e9 / peak}
 
 
-def synthetic_split(root: Path | None, num_triples: int, image_size: tuple[int, int]):
-    """Test triples (normalised tensors of ``image_size``) of a synthetic benchmark; without ``root``
-    a small one is generated in a temporary folder."""
+def synthetic_split(root: Path | None, num_triples: int, image_size: tuple[int, int], with_pids: bool = False):
+    """Test triples (normalised tensors of ``image_size``) of a synthetic benchmark and their cameras
+    (and identities with ``with_pids``); without ``root`` a small one is generated in a temporary folder."""
     from signal_core.data import TripleDataset, build_transforms, load_dataset
     from train.synthetic import SyntheticSpec, generate
 
@@ -125,7 +125,8 @@ def synthetic_split(root: Path | None, num_triples: int, image_size: tuple[int, 
         ds = TripleDataset(records[::step][:num_triples], build_transforms(image_size, train=False))
         items = [ds[i] for i in range(len(ds))]
     stack = lambda key: torch.stack([it[key] for it in items])  # noqa: E731
-    return stack("rgb"), stack("nir"), stack("tir"), torch.tensor([it["camid"] for it in items])
+    out = stack("rgb"), stack("nir"), stack("tir"), torch.tensor([it["camid"] for it in items])
+    return (*out, torch.tensor([it["pid"] for it in items])) if with_pids else out
 
 
 def accuracy(model, device: torch.device, data, batch: int) -> dict:

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from signal_core.feature_store import FeatureStoreError, read_features, sha256_file
 from signal_core.index import GalleryIndex
+from signal_core.inference import run_features
 from signal_core.metrics.parts import PartScore, feature_layout, part_scores
 from signal_core.modalities import LABELS, MODALITIES
 
@@ -90,8 +91,11 @@ class SearchEngine:
 
     def __init__(self, model, gallery: Gallery, gallery_features: torch.Tensor | GalleryIndex,
                  device: str | torch.device = "cpu", thumbnails: ThumbnailStore | None = None, description: str = "",
-                 served: ServedFolder | None = None):
-        """``gallery_features``: [N, F] features (ranked by one matrix product) or a GalleryIndex of N rows."""
+                 served: ServedFolder | None = None, features_fn=None):
+        """``gallery_features``: [N, F] features (ranked by one matrix product) or a GalleryIndex of N rows;
+        ``features_fn``: a feature engine (signal_core.engines) for the query features instead of the
+        model (the model still draws the SIM / LAM overlays)."""
+        self.features_fn = features_fn
         if len(gallery_features) != len(gallery):
             raise ValueError(f"{len(gallery_features)} features for {len(gallery)} gallery entries.")
         self.model = model.eval()
@@ -116,32 +120,35 @@ class SearchEngine:
     def from_gallery(cls, model, gallery: Gallery, device: str | torch.device = "cpu",
                      weights: str | os.PathLike | None = None,
                      cache: FeatureCache | None = None, batch_size: int = 32, progress: bool = True,
-                     description: str = "", served: ServedFolder | None = None) -> SearchEngine:
+                     description: str = "", served: ServedFolder | None = None, features_fn=None,
+                     features_id: str | None = None) -> SearchEngine:
         """Gallery features from ``cache`` (keyed on model, gallery, the model's inference precision,
         device, input size) or computed in batches with a progress bar and stored.
 
         Thumbnails go to ``<cache dir>/thumbs-<key>``, or, when that cannot be written, to
         ``served``'s ``thumbs`` folder (``served``: default a new per-process folder).
+        ``features_fn`` (a feature engine) computes the gallery and query features; ``features_id``
+        names it in the cache key (in place of the model's precision).
         """
         cache = cache or FeatureCache()
         served = served if served is not None else ServedFolder()
         warn_unknown_cameras(gallery, model.num_cameras)
         model_fp = model_fingerprint(weights, model.cfg.to_json(), None if weights else model.state_dict())
-        key = cache_key(model_fp, gallery_fingerprint(gallery),
-                        model.inference_precision, torch.device(device).type, model.cfg.image_size)
+        key = cache_key(model_fp, gallery_fingerprint(gallery), features_id or model.inference_precision,
+                        torch.device(device).type, model.cfg.image_size)
         feats, hit = cache.get_or_compute(
-            key, len(gallery),
-            lambda: extract_gallery_features(model, gallery, device, batch_size=batch_size, progress=progress))
+            key, len(gallery), lambda: extract_gallery_features(model, gallery, device, batch_size=batch_size,
+                                                                progress=progress, features_fn=features_fn))
         log.info("gallery features: %s (%s)", "from the cache" if hit else "computed", cache.path(key))
         thumbnails = ThumbnailStore(cache.directory / f"thumbs-{key[:16]}", fallback=served.subfolder("thumbs"))
-        engine = cls(model, gallery, feats, device, thumbnails, description, served)
+        engine = cls(model, gallery, feats, device, thumbnails, description, served, features_fn)
         engine.cache_hit, engine.cache_path, engine.weights_path = hit, cache.path(key), weights
         return engine
 
     @classmethod
     def from_feature_folder(cls, model, folder: str | os.PathLike, device: str | torch.device = "cpu",
                             weights: str | os.PathLike | None = None, description: str = "",
-                            served: ServedFolder | None = None) -> SearchEngine:
+                            served: ServedFolder | None = None, features_fn=None) -> SearchEngine:
         """A prebuilt gallery (``python -m train.extract``), searched through a :class:`GalleryIndex`
         (exact below 50,000 rows, IVF above); thumbnails are made only for the results shown.
 
@@ -160,15 +167,17 @@ class SearchEngine:
         del features
         served = served if served is not None else ServedFolder()
         thumbs = served.subfolder("thumbs")
-        engine = cls(model, gallery, index, device, ThumbnailStore(thumbs, fallback=thumbs), description, served)
+        engine = cls(model, gallery, index, device, ThumbnailStore(thumbs, fallback=thumbs), description, served,
+                     features_fn)
         engine.cache_hit, engine.cache_path, engine.weights_path = True, None, weights
         return engine
 
     def sharing(self, gallery: Gallery, gallery_features: torch.Tensor, thumbnails: ThumbnailStore,
                 description: str = "") -> SearchEngine:
         """Another engine over ``gallery`` (a visitor's upload) with this engine's model, device, served
-        folder and model lock (the model is loaded once and called by one thread at a time)."""
-        engine = type(self)(self.model, gallery, gallery_features, self.device, thumbnails, description, self.served)
+        folder, feature engine and model lock (the model is loaded once and called by one thread at a time)."""
+        engine = type(self)(self.model, gallery, gallery_features, self.device, thumbnails, description, self.served,
+                            self.features_fn)
         engine._lock = self._lock
         engine.cache_hit, engine.cache_path, engine.weights_path = True, None, getattr(self, "weights_path", None)
         return engine
@@ -312,8 +321,10 @@ class SearchEngine:
         inputs = [batch[m].to(self.device) for m in MODALITIES]
         cams = None if cams is None else cams.to(self.device)
         with self._lock:  # one encoder pass: explain() returns the features as well
+            explanation = self.model.explain(*inputs, cams) if explain else None
+            if self.features_fn is not None:  # the engine's features; the overlays stay torch's
+                return run_features(self.features_fn, *inputs, cams).to(self.device), explanation
             if explain:
-                explanation = self.model.explain(*inputs, cams)
                 return explanation.features, explanation
             return self.model.extract_features(*inputs, cams), None
 

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from signal_core.data import build_transforms
-from signal_core.inference import drop_modalities
+from signal_core.inference import drop_modalities, run_features
 from signal_core.modalities import MODALITIES, missing_code
 
 from .gallery import Gallery, camera_tensor, load_entry_images
@@ -63,11 +63,12 @@ class _GalleryImages(Dataset):
 
 @torch.no_grad()
 def extract_gallery_features(model, gallery: Gallery, device: torch.device | str = "cpu", batch_size: int = 32,
-                             num_workers: int = 0, progress: bool = True) -> torch.Tensor:
+                             num_workers: int = 0, progress: bool = True, features_fn=None) -> torch.Tensor:
     """Retrieval features ``[N, F]`` (float32, CPU, not normalised) of every gallery entry, in order.
 
     Entries whose camera is known (and within the model's cameras) are encoded with it, the others
     with the mean camera embedding (``cam_ids=None``); each batch holds one kind only.
+    ``features_fn``: a feature engine (signal_core.engines) instead of ``model.extract_features``.
     """
     num_cameras = model.num_cameras
     transform = InputTransform(model.cfg.image_size)
@@ -84,8 +85,11 @@ def extract_gallery_features(model, gallery: Gallery, device: torch.device | str
         for batch in loader:
             index = batch["index"]
             cams = camera_tensor([gallery.entries[i].camid for i in index.tolist()], num_cameras) if use_cams else None
-            out = model.extract_features(*(batch[m].to(device) for m in MODALITIES),
-                                         None if cams is None else cams.to(device))
+            if features_fn is not None:
+                out = run_features(features_fn, *(batch[m] for m in MODALITIES), cams)
+            else:
+                out = model.extract_features(*(batch[m].to(device) for m in MODALITIES),
+                                             None if cams is None else cams.to(device))
             feats[index] = out.float().cpu()
             bar.update(len(index))
     bar.close()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from signal_core.data import DATASETS
+from signal_core.engines import ENGINES
 
 log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +46,8 @@ class DemoOptions:
     dataset: str | None = None
     device: str = "auto"
     precision: str = "auto"
+    engine: str = "torch"
+    onnx: str | None = None
     host: str = "127.0.0.1"
     port: int = 7860
     share: bool = False
@@ -74,6 +77,10 @@ OPTION_TABLE = [
                                     "layout of a dataset gallery folder"),
     ("--device", "SIGNAL_DEVICE", f"{'|'.join(DEVICES)} (auto: cuda when available)"),
     ("--precision", "SIGNAL_PRECISION", f"{'|'.join(PRECISIONS)} inference precision"),
+    ("--engine", "SIGNAL_ENGINE", f"{'|'.join(ENGINES)}: what computes the gallery and query features (the SIM / "
+                                  "LAM overlays always come from the torch model)"),
+    ("--onnx", "SIGNAL_ONNX", "--engine onnxruntime|openvino: an exported .onnx of --weights (python -m "
+                              "train.export; fp32 or int8); default: exported fp32 on the fly into a cache"),
     ("--host", "GRADIO_SERVER_NAME", "address to listen on"),
     ("--port", "GRADIO_SERVER_PORT", "port to listen on"),
     ("--share", "SIGNAL_SHARE", "also open a public gradio.live link (1/true)"),
@@ -122,7 +129,7 @@ def parse_options(argv: Sequence[str] | None = None, environ: Mapping[str, str] 
                                 help=f"{text} [{var}]")
             continue
         kind = int if isinstance(default, int) else str
-        choices = {"--device": DEVICES, "--precision": PRECISIONS, "--dataset": DATASETS}.get(flag)
+        choices = {"--device": DEVICES, "--precision": PRECISIONS, "--dataset": DATASETS, "--engine": ENGINES}.get(flag)
         value = env.get(var) or default
         if flag == "--dataset" and value:
             value = value.lower()
@@ -140,6 +147,10 @@ def validate_options(options: DemoOptions) -> None:
     """Raise :class:`StartupError` for a value out of range (checked before anything is loaded)."""
     if options.dataset is not None and options.dataset not in DATASETS:
         raise StartupError(f"--dataset {options.dataset!r}: expected one of {', '.join(DATASETS)}.")
+    if options.engine not in ENGINES:
+        raise StartupError(f"--engine {options.engine!r}: expected one of {', '.join(ENGINES)}.")
+    if options.onnx and options.engine == "torch":
+        raise StartupError("--onnx / SIGNAL_ONNX needs --engine / SIGNAL_ENGINE onnxruntime or openvino.")
     if options.batch_size < 1:
         raise StartupError(f"--batch-size must be at least 1, got {options.batch_size}.")
     if not 1 <= options.port <= 65535:

@@ -162,7 +162,7 @@ class SessionGalleries:
             chunk = Gallery(gallery.entries[start:start + CHUNK], gallery.source)
             with engine._lock:
                 parts.append(extract_gallery_features(engine.model, chunk, engine.device, batch_size=CHUNK,
-                                                      progress=False))
+                                                      progress=False, features_fn=engine.features_fn))
             progress(min(n, start + CHUNK), n)
         return torch.cat(parts)
 

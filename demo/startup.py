@@ -159,6 +159,21 @@ def build_engine(options: DemoOptions, progress: bool = True, check_port: bool =
     return engine, stage_examples(load_examples(resolve_folder(options.queries)), engine.served.subfolder("examples"))
 
 
+def load_features_engine(options: DemoOptions, model):
+    """``(features_fn, its cache id, its words for the page)`` of ``--engine`` / ``SIGNAL_ENGINE``;
+    ``(None, None, "")`` for torch (the model itself computes the features)."""
+    if options.engine == "torch":
+        return None, None, ""
+    from signal_core.model_engine import EngineError, engine_for_model
+
+    try:
+        engine = engine_for_model(model, options.engine, options.onnx)
+    except EngineError as exc:
+        raise StartupError(str(exc).replace("--onnx", "--onnx / SIGNAL_ONNX")) from None
+    ident = f"{engine.kind}-{engine.precision}-{engine.onnx_sha256}"
+    return engine.features, ident, f" · features: {engine.label()}, SIM / LAM overlays: torch"
+
+
 def _gallery_engine(options: DemoOptions, gallery_dir: Path, weights: Path, device: torch.device, progress: bool):
     """A triples or dataset folder: features from the cache, or computed once."""
     from .engine import SearchEngine
@@ -168,11 +183,13 @@ def _gallery_engine(options: DemoOptions, gallery_dir: Path, weights: Path, devi
     except GalleryError as exc:
         raise StartupError(str(exc)) from None
     model, precision = load_model(weights, options.dataset, device, options.precision)
+    features_fn, features_id, words = load_features_engine(options, model)
     cache = FeatureCache(options.cache_dir or default_cache_dir())
     try:
         return SearchEngine.from_gallery(
             model, gallery, device, weights=weights, cache=cache, batch_size=options.batch_size, progress=progress,
-            description=f"model {weights.name} · {gallery.source} · {device.type} · {precision}")
+            description=f"model {weights.name} · {gallery.source} · {device.type} · {precision}{words}",
+            features_fn=features_fn, features_id=features_id)
     except ImageDecodeError as exc:
         raise StartupError(f"a gallery image cannot be read: {exc}") from None
 
@@ -182,10 +199,12 @@ def _feature_folder_engine(options: DemoOptions, folder: Path, weights: Path, de
     from .engine import SearchEngine
 
     model, precision = load_model(weights, options.dataset, device, options.precision)
+    features_fn, _, words = load_features_engine(options, model)
     try:
         return SearchEngine.from_feature_folder(
             model, folder, device, weights=weights,
-            description=f"model {weights.name} · feature folder {folder} · {device.type} · {precision}")
+            description=f"model {weights.name} · feature folder {folder} · {device.type} · {precision}{words}",
+            features_fn=features_fn)
     except FeatureStoreError as exc:
         raise StartupError(str(exc)) from None
 

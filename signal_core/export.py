@@ -9,6 +9,7 @@ whole batch when ``cam_ids=None``), and it does no Python-side checks that depen
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import os
@@ -17,6 +18,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -38,6 +40,7 @@ class ExportInfo:
     num_cameras: int  # camera ids must be in [0, num_cameras - 1], or -1 (unknown)
     precision: str  # "fp32" or "int8"
     config: str  # the model's SignalConfig as JSON
+    weights_digest: str = ""  # model_digest() of the exported weights ("" in files from before it existed)
 
     def to_json(self) -> str:
         return json.dumps({**self.__dict__, "image_size": list(self.image_size)})
@@ -133,12 +136,22 @@ def _topk_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
     return nn.functional.one_hot(idx, scores.shape[-1]).amax(dim=-2).to(scores.dtype)  # [..., L]
 
 
-def export_info(model: SignalModel, precision: str = "fp32") -> ExportInfo:
+def export_info(model: SignalModel, precision: str = "fp32", digest: str = "") -> ExportInfo:
     cfg = model.cfg
     dim = cfg.embed_dim * (6 if model.sim is not None else 3)
     return ExportInfo(image_size=tuple(cfg.image_size), feature_dim=dim,
                       num_cameras=model.num_cameras, precision=precision,
-                      config=cfg.replace(pretrained=None).to_json())
+                      config=cfg.replace(pretrained=None).to_json(), weights_digest=digest)
+
+
+def model_digest(model: SignalModel) -> str:
+    """sha256 of the model's config and fp32 parameters: the same for our checkpoint and the authors'
+    ``.pth`` of the same weights, so an exported graph can be matched to the weights it came from."""
+    digest = hashlib.sha256(model.cfg.replace(pretrained=None).to_json().encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(tensor.detach().float().cpu().numpy()).tobytes())
+    return digest.hexdigest()
 
 
 def export_onnx(model: SignalModel, path: str | os.PathLike, batch: int = 2) -> ExportInfo:
@@ -169,7 +182,7 @@ def export_onnx(model: SignalModel, path: str | os.PathLike, batch: int = 2) -> 
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
         model.train(was_training)
-    info = export_info(model)
+    info = export_info(model, digest=model_digest(model))
     set_export_info(proto, info)
     save_onnx(proto, path)
     return info

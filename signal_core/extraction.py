@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from .data import DatasetError, TripleRecord, build_transforms, load_triple
 from .feature_store import FeatureWriter
+from .inference import FeaturesFn, run_features
 from .modalities import MODALITIES
 from .model import SignalModel
 
@@ -82,11 +83,16 @@ class EncodedRecords:
 
 
 @torch.no_grad()
-def _encode_batch(model: SignalModel, batch: dict[str, Any], camids: list[int], device: torch.device) -> torch.Tensor:
-    """[B, D] L2-normalised features; known cameras use their embedding, the others the mean one."""
+def _encode_batch(model: SignalModel, batch: dict[str, Any], camids: list[int], device: torch.device,
+                  features_fn: FeaturesFn | None = None) -> torch.Tensor:
+    """[B, D] L2-normalised features; known cameras use their embedding, the others the mean one
+    (``features_fn``, a feature engine: one call with -1 for the unknown cameras)."""
     num_cameras = model.num_cameras
     known = torch.tensor([0 <= c < num_cameras for c in camids], dtype=torch.bool)
     images = [batch[m] for m in MODALITIES]
+    if features_fn is not None:
+        cams = torch.where(known, torch.tensor(camids), torch.tensor(-1))
+        return F.normalize(run_features(features_fn, *images, cams), dim=1)
     out = torch.empty(len(camids), model.cfg.feature_dim)
     for mask, use_cams in ((known, True), (~known, False)):
         if not mask.any():
@@ -99,12 +105,14 @@ def _encode_batch(model: SignalModel, batch: dict[str, Any], camids: list[int], 
 
 def encode_records(model: SignalModel, records: Sequence[TripleRecord], device: torch.device | str = "cpu",
                    batch_size: int = 32, num_workers: int = 0, skip_bad: bool = False,
-                   on_batch: Callable[[int], None] | None = None) -> EncodedRecords:
+                   on_batch: Callable[[int], None] | None = None,
+                   features_fn: FeaturesFn | None = None) -> EncodedRecords:
     """Features of ``records``, in order (the unreadable ones left out when ``skip_bad``).
 
     Args:
         model: in eval mode, on ``device``, with its inference precision set.
         on_batch: called with the number of triples done after each batch (progress).
+        features_fn: a feature engine (signal_core.engines) used instead of ``model.extract_features``.
 
     Raises:
         DatasetError: an image cannot be read and ``skip_bad`` is False (the message names the file).
@@ -119,7 +127,8 @@ def encode_records(model: SignalModel, records: Sequence[TripleRecord], device: 
                 raise DatasetError(f"{error}; {SKIP_HINT}")
             skipped.append({**row_metadata(records[index]), "error": error})
         if batch["index"]:
-            chunks.append(_encode_batch(model, batch, [records[i].camid for i in batch["index"]], device).numpy())
+            camids = [records[i].camid for i in batch["index"]]
+            chunks.append(_encode_batch(model, batch, camids, device, features_fn).numpy())
             rows.extend(row_metadata(records[i]) for i in batch["index"])
         if on_batch is not None:
             on_batch(len(batch["index"]) + len(batch["bad"]))
@@ -145,7 +154,7 @@ class ExtractionSummary:
 def extract_to_folder(model: SignalModel, records: Sequence[TripleRecord], out: str | Path, model_info: dict[str, Any],
                       settings: dict[str, Any], device: torch.device | str = "cpu", batch_size: int = 32,
                       num_workers: int = 0, shard_size: int = 512, skip_bad: bool = False, progress: bool = True,
-                      max_shards: int | None = None) -> ExtractionSummary:
+                      max_shards: int | None = None, features_fn: FeaturesFn | None = None) -> ExtractionSummary:
     """Write (or resume) the feature folder ``out`` for ``records``, one shard of ``shard_size`` rows at a time.
 
     Args:
@@ -153,6 +162,8 @@ def extract_to_folder(model: SignalModel, records: Sequence[TripleRecord], out: 
         settings: the run's settings (source, precision...); image size, feature dimension, shard
             size and the plan's hash are added. A resume with other settings is refused.
         max_shards: stop after computing this many shards (a controlled interruption, for tests).
+        features_fn: a feature engine used instead of ``model.extract_features`` (record which one in
+            ``settings``, so that a resume with another engine is refused).
 
     Raises:
         FeatureStoreError: ``out`` holds another run's features (the message lists the differences).
@@ -171,7 +182,8 @@ def extract_to_folder(model: SignalModel, records: Sequence[TripleRecord], out: 
         if max_shards is not None and written >= max_shards:
             break
         chunk = records[index * shard_size:(index + 1) * shard_size]
-        encoded = encode_records(model, chunk, device, batch_size, num_workers, skip_bad, on_batch=bar.update)
+        encoded = encode_records(model, chunk, device, batch_size, num_workers, skip_bad, on_batch=bar.update,
+                                 features_fn=features_fn)
         writer.write_shard(index, encoded.features, encoded.rows, encoded.skipped)
         written += 1
         processed += len(chunk)

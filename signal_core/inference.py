@@ -6,16 +6,21 @@ Settings are named by the missing modalities: "r", "n", "t", "rn", "rt", "nt".
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from .modalities import MISSING_SETTINGS, missing_names
 from .model import SignalModel
 
-__all__ = ["MISSING_SETTINGS", "DatasetFeatures", "drop_modalities", "extract_dataset_features"]
+__all__ = ["MISSING_SETTINGS", "DatasetFeatures", "FeaturesFn", "drop_modalities", "extract_dataset_features",
+           "run_features"]
+
+# A feature engine (signal_core.engines): (rgb, nir, tir [B, 3, H, W], cam_ids [B] or None) -> [B, F] numpy
+FeaturesFn = Callable[..., np.ndarray]
 
 
 
@@ -37,23 +42,36 @@ def drop_modalities(batch: dict, missing: str | None) -> dict:
     return dict(batch) | {name: torch.zeros_like(batch[name]) for name in names}
 
 
+def run_features(features_fn: FeaturesFn, rgb: torch.Tensor, nir: torch.Tensor, tir: torch.Tensor,
+                 cam_ids: torch.Tensor | None) -> torch.Tensor:
+    """``features_fn`` on CPU tensors, as a [B, F] float32 CPU tensor (what extract_features returns)."""
+    cams = None if cam_ids is None else cam_ids.cpu()
+    return torch.from_numpy(features_fn(rgb.cpu(), nir.cpu(), tir.cpu(), cams))
+
+
 @torch.no_grad()
 def extract_dataset_features(model: SignalModel, loader: Iterable[dict], device: torch.device | str = "cpu",
                              missing: str | None = None, use_cameras: bool = True,
-                             progress: bool = True, desc: str = "features") -> DatasetFeatures:
+                             progress: bool = True, desc: str = "features",
+                             features_fn: FeaturesFn | None = None) -> DatasetFeatures:
     """Run :meth:`SignalModel.extract_features` over batches of dicts with keys rgb, nir, tir, pid,
     camid (and optionally sceneid), as yielded by ``signal_core.data`` loaders.
 
     Args:
         use_cameras: pass the camera ids to the model (the authors do so at test time as well).
         missing: zero these modalities' inputs (see :data:`MISSING_SETTINGS`).
+        features_fn: a feature engine to use instead of ``model.extract_features`` (same inputs).
     """
     feats, pids, camids, sceneids = [], [], [], []
     for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
         batch = drop_modalities(batch, missing)
-        cams = batch["camid"].to(device) if use_cameras else None
-        feats.append(model.extract_features(batch["rgb"].to(device), batch["nir"].to(device),
-                                            batch["tir"].to(device), cams).cpu())
+        if features_fn is not None:
+            feats.append(run_features(features_fn, batch["rgb"], batch["nir"], batch["tir"],
+                                      batch["camid"] if use_cameras else None))
+        else:
+            cams = batch["camid"].to(device) if use_cameras else None
+            feats.append(model.extract_features(batch["rgb"].to(device), batch["nir"].to(device),
+                                                batch["tir"].to(device), cams).cpu())
         pids.append(torch.as_tensor(batch["pid"]))
         camids.append(torch.as_tensor(batch["camid"]))
         sceneids.append(torch.as_tensor(batch.get("sceneid", torch.full_like(pids[-1], -1))))

@@ -3,6 +3,8 @@
 
 ``--weights`` takes our ``.safetensors`` checkpoints or the authors' ``Signal_model.pth``;
 ``--untrained`` evaluates the config's architecture at its random initialisation (a baseline).
+``--engine onnxruntime|openvino [--onnx FILE]`` computes the features with an exported graph
+(``python -m train.export``; without ``--onnx`` the weights are exported fp32 on the fly into a cache).
 Prints mAP, mINP, R1, R5, R10 (percent); ``--out FILE`` writes them as JSON.
 """
 from __future__ import annotations
@@ -16,7 +18,9 @@ import torch
 from signal_core import build_model, load_weights
 from signal_core.atomic import write_json
 from signal_core.data import load_dataset
+from signal_core.engines import ENGINES
 from signal_core.inference import MISSING_SETTINGS
+from signal_core.model_engine import engine_for_model
 from signal_core.precision import PRECISIONS
 from signal_core.runtime import keep_freed_memory
 
@@ -42,6 +46,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="encoder precision at test time (default fp32, the reference numbers; auto = bf16 "
                         "where the device runs it fast)")
+    p.add_argument("--engine", default="torch", help=f"what computes the features: {'|'.join(ENGINES)} "
+                   "(default torch). With --report the metrics, rankings and similarity figures come from the "
+                   "engine; the SIM / LAM drawings need the model's internals and use torch")
+    p.add_argument("--onnx", help="--engine onnxruntime|openvino: an exported .onnx of these weights (python -m "
+                   "train.export; fp32 or int8); default: the weights exported fp32 on the fly into "
+                   "$SIGNAL_ONNX_CACHE (~/.cache/signal-onnx)")
     p.add_argument("--batch-size", type=int, default=None, help="test batch size (default: from the config)")
     p.add_argument("--num-workers", type=int, default=None)
     p.add_argument("--report", metavar="DIR", help="also write the evaluation report into DIR: index.html, "
@@ -71,31 +81,41 @@ def run(args: argparse.Namespace) -> dict:
                          "and --rerank, or run them without --report.")
     if args.history and not Path(args.history).is_file():
         raise FileNotFoundError(f"--history {args.history} does not exist; give a run folder's history.jsonl")
+    if args.engine not in ENGINES:
+        raise ValueError(f"--engine {args.engine!r}: use one of {', '.join(ENGINES)}.")
+    if args.onnx and args.engine == "torch":
+        raise ValueError("--onnx needs --engine onnxruntime or openvino.")
     model = load_model(args, model_cfg, cfg, dataset, device)
     precision = model.set_inference_precision(args.precision)
+    engine = engine_for_model(model, args.engine, args.onnx) if args.engine != "torch" else None
+    features_fn = engine.features if engine is not None else None
+    label = precision if engine is None else f"engine {engine.label()}"
     batch_size = args.batch_size or cfg.eval_batch_size
     workers = cfg.num_workers if args.num_workers is None else args.num_workers
     if args.report:
-        metrics = _report(args, model, dataset, device, batch_size, workers)
+        metrics = _report(args, model, dataset, device, batch_size, workers, features_fn, label)
     else:
         result = evaluate_model(model, dataset, device, batch_size, workers, missing=args.missing,
-                                rerank=args.rerank, progress=not args.no_progress)
+                                rerank=args.rerank, progress=not args.no_progress, features_fn=features_fn)
         metrics = result.as_percent_dict()
-        label = f" (missing: {args.missing})" if args.missing else ""
-        print(f"{cfg.dataset} test{label}, {result.num_valid_queries} queries, {precision}:\n"
+        missing = f" (missing: {args.missing})" if args.missing else ""
+        print(f"{cfg.dataset} test{missing}, {result.num_valid_queries} queries, {label}:\n"
               f"{format_metrics(metrics)}")
     if args.out:
         write_json(args.out, metrics)
     return metrics
 
 
-def _report(args: argparse.Namespace, model, dataset, device, batch_size: int, workers: int) -> dict:
+def _report(args: argparse.Namespace, model, dataset, device, batch_size: int, workers: int,
+            features_fn=None, label: str = "fp32") -> dict:
     """Write the report (train.report) and print its tables; returns its metrics."""
     history = args.history or (Path(args.weights).parent / "history.jsonl" if args.weights else None)
     meta = {"weights": args.weights or "untrained (random init)", "config": args.config, "data": args.data_root}
+    if features_fn is not None:
+        meta["engine"] = f"{label} (metrics and rankings; SIM / LAM drawings: torch)"
     report = write_report(model, dataset, args.report, device, batch_size, workers, history=history,
-                          seed=args.seed, meta=meta, progress=not args.no_progress)
-    print(f"{dataset.name} test, {model.inference_precision}:\n{format_metrics(report.metrics)}\n")
+                          seed=args.seed, meta=meta, progress=not args.no_progress, features_fn=features_fn)
+    print(f"{dataset.name} test, {label}:\n{format_metrics(report.metrics)}\n")
     print(f"{'zeroed':>8} | " + format_metrics(report.metrics["missing"]["none"]).splitlines()[0])
     for name, values in report.metrics["missing"].items():
         print(f"{name:>8} | " + format_metrics(values).splitlines()[2])

@@ -6,7 +6,9 @@ shards, per row the triple's name, paths, identity, camera (and scene), and a ma
 weights' sha256 and the settings. A killed run continues where it stopped when started again with
 the same arguments (finished shards are kept, not recomputed); other weights or settings are
 refused. An unreadable image stops the run with its name (exit 2) unless ``--skip-bad``, which
-skips the triple and lists it in the manifest.
+skips the triple and lists it in the manifest. ``--engine onnxruntime|openvino [--onnx FILE]``
+computes the features with an exported graph; the manifest records the engine and the graph's
+sha256, so a resume with another engine or graph is refused.
 """
 from __future__ import annotations
 
@@ -19,8 +21,10 @@ import torch
 
 from signal_core import SignalConfig, load_weights
 from signal_core.data import DATASETS, DatasetError, TripleRecord, load_dataset, read_triples_folder
+from signal_core.engines import ENGINES
 from signal_core.extraction import ExtractionSummary, extract_to_folder
 from signal_core.feature_store import is_feature_folder, read_manifest, sha256_file
+from signal_core.model_engine import engine_for_model
 from signal_core.precision import PRECISIONS
 from signal_core.runtime import keep_freed_memory
 
@@ -42,6 +46,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="encoder precision (default fp32; auto = bf16 where the device runs it fast; a resumed "
                         "run with auto keeps the folder's precision)")
+    p.add_argument("--engine", default="torch", help=f"what computes the features: {'|'.join(ENGINES)} "
+                   "(default torch; recorded in the manifest)")
+    p.add_argument("--onnx", help="--engine onnxruntime|openvino: an exported .onnx of these weights (python -m "
+                   "train.export; fp32 or int8); default: the weights exported fp32 on the fly into "
+                   "$SIGNAL_ONNX_CACHE (~/.cache/signal-onnx)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--num-workers", type=int, default=min(4, max(0, (os.cpu_count() or 1) - 1)),
                    help="image-decoding worker processes")
@@ -75,6 +84,10 @@ def check_numbers(args: argparse.Namespace) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1.")
     if args.num_workers < 0 or (args.threads is not None and args.threads < 1):
         raise ValueError("--num-workers must be 0 or more, --threads at least 1.")
+    if args.engine not in ENGINES:
+        raise ValueError(f"--engine {args.engine!r}: use one of {', '.join(ENGINES)}.")
+    if args.onnx and args.engine == "torch":
+        raise ValueError("--onnx needs --engine onnxruntime or openvino.")
 
 
 def run(args: argparse.Namespace) -> ExtractionSummary:
@@ -91,10 +104,18 @@ def run(args: argparse.Namespace) -> ExtractionSummary:
     if precision == "auto" and is_feature_folder(args.out):  # resume: keep the folder's resolved precision
         precision = read_manifest(args.out)["settings"].get("precision", "auto")
     precision = model.set_inference_precision(precision)
+    settings = {"source": source, "precision": precision}
+    engine = None
+    if args.engine != "torch":
+        engine = engine_for_model(model, args.engine, args.onnx, threads=args.threads)
+        settings.update(engine.record(), precision=engine.precision)
+    elif not (is_feature_folder(args.out) and "engine" not in read_manifest(args.out)["settings"]):
+        settings.update(engine="torch", onnx_sha256=None)  # a folder from before engines existed: torch
     model_info = {"sha256": sha256_file(args.weights), "path": str(Path(args.weights).resolve())}
-    summary = extract_to_folder(model, records, args.out, model_info, {"source": source, "precision": precision},
-                                device, args.batch_size, args.num_workers, args.shard_size, args.skip_bad,
-                                progress=not args.no_progress)
+    summary = extract_to_folder(model, records, args.out, model_info, settings, device, args.batch_size,
+                                args.num_workers, args.shard_size, args.skip_bad, progress=not args.no_progress,
+                                features_fn=None if engine is None else engine.features)
+    precision = settings["precision"] if engine is None else f"{engine.kind} {engine.precision}"
     print(report(summary, precision))
     return summary
 

@@ -6,7 +6,7 @@ from torch.utils.data import DataLoader
 
 from signal_core import SignalModel
 from signal_core.data import ReIDDataset, TripleDataset, build_transforms
-from signal_core.inference import extract_dataset_features
+from signal_core.inference import FeaturesFn, extract_dataset_features
 from signal_core.metrics import RankResult, evaluate_rank, pairwise_distance, re_ranking
 
 
@@ -17,14 +17,15 @@ def test_loader(records, image_size: tuple[int, int], batch_size: int, num_worke
 
 def evaluate_model(model: SignalModel, dataset: ReIDDataset, device: torch.device, batch_size: int = 128,
                    num_workers: int = 4, missing: str | None = None, rerank: bool = False,
-                   progress: bool = True) -> RankResult:
+                   progress: bool = True, features_fn: FeaturesFn | None = None) -> RankResult:
     """mAP / mINP / CMC of ``model`` on ``dataset`` with the authors' protocol (scene ids if any);
-    ``rerank`` applies k-reciprocal re-ranking (the authors report results without it)."""
+    ``rerank`` applies k-reciprocal re-ranking (the authors report results without it);
+    ``features_fn``: a feature engine (signal_core.engines) computing the features instead of ``model``."""
     size = model.cfg.image_size
     q = extract_dataset_features(model, test_loader(dataset.query, size, batch_size, num_workers), device,
-                                 missing=missing, progress=progress, desc="query")
+                                 missing=missing, progress=progress, desc="query", features_fn=features_fn)
     g = extract_dataset_features(model, test_loader(dataset.gallery, size, batch_size, num_workers), device,
-                                 missing=missing, progress=progress, desc="gallery")
+                                 missing=missing, progress=progress, desc="gallery", features_fn=features_fn)
     dist = pairwise_distance(q.feats, g.feats)
     if rerank:
         dist = re_ranking(dist, pairwise_distance(q.feats, q.feats), pairwise_distance(g.feats, g.feats))

@@ -47,7 +47,7 @@ class Report:
 def write_report(model: SignalModel, dataset: ReIDDataset, out_dir: str | Path, device: torch.device | str = "cpu",
                  batch_size: int = 128, num_workers: int = 0, history: str | Path | None = None, seed: int = 0,
                  num_ranklists: int = 6, num_tsne_ids: int = 10, num_explained: int = 4,
-                 meta: Mapping[str, str] | None = None, progress: bool = True) -> Report:
+                 meta: Mapping[str, str] | None = None, progress: bool = True, features_fn=None) -> Report:
     """Evaluate ``model`` on ``dataset``'s test split under every missing-modality setting and write the
     report into ``out_dir`` (created; existing files of the same names are replaced).
 
@@ -55,6 +55,8 @@ def write_report(model: SignalModel, dataset: ReIDDataset, out_dir: str | Path, 
         history: a run folder's ``history.jsonl``: adds the training curves.
         seed: seeds the samples (rank-list queries, t-SNE identities, explained triples).
         meta: extra label -> value lines for the page's header (weights, config, command...).
+        features_fn: a feature engine (signal_core.engines) for every feature behind the metrics,
+            rankings and similarity figures; the drawings of SIM / LAM still use ``model``.
     """
     start = time.perf_counter()
     out = Path(out_dir)
@@ -62,7 +64,7 @@ def write_report(model: SignalModel, dataset: ReIDDataset, out_dir: str | Path, 
     device = torch.device(device)
     timings: dict[str, float] = {}
     results = _Clock(timings)("features and ranking", evaluate_all_settings, model, dataset, device, batch_size,
-                              num_workers, progress)
+                              num_workers, progress, features_fn)
     missing = {name: r.result.as_percent_dict() for name, r in results.items()}
     figs, sim_stats = _write_figures(model, dataset, results, out, device, history, seed, num_ranklists,
                                      num_tsne_ids, num_explained, timings)

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from signal_core import SignalModel
 from signal_core.data import ReIDDataset, TripleRecord
-from signal_core.inference import DatasetFeatures, drop_modalities
+from signal_core.inference import DatasetFeatures, FeaturesFn, drop_modalities, run_features
 from signal_core.metrics import RankResult, evaluate_rank, pairwise_distance
 from signal_core.modalities import MISSING_SETTINGS, missing_names
 
@@ -39,7 +39,7 @@ class SettingResult:
 @torch.no_grad()
 def extract_all_settings(model: SignalModel, records: Sequence[TripleRecord], device: torch.device,
                          batch_size: int, num_workers: int, progress: bool = True,
-                         desc: str = "features") -> dict[str, DatasetFeatures]:
+                         desc: str = "features", features_fn: FeaturesFn | None = None) -> dict[str, DatasetFeatures]:
     """Features of ``records`` under every setting of :data:`SETTINGS`, in loader order.
 
     The encoder treats the three modalities as independent images, so each batch is encoded once,
@@ -48,7 +48,8 @@ def extract_all_settings(model: SignalModel, records: Sequence[TripleRecord], de
     calls on the same batches (bit-identical; checked on the first batch, with a fallback to one
     ``extract_features`` call per setting if it ever differs). The six zeroed settings equal
     ``extract_features`` on zeroed inputs up to float rounding (the zero images are encoded in a
-    batch of their own).
+    batch of their own). With ``features_fn`` (a feature engine), it is called once per setting on the
+    batch with those inputs zeroed.
     """
     loader = test_loader(records, model.cfg.image_size, batch_size, num_workers)
     feats: dict[str, list[torch.Tensor]] = {name: [] for name in SETTINGS}
@@ -58,9 +59,10 @@ def extract_all_settings(model: SignalModel, records: Sequence[TripleRecord], de
     model.eval()
     try:
         for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
-            if shared is None:
+            if shared is None and features_fn is None:
                 shared = _shared_encoding_matches(model, batch, device, zeros)
-            per_setting = (_encode_settings(model, batch, device, zeros) if shared
+            per_setting = (_engine_settings(features_fn, batch) if features_fn is not None
+                           else _encode_settings(model, batch, device, zeros) if shared
                            else _slow_settings(model, batch, device))
             for name, f in per_setting.items():
                 feats[name].append(f.cpu())
@@ -71,6 +73,15 @@ def extract_all_settings(model: SignalModel, records: Sequence[TripleRecord], de
         model.train(was_training)
     labels = torch.cat(pids), torch.cat(camids), torch.cat(sceneids)
     return {name: DatasetFeatures(torch.cat(f), *labels) for name, f in feats.items()}
+
+
+def _engine_settings(features_fn: FeaturesFn, batch: dict) -> dict[str, torch.Tensor]:
+    """Every setting through a feature engine: the batch with those modalities zeroed, one call each."""
+    out = {}
+    for name, letters in SETTINGS.items():
+        b = drop_modalities(batch, letters)
+        out[name] = run_features(features_fn, b["rgb"], b["nir"], b["tir"], b["camid"])
+    return out
 
 
 class _ZeroTokens:
@@ -147,12 +158,14 @@ def rank_setting(query: DatasetFeatures, gallery: DatasetFeatures) -> RankResult
 
 
 def evaluate_all_settings(model: SignalModel, dataset: ReIDDataset, device: torch.device, batch_size: int,
-                          num_workers: int, progress: bool = True) -> dict[str, SettingResult]:
+                          num_workers: int, progress: bool = True,
+                          features_fn: FeaturesFn | None = None) -> dict[str, SettingResult]:
     """Every setting's ranking; the gallery is encoded once when it is the query set (RGBNT201)."""
-    query = extract_all_settings(model, dataset.query, device, batch_size, num_workers, progress, "query")
+    query = extract_all_settings(model, dataset.query, device, batch_size, num_workers, progress, "query",
+                                 features_fn)
     same = list(dataset.query) == list(dataset.gallery)
     gallery = query if same else extract_all_settings(model, dataset.gallery, device, batch_size, num_workers,
-                                                      progress, "gallery")
+                                                      progress, "gallery", features_fn)
     return {name: SettingResult(rank_setting(query[name], gallery[name]), query[name], gallery[name])
             for name in SETTINGS}
 
