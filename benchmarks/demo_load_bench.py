@@ -3,6 +3,7 @@
     python -m benchmarks.demo_load_bench                      # starts python app.py (bundled model) itself
     python -m benchmarks.demo_load_bench --url http://127.0.0.1:7860/ --clients 16 --searches 5
     python -m benchmarks.demo_load_bench --browser-clicks 20 --json out.json
+    python -m benchmarks.demo_load_bench --large-gallery 100000   # a 100,000-triple feature folder gallery
 
 Clients: ``--clients`` gradio_client clients at once, each ``--searches`` ``/search`` calls with the
 example queries (files uploaded with each call, as gradio_client does), then every image the
@@ -13,6 +14,12 @@ image that is not one. Browser: Chromium (Playwright, ``/usr/bin/chromium``) loa
 query, and clicks Search ``--browser-clicks`` times, alternating two queries; click-to-results is
 from the click until the status names the new search and every result image has loaded.
 The machine (CPU model, cores, flags that matter, load average) is printed with the figures.
+
+``--large-gallery N``: the demo serves a feature folder of N triples (as ``python -m train.extract``
+writes) through the gallery index instead of the bundled gallery. It is made here from the bundled
+model's features of the bundled gallery: each of its triples is copied N / 210 times with small
+Gaussian noise on the feature (renormalised), rows pointing to the same images, so that the index
+has N distinct vectors with realistic neighbourhoods.
 """
 from __future__ import annotations
 
@@ -55,12 +62,42 @@ def query_triples(folder: Path = QUERIES, n: int = 8) -> list[tuple[str, str, st
             for f in names]
 
 
-def start_demo(port: int, log_path: Path) -> subprocess.Popen:
-    """``python app.py`` (bundled model and gallery) on ``port``; returns once the page answers."""
+def write_large_gallery(out: Path, size: int, noise: float = 0.02, seed: int = 0) -> Path:
+    """A feature folder of ``size`` triples from the bundled gallery's features (see the module doc)."""
+    import torch
+
+    from demo.features import extract_gallery_features
+    from demo.gallery import load_gallery
+    from demo.options import DEFAULT_GALLERY, DEFAULT_WEIGHTS
+    from demo.startup import load_model
+    from signal_core.feature_store import FeatureWriter, sha256_file
+
+    weights = REPO / DEFAULT_WEIGHTS
+    model = load_model(weights, None, torch.device("cpu"), "fp32")
+    gallery = load_gallery(REPO / DEFAULT_GALLERY)
+    base = torch.nn.functional.normalize(extract_gallery_features(model, gallery, progress=False), dim=1).numpy()
+    rng = np.random.default_rng(seed)
+    writer = FeatureWriter(out, {"sha256": sha256_file(weights), "path": str(weights)},
+                           {"source": f"benchmark: {len(gallery)} bundled triples x noise"}, size)
+    shard = 10_000
+    for index, start in enumerate(range(0, size, shard)):
+        rows = np.arange(start, min(size, start + shard)) % len(gallery)
+        feats = base[rows] + rng.normal(0, noise, (len(rows), base.shape[1])).astype(np.float32)
+        feats /= np.linalg.norm(feats, axis=1, keepdims=True)
+        entries = [gallery.entries[r] for r in rows]
+        writer.write_shard(index, feats, [{"name": f"{start + i:07d}_{e.name}", "paths": list(e.paths), "pid": e.pid,
+                                           "camid": e.camid} for i, e in enumerate(entries)])
+    writer.finish()
+    return out
+
+
+def start_demo(port: int, log_path: Path, gallery: Path | None = None) -> subprocess.Popen:
+    """``python app.py`` (bundled model and gallery, or ``gallery``) on ``port``; returns once the page answers."""
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=REPO, env=env,
+    extra = [] if gallery is None else ["--gallery", str(gallery)]
+    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), *extra], cwd=REPO, env=env,
                             stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"app.py exited with {proc.returncode}; see {log_path}")
@@ -185,15 +222,25 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--no-fetch", action="store_true", help="API calls only: do not fetch the answers' images")
     parser.add_argument("--ssl-verify", action="store_true",
                         help="gradio_client's default SSL context per request even for http:// (costly; see run_clients)")
+    parser.add_argument("--large-gallery", type=int, metavar="N",
+                        help="serve a feature folder of N triples made from the bundled gallery (see above)")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
     proc = None
     url = args.url
+    scratch = tempfile.TemporaryDirectory(prefix="demo-load-bench-")
+    gallery = None
+    if args.large_gallery:
+        start = time.perf_counter()
+        gallery = write_large_gallery(Path(scratch.name) / "features", args.large_gallery)
+        print(f"feature folder of {args.large_gallery} triples written in {time.perf_counter() - start:.0f} s", flush=True)
     if url is None:
-        proc = start_demo(args.port, Path(tempfile.gettempdir()) / f"demo_load_bench_{args.port}.log")
+        start = time.perf_counter()
+        proc = start_demo(args.port, Path(tempfile.gettempdir()) / f"demo_load_bench_{args.port}.log", gallery)
+        print(f"demo started in {time.perf_counter() - start:.0f} s", flush=True)
         url = f"http://127.0.0.1:{args.port}/"
     try:
-        figures = {"machine": machine(), "url": url, "clients": []}
+        figures = {"machine": machine(), "url": url, "gallery_size": args.large_gallery or "bundled", "clients": []}
         run_clients(url, 2, 2)  # warm-up: model, caches, thumbnails
         for _ in range(args.rounds):
             figures["clients"].append(run_clients(url, args.clients, args.searches,
@@ -213,6 +260,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         if proc is not None:
             proc.terminate()
             proc.wait(timeout=30)
+        scratch.cleanup()
     print(json.dumps(figures["machine"]))
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")

@@ -65,6 +65,9 @@ def test_load_gallery_then_search_it_in_that_session_only(server, mine):
     assert captions[0].startswith("#1 ✓ id 8 · cam 2 · 1.000") and len(captions) == 6, captions
     assert {int(c.split("id ")[1].split(" ")[0]) for c in captions} == {7, 8, 9}
     assert "of 6 gallery triples" in text
+    answer = alice.predict(*_triple(folder, QUERY), 6, "2", api_name="/search_json")  # the JSON API too
+    assert [m["identity"] for m in answer["matches"]][0] == 8 and len(answer["matches"]) == 6
+    assert {m["identity"] for m in answer["matches"]} == {7, 8, 9}
     thumbs_root = _roots(root)[1]
     thumbnail = Path(gallery[0]["image"]["path"])
     assert thumbnail.is_relative_to(thumbs_root)
