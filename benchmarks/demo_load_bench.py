@@ -241,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         url = f"http://127.0.0.1:{args.port}/"
     try:
         figures = {"machine": machine(), "url": url, "gallery_size": args.large_gallery or "bundled", "clients": []}
-        run_clients(url, 2, 2)  # warm-up: model, caches, thumbnails
+        run_clients(url, 2, 2)  # warm-up: model, caches, thumbnails (--rounds 0: browser only)
         for _ in range(args.rounds):
             figures["clients"].append(run_clients(url, args.clients, args.searches,
                                                   ssl_verify=True if args.ssl_verify else None,

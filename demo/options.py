@@ -54,7 +54,7 @@ class DemoOptions:
     cache_dir: str | None = None
     batch_size: int = 32
     max_file_size: int = 20  # MB per uploaded file
-    concurrency: int = 2  # searches run at once (more wait in gradio's queue)
+    concurrency: int = 4  # searches run at once (more wait in gradio's queue)
     threads: int = 0  # torch threads per search; 0: CPU cores / concurrency (at least 1)
     # a visitor's own gallery (demo/uploads.py, demo/sessions.py); upload_max_triples 0 turns it off
     upload_max_triples: int = 2000

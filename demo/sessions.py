@@ -2,8 +2,8 @@
 
 A visitor is a gradio session (``gr.Request.session_hash``: a browser tab, or one
 ``gradio_client.Client``). :meth:`SessionGalleries.load` takes the upload in (:mod:`demo.uploads`),
-extracts its features in small chunks with the default engine's model under that engine's lock
-(the model is loaded once; searches of other visitors run between chunks), and keeps a
+extracts its features in small chunks with the default engine's model (loaded once; other
+visitors' searches run alongside, and the engine's lock serialises a feature engine's calls), and keeps a
 :class:`~demo.engine.SearchEngine` sharing the model for that session. Each upload has two
 temporary folders: its images (never served) and its thumbnails (served: the thumbnail root is a
 gradio static path). Both are removed when the session ends (the page's ``unload`` event), when the
