@@ -73,12 +73,13 @@ def write_large_gallery(out: Path, size: int, noise: float = 0.02, seed: int = 0
     from signal_core.feature_store import FeatureWriter, sha256_file
 
     weights = REPO / DEFAULT_WEIGHTS
-    model = load_model(weights, None, torch.device("cpu"), "fp32")
+    model, _ = load_model(weights, None, torch.device("cpu"), "fp32")
     gallery = load_gallery(REPO / DEFAULT_GALLERY)
     base = torch.nn.functional.normalize(extract_gallery_features(model, gallery, progress=False), dim=1).numpy()
     rng = np.random.default_rng(seed)
     writer = FeatureWriter(out, {"sha256": sha256_file(weights), "path": str(weights)},
-                           {"source": f"benchmark: {len(gallery)} bundled triples x noise"}, size)
+                           {"source": f"benchmark: {len(gallery)} bundled triples x noise", "normalised": True,
+                            "feature_dim": int(base.shape[1]), "image_size": list(model.cfg.image_size)}, size)
     shard = 10_000
     for index, start in enumerate(range(0, size, shard)):
         rows = np.arange(start, min(size, start + shard)) % len(gallery)

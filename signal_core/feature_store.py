@@ -95,7 +95,27 @@ def read_manifest(root: PathLike) -> dict[str, Any]:
                                 "new folder.") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise FeatureStoreError(f"'{path}' is not a {FORMAT} manifest; re-run python -m train.extract.")
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise FeatureStoreError(f"'{path}' is not a valid manifest ({problem}); re-run python -m train.extract "
+                                "into a new folder.")
     return manifest
+
+
+def _manifest_problem(manifest: dict[str, Any]) -> str | None:
+    """What is wrong with a manifest's structure (None: nothing); shard files must be plain names in the folder."""
+    settings, shards = manifest.get("settings"), manifest.get("shards")
+    if not isinstance(settings, dict) or not isinstance(settings.get("feature_dim"), int) or settings["feature_dim"] < 1:
+        return "no positive settings.feature_dim"
+    if not isinstance(shards, list):
+        return "no list of shards"
+    for entry in shards:
+        if not (isinstance(entry, dict) and isinstance(entry.get("index"), int) and isinstance(entry.get("rows"), int)
+                and isinstance(entry.get("sha256"), str) and isinstance(entry.get("file"), str)):
+            return f"shard entry {entry!r} lacks index, rows, file or sha256"
+        if Path(entry["file"]).name != entry["file"] or entry["file"] in ("", ".", ".."):
+            return f"shard file {entry['file']!r} is not a plain file name in the folder"
+    return None
 
 
 def _load_shard(root: Path, entry: dict[str, Any]) -> tuple[np.ndarray, list[dict[str, Any]]]:

@@ -248,6 +248,22 @@ def test_corrupted_shard_is_named_and_recomputed(weights, tmp_path):
     np.testing.assert_allclose(read_features(tmp_path / "f").features, good, atol=1e-6)
 
 
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m["settings"].pop("feature_dim"), "no positive settings.feature_dim"),
+    (lambda m: m["shards"][0].pop("sha256"), "lacks index, rows, file or sha256"),
+    (lambda m: m["shards"][0].update(file="../../secret.npz"), "'../../secret.npz' is not a plain file name"),
+])
+def test_a_malformed_manifest_is_a_clear_error(weights, tmp_path, change, message):
+    triples = make_triples(tmp_path / "t", gallery_names(ids=(1, 2), per_id=2))
+    assert run_extract(weights, triples, tmp_path / "f") == 0
+    path = tmp_path / "f" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(FeatureStoreError, match=re.escape(message)):
+        read_features(tmp_path / "f")
+
+
 def _missing_ni(root: Path) -> None:
     shutil.rmtree(root / "NI")
 
