@@ -1,4 +1,4 @@
-"""SIM's token scores drawn as heatmaps over an image, and short labels on drawings (numpy + PIL).
+"""SIM's token scores drawn as heatmaps over an image, and short labels on drawings (numpy, OpenCV, PIL).
 
 SIM keeps the top-k1 patches of each modality's own class-token attention (the *intra-modal* score)
 and the top-k2 of the other modalities' queries (the *inter-modal* score, the attention a patch
