@@ -162,3 +162,17 @@ def test_demo_engine_options_are_checked(tmp_path, monkeypatch, capsys):
             "--onnx", str(tmp_path / "nope.onnx"), "--port", str(free_port())]
     assert app.main(argv) == 2
     assert "nope.onnx not found" in error_line(capsys)
+
+
+@pytest.mark.slow
+def test_report_with_an_engine_takes_its_metrics_from_it(setup, tmp_path):
+    """--report --engine onnxruntime: the seven settings scored with the engine's features (within 0.1
+    of torch's), the page and its figures written (the SIM / LAM drawings still come from torch)."""
+    assert run_evaluate(setup, tmp_path / "torch.json", "--report", str(tmp_path / "torch")) == 0
+    assert run_evaluate(setup, tmp_path / "ort.json", "--engine", "onnxruntime", "--report", str(tmp_path / "ort")) == 0
+    ref, got = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("torch", "ort"))
+    assert set(ref["missing"]) == set(got["missing"]) == {"none", "rgb", "nir", "tir", "rgb+nir", "rgb+tir", "nir+tir"}
+    for setting, metrics in ref["missing"].items():
+        for name, value in metrics.items():
+            assert abs(value - got["missing"][setting][name]) <= 0.1, (setting, name)
+    assert (tmp_path / "ort" / "index.html").is_file() and (tmp_path / "ort" / "selection.png").is_file()
