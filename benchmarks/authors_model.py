@@ -1,7 +1,7 @@
 """The authors' Signal model (github.com/010129/Signal, checked out OUTSIDE this repository), built
 from their code with our model's weights, for a same-run speed comparison.
 
-    forward = authors_forward("/tmp/authors", model)   # model: our SignalModel (rgbnt201 geometry)
+    forward = authors_forward(code_dir, model)   # code_dir: their checkout; model: our SignalModel (rgbnt201)
     feats = forward(rgb, nir, tir, cam_ids)             # their test-time feature, [B, 3072] numpy
 
 Their code is imported from ``code_dir`` (put first on ``sys.path``), never copied here. It
