@@ -165,7 +165,7 @@ def build_ui(engine: SearchEngine, examples: Sequence[GalleryEntry] = (), title:
     with gr.Blocks(title="Signal ReID demo", delete_cache=DELETE_CACHE) as page:
         gr.Markdown(f"# {title}\n{INTRO}")
         if engine.description:
-            gr.Markdown(f"<small>{engine.description} · {n} gallery triples</small>")
+            gr.Markdown(f"<small>{engine.description} · default gallery: {n} triples</small>")
         with gr.Row():
             inputs = [ImageInput(label=f"{LABELS[m]} query", type="filepath", image_mode=None,
                                  sources=["upload", "clipboard"], height=240, elem_id=f"query-{m}")
