@@ -118,8 +118,7 @@ def build_ui(engine: SearchEngine, examples: Sequence[GalleryEntry] = (), title:
         engine = session_engine(uploads, request, default_engine)
         result = run_safely("Search", engine.search, rgb, nir, tir, top_k, camera,
                             switched_on=switched_on(modalities))
-        if result.missing:
-            gr.Info(f"Missing modality: {text.missing_names(result)} zeroed.")
+        # a missing modality is said in the status (a toast cannot reach the page from a direct request)
         gallery_value = [(m.thumbnail, text.caption(m)) for m in result.matches]
         matches = [{"index": m.index, "caption": text.caption(m), "parts": text.parts_table(m, result.previous_depth)}
                    for m in result.matches]
