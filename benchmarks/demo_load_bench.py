@@ -40,9 +40,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from benchmarks.browser import demo_page, set_query
+
 REPO = Path(__file__).resolve().parents[1]
 QUERIES = REPO / "assets" / "demo" / "query"
-CHROMIUM = os.environ.get("SIGNAL_CHROMIUM", "/usr/bin/chromium")
 
 
 def machine() -> dict:
@@ -184,30 +185,18 @@ _RESULTS_READY = """([previous]) => {
 
 def run_browser(url: str, clicks: int) -> dict:
     """Click-to-results in Chromium, ``clicks`` searches alternating two example queries."""
-    from playwright.sync_api import sync_playwright
-
     triples = query_triples(n=2)
     times = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1600})
-            page.goto(url)
-            page.wait_for_selector("#search-button", timeout=60_000)
-            for i in range(clicks + 1):  # the first search warms up (not timed)
-                rgb, nir, tir, _ = triples[i % 2]
-                for modality, path in zip(("rgb", "nir", "tir"), (rgb, nir, tir)):
-                    page.locator(f"#query-{modality} input[type=file]").set_input_files(path)
-                page.wait_for_function("() => document.querySelectorAll('#query-tir img').length > 0")
-                page.wait_for_timeout(300)  # let the uploads settle: not part of the click
-                previous = page.locator("#status").inner_text()
-                start = time.perf_counter()
-                page.click("#search-button")
-                page.wait_for_function(_RESULTS_READY, arg=[previous], timeout=60_000, polling="raf")
-                if i:
-                    times.append(1000 * (time.perf_counter() - start))
-        finally:
-            browser.close()
+    with demo_page(url) as page:
+        for i in range(clicks + 1):  # the first search warms up (not timed)
+            set_query(page, triples[i % 2][:3])
+            page.wait_for_timeout(300)  # let the uploads settle: not part of the click
+            previous = page.locator("#status").inner_text()
+            start = time.perf_counter()
+            page.click("#search-button")
+            page.wait_for_function(_RESULTS_READY, arg=[previous], timeout=60_000, polling="raf")
+            if i:
+                times.append(1000 * (time.perf_counter() - start))
     return {"clicks": clicks, "p50_ms": statistics.median(times), "p95_ms": float(np.percentile(times, 95)),
             "min_ms": min(times), "max_ms": max(times)}
 

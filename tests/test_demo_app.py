@@ -24,10 +24,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks.browser import CHROMIUM, demo_page, set_query
 from tests.demo_helpers import free_port, make_checkpoint, make_triples_folder, write_png_header
 
 REPO = Path(__file__).resolve().parent.parent
-CHROMIUM = os.environ.get("SIGNAL_CHROMIUM", "/usr/bin/chromium")
 pytestmark = pytest.mark.slow
 
 
@@ -265,48 +265,36 @@ def chromium():
 
 
 def test_browser_search_shows_results_and_overlays(chromium, server):
-    from playwright.sync_api import sync_playwright
-
     url, queries, _ = server
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1600})
-            page.goto(url)
-            page.wait_for_selector("#search-button", timeout=30_000)
-            for _ in range(2):  # the modality switch without a query: nothing happens, no error
-                page.locator("#modalities label", has_text="TIR").click()
-            page.wait_for_timeout(500)
-            assert "Give a query" in page.locator("#status").inner_text() and not page.locator(".toast-body").count()
-            for modality, folder in (("rgb", "RGB"), ("nir", "NI"), ("tir", "TI")):
-                page.locator(f"#query-{modality} input[type=file]").set_input_files(
-                    str(queries / folder / "000002_cam2_001.png"))
-            page.wait_for_selector("#query-tir img", timeout=30_000)
-            page.click("#search-button")
-            page.wait_for_selector("#results .thumbnail-item img", timeout=30_000)
-            for modality in ("rgb", "nir", "tir"):
-                page.wait_for_selector(f"#query-overlay-{modality} img", timeout=30_000)
-            captions = page.locator("#results .caption-label").all_inner_texts()
-            assert len(captions) == 10 and captions[0].startswith("#1 ✓ id 2"), captions
-            assert "query id 2" in page.locator("#status").inner_text()
-            assert " R." in captions[0] and " F." in captions[0]  # each result's share of the score by part
-            page.locator("#results .thumbnail-item").first.click()
-            page.wait_for_selector("#selected-overlay-rgb img", timeout=30_000)
-            selected = page.locator("#selected").inner_text()
-            assert "Selected #1" in selected and "fused SIM tokens" in selected and "cosine" in selected
-            shot = os.environ.get("SIGNAL_SCREENSHOT")
-            if shot:
-                page.screenshot(path=shot, full_page=True)
-            _check_view_switch(page, shot and shot.replace(".png", "-scores.png"))
-            page.locator("#modalities label", has_text="NIR").click()  # the switch searches again
-            page.wait_for_function("document.querySelector('#status').innerText.includes('Switched off')",
-                                   timeout=30_000)
-            moved = page.locator("#results .caption-label").all_inner_texts()
-            assert len(moved) == 10 and all("(was " in c for c in moved), moved
-            if shot:
-                page.screenshot(path=shot.replace(".png", "-switch.png"), full_page=True)
-        finally:
-            browser.close()
+    with demo_page(url, chromium, timeout_ms=30_000) as page:
+        for _ in range(2):  # the modality switch without a query: nothing happens, no error
+            page.locator("#modalities label", has_text="TIR").click()
+        page.wait_for_timeout(500)
+        assert "Give a query" in page.locator("#status").inner_text() and not page.locator(".toast-body").count()
+        set_query(page, [queries / folder / "000002_cam2_001.png" for folder in ("RGB", "NI", "TI")])
+        page.click("#search-button")
+        page.wait_for_selector("#results .thumbnail-item img", timeout=30_000)
+        for modality in ("rgb", "nir", "tir"):
+            page.wait_for_selector(f"#query-overlay-{modality} img", timeout=30_000)
+        captions = page.locator("#results .caption-label").all_inner_texts()
+        assert len(captions) == 10 and captions[0].startswith("#1 ✓ id 2"), captions
+        assert "query id 2" in page.locator("#status").inner_text()
+        assert " R." in captions[0] and " F." in captions[0]  # each result's share of the score by part
+        page.locator("#results .thumbnail-item").first.click()
+        page.wait_for_selector("#selected-overlay-rgb img", timeout=30_000)
+        selected = page.locator("#selected").inner_text()
+        assert "Selected #1" in selected and "fused SIM tokens" in selected and "cosine" in selected
+        shot = os.environ.get("SIGNAL_SCREENSHOT")
+        if shot:
+            page.screenshot(path=shot, full_page=True)
+        _check_view_switch(page, shot and shot.replace(".png", "-scores.png"))
+        page.locator("#modalities label", has_text="NIR").click()  # the switch searches again
+        page.wait_for_function("document.querySelector('#status').innerText.includes('Switched off')",
+                               timeout=30_000)
+        moved = page.locator("#results .caption-label").all_inner_texts()
+        assert len(moved) == 10 and all("(was " in c for c in moved), moved
+        if shot:
+            page.screenshot(path=shot.replace(".png", "-switch.png"), full_page=True)
 
 
 def _check_view_switch(page, shot: str | None) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.browser import demo_page, set_query
 from tests import test_demo_app
 from tests.demo_helpers import make_triples_folder
 from tests.test_demo_app import _client, _file_url, _get, _triple
@@ -116,38 +117,27 @@ def test_malicious_zips_refused_and_nothing_written(server, mine, tmp_path):
 
 
 def test_browser_upload_search_and_close(chromium, server, mine):
-    from playwright.sync_api import sync_playwright
-
     url, _, root = server
     archive, folder = mine
     images_root = _roots(root)[0]
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1800})
-            page.goto(url)
-            page.wait_for_selector("#search-button", timeout=30_000)
-            kept = len(os.listdir(images_root))
-            page.get_by_text("Search your own gallery").click()
-            page.locator("#upload-files input[type=file]").set_input_files(str(archive))
-            page.wait_for_selector("#upload-files :text('mine.zip')", timeout=30_000)
-            page.click("#load-gallery")
-            page.wait_for_selector("#upload-status :text('Loaded 6 triples')", timeout=60_000)
-            assert len(os.listdir(images_root)) == kept + 1
-            for modality, sub in (("rgb", "RGB"), ("nir", "NI"), ("tir", "TI")):
-                page.locator(f"#query-{modality} input[type=file]").set_input_files(str(folder / sub / QUERY))
-            page.wait_for_selector("#query-tir img", timeout=30_000)
-            page.click("#search-button")
-            page.wait_for_selector("#results .thumbnail-item img", timeout=30_000)
-            captions = page.locator("#results .caption-label").all_inner_texts()
-            assert len(captions) == 6 and captions[0].startswith("#1 ✓ id 8"), captions  # top k fitted to 6
-            assert "of 6 gallery triples" in page.locator("#status").inner_text()
-            if os.environ.get("SIGNAL_SCREENSHOT_UPLOAD"):
-                page.screenshot(path=os.environ["SIGNAL_SCREENSHOT_UPLOAD"], full_page=True)
-            page.close()  # the session ends: its gallery folders are removed (unload event)
-            deadline = time.monotonic() + 30
-            while len(os.listdir(images_root)) != kept and time.monotonic() < deadline:
-                time.sleep(0.25)
-            assert len(os.listdir(images_root)) == kept
-        finally:
-            browser.close()
+    with demo_page(url, chromium, height=1800, timeout_ms=30_000) as page:
+        kept = len(os.listdir(images_root))
+        page.get_by_text("Search your own gallery").click()
+        page.locator("#upload-files input[type=file]").set_input_files(str(archive))
+        page.wait_for_selector("#upload-files :text('mine.zip')", timeout=30_000)
+        page.click("#load-gallery")
+        page.wait_for_selector("#upload-status :text('Loaded 6 triples')", timeout=60_000)
+        assert len(os.listdir(images_root)) == kept + 1
+        set_query(page, [folder / sub / QUERY for sub in ("RGB", "NI", "TI")])
+        page.click("#search-button")
+        page.wait_for_selector("#results .thumbnail-item img", timeout=30_000)
+        captions = page.locator("#results .caption-label").all_inner_texts()
+        assert len(captions) == 6 and captions[0].startswith("#1 ✓ id 8"), captions  # top k fitted to 6
+        assert "of 6 gallery triples" in page.locator("#status").inner_text()
+        if os.environ.get("SIGNAL_SCREENSHOT_UPLOAD"):
+            page.screenshot(path=os.environ["SIGNAL_SCREENSHOT_UPLOAD"], full_page=True)
+        page.close()  # the session ends: its gallery folders are removed (unload event)
+        deadline = time.monotonic() + 30
+        while len(os.listdir(images_root)) != kept and time.monotonic() < deadline:
+            time.sleep(0.25)
+        assert len(os.listdir(images_root)) == kept
