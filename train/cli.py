@@ -47,3 +47,28 @@ def run_command(run: Callable[[argparse.Namespace], Any], args: argparse.Namespa
         print(f"error: {message}", file=sys.stderr)
         return 2
     return 0
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser, uses: str) -> None:
+    """``--engine`` and ``--onnx``, as ``train.evaluate`` and ``train.extract`` take them.
+
+    Args:
+        uses: what the engine's features are used for, said in ``--engine``'s help.
+    """
+    from signal_core.engines import ENGINES
+
+    parser.add_argument("--engine", default="torch", help=f"what computes the features: {'|'.join(ENGINES)} "
+                        f"(default torch). {uses}")
+    parser.add_argument("--onnx", help="--engine onnxruntime|openvino: an exported .onnx of these weights (python "
+                        "-m train.export; fp32 or int8); default: the weights exported fp32 on the fly into "
+                        "$SIGNAL_ONNX_CACHE (~/.cache/signal-onnx)")
+
+
+def check_engine_arguments(args: argparse.Namespace) -> None:
+    """Raise ``ValueError`` for an unknown ``--engine`` or an ``--onnx`` without one that reads it."""
+    from signal_core.engines import ENGINES
+
+    if args.engine not in ENGINES:
+        raise ValueError(f"--engine {args.engine!r}: use one of {', '.join(ENGINES)}.")
+    if args.onnx and args.engine == "torch":
+        raise ValueError("--onnx needs --engine onnxruntime or openvino.")

@@ -18,13 +18,12 @@ import torch
 from signal_core import build_model, load_weights
 from signal_core.atomic import write_json
 from signal_core.data import load_dataset
-from signal_core.engines import ENGINES
 from signal_core.inference import MISSING_SETTINGS
 from signal_core.model_engine import engine_for_model
 from signal_core.precision import PRECISIONS
 from signal_core.runtime import keep_freed_memory
 
-from .cli import configure_logging, run_command
+from .cli import add_engine_arguments, check_engine_arguments, configure_logging, run_command
 from .config import load_config
 from .protocol import evaluate_model, format_metrics
 from .report import write_report
@@ -46,12 +45,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="encoder precision at test time (default fp32, the reference numbers; auto = bf16 "
                         "where the device runs it fast)")
-    p.add_argument("--engine", default="torch", help=f"what computes the features: {'|'.join(ENGINES)} "
-                   "(default torch). With --report the metrics, rankings and similarity figures come from the "
-                   "engine; the SIM / LAM drawings need the model's internals and use torch")
-    p.add_argument("--onnx", help="--engine onnxruntime|openvino: an exported .onnx of these weights (python -m "
-                   "train.export; fp32 or int8); default: the weights exported fp32 on the fly into "
-                   "$SIGNAL_ONNX_CACHE (~/.cache/signal-onnx)")
+    add_engine_arguments(p, "With --report the metrics, rankings and similarity figures come from the engine; "
+                            "the SIM / LAM drawings need the model's internals and use torch")
     p.add_argument("--batch-size", type=int, default=None, help="test batch size (default: from the config)")
     p.add_argument("--num-workers", type=int, default=None)
     p.add_argument("--report", metavar="DIR", help="also write the evaluation report into DIR: index.html, "
@@ -81,10 +76,7 @@ def run(args: argparse.Namespace) -> dict:
                          "and --rerank, or run them without --report.")
     if args.history and not Path(args.history).is_file():
         raise FileNotFoundError(f"--history {args.history} does not exist; give a run folder's history.jsonl")
-    if args.engine not in ENGINES:
-        raise ValueError(f"--engine {args.engine!r}: use one of {', '.join(ENGINES)}.")
-    if args.onnx and args.engine == "torch":
-        raise ValueError("--onnx needs --engine onnxruntime or openvino.")
+    check_engine_arguments(args)
     model = load_model(args, model_cfg, cfg, dataset, device)
     precision = model.set_inference_precision(args.precision)
     engine = engine_for_model(model, args.engine, args.onnx) if args.engine != "torch" else None

@@ -21,14 +21,13 @@ import torch
 
 from signal_core import SignalConfig, load_weights
 from signal_core.data import DATASETS, DatasetError, TripleRecord, load_dataset, read_triples_folder
-from signal_core.engines import ENGINES
 from signal_core.extraction import ExtractionSummary, extract_to_folder
 from signal_core.feature_store import is_feature_folder, read_manifest, sha256_file
 from signal_core.model_engine import engine_for_model
 from signal_core.precision import PRECISIONS
 from signal_core.runtime import keep_freed_memory
 
-from .cli import run_command
+from .cli import add_engine_arguments, check_engine_arguments, run_command
 
 SPLITS = ("query", "gallery", "train")
 
@@ -46,11 +45,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="encoder precision (default fp32; auto = bf16 where the device runs it fast; a resumed "
                         "run with auto keeps the folder's precision)")
-    p.add_argument("--engine", default="torch", help=f"what computes the features: {'|'.join(ENGINES)} "
-                   "(default torch; recorded in the manifest)")
-    p.add_argument("--onnx", help="--engine onnxruntime|openvino: an exported .onnx of these weights (python -m "
-                   "train.export; fp32 or int8); default: the weights exported fp32 on the fly into "
-                   "$SIGNAL_ONNX_CACHE (~/.cache/signal-onnx)")
+    add_engine_arguments(p, "Recorded in the manifest")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--num-workers", type=int, default=min(4, max(0, (os.cpu_count() or 1) - 1)),
                    help="image-decoding worker processes")
@@ -84,10 +79,7 @@ def check_numbers(args: argparse.Namespace) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1.")
     if args.num_workers < 0 or (args.threads is not None and args.threads < 1):
         raise ValueError("--num-workers must be 0 or more, --threads at least 1.")
-    if args.engine not in ENGINES:
-        raise ValueError(f"--engine {args.engine!r}: use one of {', '.join(ENGINES)}.")
-    if args.onnx and args.engine == "torch":
-        raise ValueError("--onnx needs --engine onnxruntime or openvino.")
+    check_engine_arguments(args)
 
 
 def run(args: argparse.Namespace) -> ExtractionSummary:
