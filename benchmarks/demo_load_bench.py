@@ -4,6 +4,7 @@
     python -m benchmarks.demo_load_bench --url http://127.0.0.1:7860/ --clients 16 --searches 5
     python -m benchmarks.demo_load_bench --browser-clicks 20 --json out.json
     python -m benchmarks.demo_load_bench --large-gallery 100000   # a 100,000-triple feature folder gallery
+    python -m benchmarks.demo_load_bench --precision bf16 --browser-clicks 0   # bf16 forced (auto picks it with AMX)
 
 Clients: ``--clients`` gradio_client clients at once, each ``--searches`` ``/search`` calls with the
 example queries (files uploaded with each call, as gradio_client does), then every image the
@@ -93,10 +94,11 @@ def write_large_gallery(out: Path, size: int, noise: float = 0.02, seed: int = 0
     return out
 
 
-def start_demo(port: int, log_path: Path, gallery: Path | None = None) -> subprocess.Popen:
-    """``python app.py`` (bundled model and gallery, or ``gallery``) on ``port``; returns once the page answers."""
+def start_demo(port: int, log_path: Path, gallery: Path | None = None, precision: str | None = None) -> subprocess.Popen:
+    """``python app.py`` (bundled model and gallery, or ``gallery``; ``precision``: its ``--precision``, default
+    auto) on ``port``; returns once the page answers."""
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
-    extra = [] if gallery is None else ["--gallery", str(gallery)]
+    extra = ([] if gallery is None else ["--gallery", str(gallery)]) + ([] if precision is None else ["--precision", precision])
     proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), *extra], cwd=REPO, env=env,
                             stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 600
@@ -110,7 +112,7 @@ def start_demo(port: int, log_path: Path, gallery: Path | None = None) -> subpro
         except OSError:
             time.sleep(0.5)
     proc.kill()
-    raise RuntimeError(f"app.py did not answer within 300 s; see {log_path}")
+    raise RuntimeError(f"app.py did not answer within 600 s; see {log_path}")
 
 
 def _fetch_image(url: str) -> tuple[int, int]:
@@ -214,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
                         help="gradio_client's default SSL context per request even for http:// (costly; see run_clients)")
     parser.add_argument("--large-gallery", type=int, metavar="N",
                         help="serve a feature folder of N triples made from the bundled gallery (see above)")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "auto"),
+                        help="the started demo's --precision (default: its own, auto)")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
     proc = None
@@ -226,11 +230,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
         print(f"feature folder of {args.large_gallery} triples written in {time.perf_counter() - start:.0f} s", flush=True)
     if url is None:
         start = time.perf_counter()
-        proc = start_demo(args.port, Path(tempfile.gettempdir()) / f"demo_load_bench_{args.port}.log", gallery)
+        proc = start_demo(args.port, Path(tempfile.gettempdir()) / f"demo_load_bench_{args.port}.log", gallery,
+                          args.precision)
         print(f"demo started in {time.perf_counter() - start:.0f} s", flush=True)
         url = f"http://127.0.0.1:{args.port}/"
     try:
-        figures = {"machine": machine(), "url": url, "gallery_size": args.large_gallery or "bundled", "clients": []}
+        figures = {"machine": machine(), "url": url, "gallery_size": args.large_gallery or "bundled",
+                   "precision": args.precision or "demo default", "clients": []}
         run_clients(url, 2, 2)  # warm-up: model, caches, thumbnails (--rounds 0: browser only)
         for _ in range(args.rounds):
             figures["clients"].append(run_clients(url, args.clients, args.searches,

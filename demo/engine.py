@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -113,7 +112,6 @@ class SearchEngine:
         self.transform = InputTransform(self.image_size)
         self.num_cameras = model.num_cameras
         self.layout = feature_layout(model.cfg.feature_dim, model.cfg.embed_dim)  # columns of each part
-        self._lock = threading.Lock()  # one feature-engine call at a time (see _encode)
 
     # --- building ------------------------------------------------------------------------------
     @classmethod
@@ -175,10 +173,9 @@ class SearchEngine:
     def sharing(self, gallery: Gallery, gallery_features: torch.Tensor, thumbnails: ThumbnailStore,
                 description: str = "") -> SearchEngine:
         """Another engine over ``gallery`` (a visitor's upload) with this engine's model, device, served
-        folder, feature engine and lock (the model is loaded once)."""
+        folder and feature engine (the model is loaded once)."""
         engine = type(self)(self.model, gallery, gallery_features, self.device, thumbnails, description, self.served,
                             self.features_fn)
-        engine._lock = self._lock
         engine.cache_hit, engine.cache_path, engine.weights_path = True, None, getattr(self, "weights_path", None)
         return engine
 
@@ -320,13 +317,12 @@ class SearchEngine:
     def _encode(self, batch: dict, cams: torch.Tensor | None, explain: bool):
         inputs = [batch[m].to(self.device) for m in MODALITIES]
         cams = None if cams is None else cams.to(self.device)
-        # The torch model runs without a lock: in eval mode its forward changes no state, so searches
-        # running at once (the page's concurrency, each with cores / concurrency threads) use every
-        # core. A feature engine (onnxruntime / OpenVINO request) is called by one thread at a time.
+        # No lock: every engine may be called from several threads at once (signal_core.engines), so
+        # searches running at once (the page's concurrency, each with cores / concurrency threads) use
+        # every core, whatever the precision or engine.
         explanation = self.model.explain(*inputs, cams) if explain else None
         if self.features_fn is not None:  # the engine's features; the overlays stay torch's
-            with self._lock:
-                return run_features(self.features_fn, *inputs, cams).to(self.device), explanation
+            return run_features(self.features_fn, *inputs, cams).to(self.device), explanation
         if explain:
             return explanation.features, explanation
         return self.model.extract_features(*inputs, cams), None

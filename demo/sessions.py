@@ -153,16 +153,15 @@ class SessionGalleries:
 
     @torch.no_grad()
     def _extract(self, gallery: Gallery, deadline: Deadline, progress: Progress) -> torch.Tensor:
-        """Features ``[N, F]`` in chunks of :data:`CHUNK` triples, each under the shared model lock."""
+        """Features ``[N, F]`` in chunks of :data:`CHUNK` triples, searches go on beside it (the engines are thread-safe)."""
         engine, n = self.default, len(gallery)
         parts = []
         progress(0, n)
         for start in range(0, n, CHUNK):
             deadline.check("extracting the features")
             chunk = Gallery(gallery.entries[start:start + CHUNK], gallery.source)
-            with engine._lock:
-                parts.append(extract_gallery_features(engine.model, chunk, engine.device, batch_size=CHUNK,
-                                                      progress=False, features_fn=engine.features_fn))
+            parts.append(extract_gallery_features(engine.model, chunk, engine.device, batch_size=CHUNK,
+                                                  progress=False, features_fn=engine.features_fn))
             progress(min(n, start + CHUNK), n)
         return torch.cat(parts)
 

@@ -1,5 +1,9 @@
 """Feature engines: one callable interface over PyTorch, onnxruntime and OpenVINO.
 
+Every engine may be called from several threads at once: the torch model's reduced-precision copy
+is built once and only read (:class:`signal_core.precision.ShadowWeights`), an onnxruntime session's
+``run`` is thread-safe, and OpenVINO gets one infer request per thread.
+
     engine = load_engine("model.onnx", kind="openvino")       # or kind="onnxruntime"
     engine = load_engine(model, kind="torch", precision="bf16")  # a SignalModel (or a weights file)
     feats = engine(rgb, nir, tir, cam_ids)  # [B, F] float32 numpy, the same values as extract_features
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -144,14 +149,22 @@ class OpenVINOEngine(FeatureEngine):
             config["INFERENCE_NUM_THREADS"] = threads
         core = ov.Core()
         self.compiled = core.compile_model(str(path), device, config)
-        self.request = self.compiled.create_infer_request()
+        self._requests = threading.local()  # an infer request holds its inputs and outputs: one per thread
         chosen = self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()  # "f32", "bf16", ...
         precision = "int8" if info.precision == "int8" else {"f32": "fp32"}.get(chosen, chosen)
         super().__init__(info, precision)
 
+    @property
+    def request(self):
+        """This thread's infer request (created on its first call)."""
+        request = getattr(self._requests, "request", None)
+        if request is None:
+            request = self._requests.request = self.compiled.create_infer_request()
+        return request
+
     def _run(self, rgb, nir, tir, cams):
         result = self.request.infer({"rgb": rgb, "nir": nir, "tir": tir, "cam_ids": cams})
-        return result[self.compiled.output("features")]
+        return result[self.compiled.output("features")]  # infer() copies its outputs (share_outputs=False)
 
 
 def _read_info(path: str | os.PathLike) -> ExportInfo:

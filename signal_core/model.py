@@ -191,7 +191,10 @@ class SignalModel(nn.Module):
         device = next(self.parameters()).device
         self.inference_precision = resolve_precision(precision, device)
         dtype = PRECISION_DTYPES[self.inference_precision]
-        self._shadow = None if dtype == torch.float32 else ShadowWeights(self.backbone, dtype)
+        if dtype == torch.float32:
+            self._shadow = None
+        elif self._shadow is None or self._shadow.dtype != dtype:  # the same precision again keeps its copy
+            self._shadow = ShadowWeights(self.backbone, dtype)
         return self.inference_precision
 
     @torch.no_grad()

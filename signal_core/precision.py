@@ -13,12 +13,13 @@ alone bf16 matmuls can be slower than fp32, as on the 2-core machine this projec
 """
 from __future__ import annotations
 
+import copy
 import functools
+import threading
 import time
 
 import torch
 from torch import nn
-from torch.func import functional_call
 
 PRECISIONS = ("fp32", "bf16", "auto")
 PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -70,49 +71,66 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
 class ShadowWeights:
     """Run a module with its matrix multiplications in ``dtype`` and everything else in fp32.
 
-    The weights (and biases) of every ``nn.Linear`` and ``nn.MultiheadAttention`` get a ``dtype``
-    copy; their inputs are cast to ``dtype`` on the way in. Everything else keeps its fp32
-    parameters: the patch convolution, embeddings, LayerNorms and the output projection, so the
-    residual stream of a transformer stays fp32 (a bf16 block output is added to an fp32 stream).
-    The module is called through ``torch.func.functional_call``; its own parameters never change.
-    The copy is rebuilt when any parameter's version counter (bumped by every in-place update),
-    identity or device changes.
+    A second module is built once from the first: every ``nn.Linear`` and ``nn.MultiheadAttention``
+    gets ``dtype`` copies of its weights (and biases) and casts its inputs to ``dtype`` on the way
+    in; every other parameter and buffer (the patch convolution, embeddings, LayerNorms, the output
+    projection) is the original tensor itself, shared, so the residual stream of a transformer stays
+    fp32 (a bf16 block output is added to an fp32 stream). The original module is never touched.
+
+    Thread safety: a call only reads the copy, so any number of threads may run it at once. The copy
+    is rebuilt when a parameter's version counter (bumped by every in-place update, as an optimizer
+    step), identity or device changes; the new copy replaces the old one in one assignment, so a call
+    already running finishes on the copy it started with. Only a rebuild takes a lock.
     """
 
     def __init__(self, module: nn.Module, dtype: torch.dtype):
         self.module, self.dtype = module, dtype
-        self._matmul_modules = [m for m in module.modules() if isinstance(m, (nn.Linear, nn.MultiheadAttention))]
-        owned = {id(p) for m in self._matmul_modules for p in m.parameters(recurse=False)}
-        self._cast = {name for name, p in module.named_parameters() if id(p) in owned}
-        self._key: tuple | None = None
-        self._weights: dict[str, torch.Tensor] = {}
+        self._copy: tuple[tuple, nn.Module] | None = None  # (parameters' key, the reduced-precision module)
+        self._rebuild = threading.Lock()
 
     def _current_key(self) -> tuple:
         return tuple((id(p), p._version, p.device) for p in self.module.parameters())
 
-    def weights(self) -> dict[str, torch.Tensor]:
-        """The parameters by name (``dtype`` copies of the matmul weights), rebuilt if they changed."""
+    def copy(self) -> nn.Module:
+        """The reduced-precision module for the current parameters (built on first use, rebuilt if they changed)."""
         key = self._current_key()
-        if key != self._key:
-            with torch.no_grad():
-                self._weights = {name: p.detach().to(self.dtype) if name in self._cast else p.detach()
-                                 for name, p in self.module.named_parameters()}
-            self._key = key
-        return self._weights
-
-    def _cast_inputs(self, _module: nn.Module, args: tuple) -> tuple:
-        # One cast per distinct tensor: self-attention gets query is key is value, which keeps
-        # nn.MultiheadAttention on its packed (one-matmul) input projection.
-        cast: dict[int, torch.Tensor] = {}
-        for a in args:
-            if torch.is_tensor(a) and a.is_floating_point() and id(a) not in cast:
-                cast[id(a)] = a.to(self.dtype)
-        return tuple(cast.get(id(a), a) for a in args)
+        current = self._copy
+        if current is None or current[0] != key:
+            with self._rebuild:
+                current = self._copy
+                if current is None or current[0] != key:
+                    current = (key, reduced_copy(self.module, self.dtype))
+                    self._copy = current
+        return current[1]
 
     def __call__(self, *args, **kwargs):
-        hooks = [m.register_forward_pre_hook(self._cast_inputs) for m in self._matmul_modules]
-        try:
-            return functional_call(self.module, self.weights(), args, kwargs)
-        finally:
-            for hook in hooks:
-                hook.remove()
+        return self.copy()(*args, **kwargs)
+
+
+def reduced_copy(module: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """An eval-mode copy of ``module`` whose Linear / MultiheadAttention weights are ``dtype`` and whose
+    other parameters and buffers are the original tensors (shared, not copied)."""
+    matmul = [m for m in module.modules() if isinstance(m, (nn.Linear, nn.MultiheadAttention))]
+    cast = {id(p) for m in matmul for p in m.parameters(recurse=False)}
+    memo: dict[int, object] = {}
+    with torch.no_grad():
+        for p in module.parameters():
+            memo[id(p)] = (nn.Parameter(p.detach().to(dtype), requires_grad=False) if id(p) in cast else p)
+        for b in module.buffers():
+            memo[id(b)] = b
+        clone = copy.deepcopy(module, memo)
+    clone.eval()
+    for m in clone.modules():
+        if isinstance(m, (nn.Linear, nn.MultiheadAttention)):
+            m.register_forward_pre_hook(functools.partial(_cast_inputs, dtype=dtype))
+    return clone
+
+
+def _cast_inputs(_module: nn.Module, args: tuple, dtype: torch.dtype) -> tuple:
+    # One cast per distinct tensor: self-attention gets query is key is value, which keeps
+    # nn.MultiheadAttention on its packed (one-matmul) input projection.
+    cast: dict[int, torch.Tensor] = {}
+    for a in args:
+        if torch.is_tensor(a) and a.is_floating_point() and id(a) not in cast:
+            cast[id(a)] = a.to(dtype)
+    return tuple(cast.get(id(a), a) for a in args)

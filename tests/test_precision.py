@@ -1,4 +1,6 @@
 """bf16 inference: close to fp32, fp32 parameters untouched, the bf16 copy follows weight updates."""
+import threading
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -67,3 +69,49 @@ def test_precision_names():
     assert resolve_precision("bf16", "cpu") == "bf16"
     expected = "bf16" if cpu_bf16_speedup() >= 1.3 else "fp32"
     assert resolve_precision("auto", "cpu") == expected == ("bf16" if bf16_is_fast("cpu") else "fp32")
+
+
+def test_bf16_concurrent_calls_equal_serial(tiny_cfg):
+    """Threads running the bf16 encoder at once (as the demo's searches do) get exactly the serial
+    features, and the model keeps its fp32 parameters (issue 21: a per-call weight swap let one
+    thread's bf16 input meet the fp32 weight another thread had just put back, and could leave the
+    model holding bf16 tensors)."""
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg).eval()
+    model.set_inference_precision("bf16")
+    batches = [make_batch(tiny_cfg, batch=2, seed=i) for i in range(4)]
+    serial = [model.extract_features(*images, cams) for images, cams, _ in batches]
+    errors, results = [], []
+
+    def worker(t: int):
+        for r in range(16):
+            i = (t + r) % len(batches)
+            images, cams, _ = batches[i]
+            try:
+                out = model.explain(*images, cams).features if r % 4 == 0 else model.extract_features(*images, cams)
+                results.append((i, out))
+            except Exception as exc:  # noqa: BLE001 - every failure is collected and asserted below
+                errors.append(repr(exc)[:200])
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert {(type(p), p.dtype) for p in model.parameters()} == {(torch.nn.Parameter, torch.float32)}
+    assert len(results) == 8 * 16
+    for i, out in results:
+        torch.testing.assert_close(out, serial[i], rtol=0, atol=1e-6)
+
+
+def test_same_precision_again_keeps_the_bf16_copy(tiny_cfg):
+    model = build_model(tiny_cfg).eval()
+    model.set_inference_precision("bf16")
+    (rgb, nir, tir), cams, _ = make_batch(tiny_cfg, batch=2)
+    model.extract_features(rgb, nir, tir, cams)
+    copy = model._shadow.copy()
+    model.set_inference_precision("bf16")  # e.g. a second TorchEngine over the same model
+    assert model._shadow.copy() is copy
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert {p.dtype for m in copy.modules() if isinstance(m, torch.nn.Linear) for p in m.parameters()} == {torch.bfloat16}
