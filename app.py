@@ -16,11 +16,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse options, load the model and gallery, serve the page; returns the exit status."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which SIMD build it tried is noise here
-    from demo.options import StartupError, parse_options
-    from demo.startup import blocked_paths, build_engine, served_paths
-    from signal_core.runtime import keep_freed_memory
+    try:
+        from demo.options import StartupError, parse_options
+        from demo.startup import blocked_paths, build_engine, served_paths
+        from demo.ui import build_ui, launch, serve_files
+        from signal_core.utils.allocator import keep_freed_memory
+    except ModuleNotFoundError as exc:  # a partial install: one line that says what to install
+        print(f"error: the demo needs the {exc.name} package ({' '.join(str(exc).split())}): "
+              "pip install -r requirements.txt", file=sys.stderr)
+        return 2
 
-    keep_freed_memory()  # faster large CPU tensors (signal_core/runtime.py)
+    keep_freed_memory()  # faster large CPU tensors (signal_core/utils/allocator.py)
     try:
         options = parse_options(argv)
         engine, examples = build_engine(options, check_port=True)  # the port is checked before loading
@@ -31,7 +37,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from demo.options import search_threads
     from demo.sessions import from_options
-    from demo.ui import build_ui, launch, serve_files
 
     torch.set_num_threads(search_threads(options))  # after the gallery features, made with every core
     uploads = from_options(engine, options)  # visitors' own galleries; their thumbnails are served

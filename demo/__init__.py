@@ -1,16 +1,21 @@
 """The Gradio demo of Signal (``app.py``): search a gallery of RGB / NIR / TIR triples.
 
 Modules, one concept each:
+    options        flags, each with an environment variable (Hugging Face Spaces)
+    startup        loading the weights, the model, the gallery and the feature engine
     images         decode any uploaded file into an 8-bit RGB array (16-bit, RGBA, huge, ...)
     gallery        the gallery: a triples folder or a dataset's test gallery
     features       model inputs and batched gallery feature extraction
     feature_cache  on-disk, atomically written cache of gallery features
-    overlays       SIM token-selection and LAM sampling drawings
+    search         the gallery search: encode a query, rank, split scores by part (no UI code)
+    explain        the two explanation views and the modality switch's rank comparison
     thumbnails     RGB | NIR | TIR pictures of gallery entries
-    engine         the search logic (no UI code)
+    served         the per-search images the page is sent, written atomically
+    uploads        safe intake of a visitor's own gallery (zip or files)
+    sessions       per-visitor galleries, their limits and clean-up
+    text           the words, markdown and JSON the page and the API show
     ui             the gr.Blocks page
-    cli            options (flags and environment variables) and start-up
-    bench          query-latency measurement
+    upload_ui      the page's "your own gallery" section
 
 ``signal_core`` never imports this package or gradio.
 """

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import torch
 
-from signal_core.atomic import atomic_write
+from signal_core.utils.atomic import atomic_write
+from signal_core.utils.hashing import sha256_file
 
 from .gallery import Gallery
 
 log = logging.getLogger(__name__)
 CACHE_FORMAT = "signal-demo-gallery-features/1"  # bump when the way features are computed changes
 DEFAULT_CACHE_DIR = Path("~/.cache/signal-demo")
-_HASH_CHUNK = 1 << 22
 
 
 def default_cache_dir() -> Path:
@@ -33,21 +33,12 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("SIGNAL_CACHE_DIR") or DEFAULT_CACHE_DIR).expanduser()
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's content (read in 4 MiB chunks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_HASH_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def model_fingerprint(weights: str | os.PathLike | None, config_json: str,
                       state_dict: dict | None = None) -> dict:
     """What identifies the model: its config and its weights file's content hash, or, without a
     file, a hash of ``state_dict``'s tensors."""
     if weights:
-        digest = file_sha256(weights)
+        digest = sha256_file(weights)
     elif state_dict is not None:
         h = hashlib.sha256()
         for name, tensor in sorted(state_dict.items()):

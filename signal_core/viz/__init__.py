@@ -2,10 +2,10 @@
 
 * :mod:`.overlays`: SIM token selection and LAM sampling drawn on an image (numpy + PIL).
 * :mod:`.heatmaps`: SIM's intra- / inter-modal token scores as heatmaps, labels on drawings (numpy,
-  OpenCV, PIL; ``pip install signal-reid[viz]``).
+  OpenCV, PIL; ``pip install ".[viz]"``).
 * :mod:`.ranklist`: a query triple and its top-k results with green / red borders (PIL).
 * :mod:`.plots`: CMC, t-SNE, similarity histograms, training curves, image grids (matplotlib and
-  scikit-learn, imported only when a plot is made; ``pip install matplotlib scikit-learn``).
+  scikit-learn, imported only when a plot is made; ``pip install ".[viz]"``).
 """
 from .heatmaps import annotate, heat_legend_html, score_heatmap, score_maps_overlay
 from .overlays import (

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ..utils.optional import require
 from .overlays import overlay_size, resize_for_overlay
+
+cv2 = require("cv2", "the heatmap drawings (signal_core.viz)")
 
 # An inferno-like colour ramp: (position, RGB) anchors, linearly interpolated.
 HEAT_ANCHORS = ((0.0, (0, 0, 4)), (0.25, (87, 16, 110)), (0.5, (188, 55, 84)), (0.75, (249, 142, 9)),

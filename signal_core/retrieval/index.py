@@ -35,10 +35,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any, NamedTuple
 
-import faiss
 import numpy as np
 
+from ..utils.optional import require
 from .index_file import IndexFileContent, IndexFileError, read_index_file, write_index_file
+
+faiss = require("faiss", "the gallery index (signal_core.retrieval.index)")
 
 AUTO_EXACT_MAX_ROWS = 50_000  # "auto" builds an exact index below this many rows
 FORMAT_VERSION = 2  # 2: ivfpq is PCA + IVF + SQ8 + Refine(SQ8) under L2 (1 was PCA + IVF + PQ, inner product)

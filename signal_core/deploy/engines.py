@@ -1,7 +1,7 @@
 """Feature engines: one callable interface over PyTorch, onnxruntime and OpenVINO.
 
 Every engine may be called from several threads at once: the torch model's reduced-precision copy
-is built once and only read (:class:`signal_core.precision.ShadowWeights`), an onnxruntime session's
+is built once and only read (:class:`signal_core.model.precision.ShadowWeights`), an onnxruntime session's
 ``run`` is thread-safe, and OpenVINO gets one infer request per thread.
 
     engine = load_engine("model.onnx", kind="openvino")       # or kind="onnxruntime"
@@ -14,7 +14,6 @@ Features are not L2-normalised, exactly as :meth:`SignalModel.extract_features` 
 """
 from __future__ import annotations
 
-import importlib
 import os
 import threading
 from pathlib import Path
@@ -23,18 +22,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..utils import optional
 from .export import ExportInfo, export_info, read_export_info
 
 ENGINES = ("torch", "onnxruntime", "openvino")
-_INSTALL = {"onnxruntime": "pip install onnxruntime", "openvino": "pip install openvino", "onnx": "pip install onnx"}
 
 
 def require(package: str) -> Any:
-    """Import an optional runtime package, or raise an ImportError that says how to install it."""
-    try:
-        return importlib.import_module(package)
-    except ImportError as exc:
-        raise ImportError(f"the {package} engine needs the {package} package: {_INSTALL[package]}") from exc
+    """Import an optional runtime package (onnx, onnxruntime, openvino), or raise a ModuleNotFoundError
+    (an ImportError) that names the extra installing it."""
+    return optional.require(package, f"the {package} engine")
 
 
 class FeatureEngine:
@@ -190,7 +187,7 @@ def load_engine(source, kind: str = "onnxruntime", precision: str | None = None,
     if kind == "torch":
         model = source
         if isinstance(source, (str, os.PathLike)):
-            from .checkpoint import load_weights
+            from ..checkpoint import load_weights
 
             model = load_weights(source, options.pop("official_cfg", None), options.pop("device", "cpu"))
         return TorchEngine(model, precision or "fp32")

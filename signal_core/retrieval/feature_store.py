@@ -35,7 +35,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .atomic import atomic_write, write_json
+from ..utils.atomic import atomic_write, write_json
+from ..utils.hashing import sha256_file
 
 FORMAT = "signal-features/1"
 MANIFEST = "manifest.json"
@@ -52,15 +53,6 @@ class FeatureSet(NamedTuple):
     features: np.ndarray  # [N, D] float32, L2-normalised rows
     metadata: list[dict[str, Any]]  # N rows: name, paths, pid, camid, sceneid
     manifest: dict[str, Any]
-
-
-def sha256_file(path: PathLike, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's content (read in 1 MiB chunks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def shard_file(index: int) -> str:

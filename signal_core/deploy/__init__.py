@@ -1,0 +1,35 @@
+"""Deployment: ONNX export, feature engines (torch, onnxruntime, OpenVINO), the engine choice, int8.
+
+    export         the test-time feature as one traceable module, ONNX export with its metadata
+    engines        FeatureEngine: one callable over torch, onnxruntime and OpenVINO, thread-safe
+    engine_choice  the engine a command line or the demo asks for (engine_for_model), checked
+    quantize       int8 post-training static quantization (needs the deploy extra)
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {  # public name -> module (imported on first use: optional packages stay optional)
+    "ExportInfo": "export",
+    "export_onnx": "export",
+    "model_digest": "export",
+    "read_export_info": "export",
+    "ENGINES": "engines",
+    "FeatureEngine": "engines",
+    "load_engine": "engines",
+    "EngineError": "engine_choice",
+    "ModelEngine": "engine_choice",
+    "engine_for_model": "engine_choice",
+    "quantize_int8": "quantize",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

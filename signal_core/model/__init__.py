@@ -1,0 +1,48 @@
+"""The network: the Signal model and its parts, one per module.
+
+    signal_model   SignalModel (named outputs: SignalOutput, Explanation), build_model
+    backbone       the shared CLIP ViT visual encoder (open_clip modules)
+    clip_weights   pretrained CLIP visual weights into the backbone, at any input size
+    sim            SIM: intra- / inter-modal token selection and modal interaction
+    gam            GAM: Gram-volume global alignment
+    lam            LAM: deformable local alignment
+    heads          BNNeck identity heads
+    losses         label-smoothed cross-entropy, batch-hard triplet
+    precision      inference precision (a bf16 encoder copy, thread-safe)
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {  # public name -> module (imported on first use: optional packages stay optional)
+    "SignalModel": "signal_model",
+    "SignalOutput": "signal_model",
+    "Explanation": "signal_model",
+    "ModalityExplanation": "signal_model",
+    "build_model": "signal_model",
+    "CLIPVisionBackbone": "backbone",
+    "load_clip_weights": "clip_weights",
+    "SelectiveInteraction": "sim",
+    "GlobalAlignment": "gam",
+    "gram_volume": "gam",
+    "LocalAlignment": "lam",
+    "LAMOutput": "lam",
+    "BNNeckHead": "heads",
+    "build_heads": "heads",
+    "batch_hard_triplet": "losses",
+    "label_smoothed_ce": "losses",
+    "PRECISIONS": "precision",
+    "resolve_precision": "precision",
+    "bf16_is_fast": "precision",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,42 @@
+"""Retrieval: features of a split and of a folder, feature folders, the gallery index and its file.
+
+    split_features   features of a dataset split, the missing-modality protocol (run_features)
+    folder_features  features of many triples into a resumable feature folder (train.extract)
+    feature_store    a feature folder: shards, manifest, checksums, verified on read
+    index            GalleryIndex on faiss: exact or IVF, junk filtering (needs the index extra)
+    index_file       the index's one-file, checksummed container
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {  # public name -> module (imported on first use: optional packages stay optional)
+    "DatasetFeatures": "split_features",
+    "drop_modalities": "split_features",
+    "extract_dataset_features": "split_features",
+    "run_features": "split_features",
+    "encode_records": "folder_features",
+    "extract_to_folder": "folder_features",
+    "ExtractionSummary": "folder_features",
+    "FeatureStoreError": "feature_store",
+    "FeatureSet": "feature_store",
+    "FeatureWriter": "feature_store",
+    "read_features": "feature_store",
+    "is_feature_folder": "feature_store",
+    "GalleryIndex": "index",
+    "IvfPqConfig": "index",
+    "JunkFilter": "index",
+    "SearchResult": "index",
+    "IndexFileError": "index_file",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
