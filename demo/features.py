@@ -1,6 +1,6 @@
 """From decoded images to model inputs and retrieval features (batched), for queries and the gallery.
 
-Both sides go through the same path: :func:`demo.images.decode_image` (8-bit RGB), the authors' test
+Both sides go through the same path: :func:`signal_core.data.images.decode_image` (8-bit RGB), the authors' test
 transform (bilinear resize to the model's input size, normalise with mean / std 0.5), and a
 missing modality's normalised input replaced by zeros, as in the missing-modality protocol
 (:func:`signal_core.retrieval.split_features.drop_modalities`).

@@ -20,9 +20,8 @@ import torch
 from PIL import Image
 
 from signal_core import data
+from signal_core.data.images import ImageDecodeError, decode_image
 from signal_core.modalities import FOLDERS
-
-from .images import ImageDecodeError, decode_image
 
 
 class GalleryError(ValueError):

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from signal_core.data.images import ImageDecodeError, ImageSource, decode_image
 from signal_core.metrics.parts import PartScore, feature_layout, part_scores
 from signal_core.modalities import LABELS, MODALITIES
 from signal_core.retrieval.feature_store import FeatureStoreError, read_features
@@ -31,7 +32,6 @@ from .explain import Drawings, draw_explanation, gallery_vectors, ranks_of, swit
 from .feature_cache import FeatureCache, cache_key, gallery_fingerprint, model_fingerprint
 from .features import InputTransform, extract_gallery_features, triple_batch
 from .gallery import Gallery, GalleryEntry, camera_tensor, load_entry_images, parse_triple_name
-from .images import ImageDecodeError, ImageSource, decode_image
 from .served import ServedFolder
 from .thumbnails import ThumbnailStore
 

@@ -27,9 +27,10 @@ from pathlib import Path
 
 import torch
 
+from signal_core.data.images import ImageDecodeError
+
 from .features import extract_gallery_features
 from .gallery import Gallery, GalleryError, read_triples_folder
-from .images import ImageDecodeError
 from .thumbnails import ThumbnailStore
 from .uploads import DEFAULT_LIMITS, Deadline, UploadError, UploadLimits, intake_files, intake_zip
 

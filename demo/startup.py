@@ -12,13 +12,13 @@ from pathlib import Path
 import torch
 
 from signal_core.data import DATASETS
+from signal_core.data.images import ImageDecodeError
 from signal_core.modalities import FOLDERS
 from signal_core.retrieval.feature_store import FeatureStoreError, is_feature_folder
 from signal_core.utils.atomic import atomic_write
 
 from .feature_cache import FeatureCache, default_cache_dir
 from .gallery import GalleryEntry, GalleryError, load_gallery, read_triples_folder
-from .images import ImageDecodeError
 from .options import (
     CREATE_ASSETS_HINT,
     DEFAULT_GALLERY,

@@ -15,10 +15,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from signal_core.data.images import ImageDecodeError
 from signal_core.utils.atomic import atomic_write
 
 from .gallery import GalleryEntry, load_entry_images
-from .images import ImageDecodeError
 
 log = logging.getLogger(__name__)
 THUMB_HEIGHT = 128

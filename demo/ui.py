@@ -58,7 +58,7 @@ class ImageInput(gr.Image):
 
     Gradio opens uploads with PIL before the handler runs; a file PIL cannot open would fail there
     with a generic error. Here such a file reaches the handler as its path, where
-    :func:`demo.images.decode_image` gives the user a clear message. A payload with no readable
+    :func:`signal_core.data.images.decode_image` gives the user a clear message. A payload with no readable
     file at all (e.g. a data: URL of garbage) is an error naming the modality, not a missing one.
     """
 

@@ -29,10 +29,9 @@ from pathlib import Path, PurePosixPath
 
 from PIL import Image
 
+from signal_core.data.images import MAX_PIXELS, ImageDecodeError, check_pixel_count
 from signal_core.data.triples import TRIPLE_IMAGE_EXTENSIONS
 from signal_core.modalities import FOLDERS
-
-from .images import MAX_PIXELS, ImageDecodeError, check_pixel_count
 
 CHUNK = 1 << 16  # bytes read from a member at a time
 RATIO_FLOOR = 1 << 20  # compression ratios are checked for members (and totals) above 1 MiB

@@ -277,7 +277,7 @@ def test_16bit_thermal_images_are_stretched_like_the_demo_decoder(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from demo.images import decode_image
+    from signal_core.data.images import decode_image
     from signal_core.data.transforms import load_image
 
     values = (np.arange(64 * 32).reshape(64, 32) * 20).astype(np.uint16)  # 0 .. 40940

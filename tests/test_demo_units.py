@@ -14,8 +14,8 @@ from demo import text
 from demo.feature_cache import FeatureCache, cache_key, gallery_fingerprint, model_fingerprint
 from demo.features import InputTransform, triple_batch
 from demo.gallery import GalleryError, load_gallery, parse_triple_name, read_triples_folder
-from demo.images import ImageDecodeError, decode_image
 from demo.search import QueryError, SearchEngine
+from signal_core.data.images import ImageDecodeError, decode_image
 from signal_core.viz.overlays import explanation_overlay, grid_to_pixels, overlay_size
 from tests.demo_helpers import make_checkpoint, make_triples_folder, write_png_header
 
@@ -60,7 +60,7 @@ def test_decode_huge_image_is_downscaled(tmp_path):
 def test_pixel_cap_is_checked_from_the_header(tmp_path, size, message):
     import time
 
-    from demo.images import MAX_PIXELS
+    from signal_core.data.images import MAX_PIXELS
 
     path = write_png_header(tmp_path / "big.png", *size)
     assert path.stat().st_size < 2000 and Image.MAX_IMAGE_PIXELS == MAX_PIXELS == 40_000_000

@@ -17,13 +17,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image, ImageFile
 from torch import Tensor
 from torchvision.transforms import v2
 
 from .errors import DatasetError
+from .images import ImageDecodeError, decode_image
 
 ImageFile.LOAD_TRUNCATED_IMAGES = True  # as the authors: a few dataset JPEGs are truncated
 
@@ -35,34 +35,21 @@ NORM_STD = (0.5, 0.5, 0.5)
 
 
 def load_image(path: str | Path) -> Image.Image:
-    """Open an image file as 3-channel RGB PIL image (grey / IR images are replicated to 3 channels).
-
-    8-bit images are converted by PIL, as the authors' code does. 16-bit and 32-bit single-channel
-    images (thermal cameras) are stretched by their min / max to 0..255 first, as the demo's decoder
-    does: PIL's own conversion clips them to 255 (an all-white image).
+    """Open an image file as a 3-channel 8-bit RGB PIL image, through the one decoder of every entry
+    point (:func:`signal_core.data.images.decode_image`): EXIF orientation applied, alpha composited on
+    black, grey / palette / CMYK converted, 16- and 32-bit images stretched by their min / max. For the
+    datasets' plain 8-bit files this is PIL's ``convert("RGB")``, as in the authors' code.
 
     Raises:
         DatasetError: if the file is missing or cannot be decoded.
     """
-    try:
-        with Image.open(path) as img:
-            if img.mode.startswith("I") or img.mode == "F":
-                return Image.fromarray(_stretch_to_uint8(np.asarray(img.convert("F")))).convert("RGB")
-            return img.convert("RGB")
-    except FileNotFoundError:
+    if not Path(path).is_file():
         raise DatasetError(f"image file '{path}' does not exist; re-check the dataset folder "
-                           "(was it moved after parsing?)") from None
-    except OSError as err:
+                           "(was it moved after parsing?)")
+    try:
+        return Image.fromarray(decode_image(path))
+    except ImageDecodeError as err:
         raise DatasetError(f"image file '{path}' cannot be read ({err}); replace or remove it") from None
-
-
-def _stretch_to_uint8(a: np.ndarray) -> np.ndarray:
-    """A float image stretched by its min / max to uint8 (a constant image becomes black)."""
-    a = np.nan_to_num(a.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    lo, hi = float(a.min()), float(a.max())
-    if hi <= lo:
-        return np.zeros(a.shape, dtype=np.uint8)
-    return ((a - lo) * (255.0 / (hi - lo))).round().clip(0, 255).astype(np.uint8)
 
 
 def split_panels(img: Image.Image, path: str | Path = "<image>") -> ImageTriple:

@@ -1,4 +1,5 @@
-"""Robust image decoding for the demo: any file a user may upload becomes an 8-bit RGB array.
+"""The one image decoder of every entry point (datasets, train.extract, train.evaluate, the demo):
+any image file becomes an 8-bit RGB array, the same way everywhere.
 
 Handles grayscale, RGBA / LA (alpha composited on black), palette, 16-bit and 32-bit integer or
 float images (stretched to 8 bits by their min / max), multi-frame files (first frame), EXIF
@@ -62,12 +63,12 @@ def decode_image(source: ImageSource, max_side: int = MAX_SIDE, max_pixels: int 
     except Image.DecompressionBombError as exc:  # PIL's own check on open (over 2 x MAX_IMAGE_PIXELS)
         found = re.search(r"\((\d+) pixels\)", str(exc))
         count = f"{int(found[1]) / 1e6:.0f} Mpx" if found else f"more than {2 * MAX_PIXELS / 1e6:.0f} Mpx"
-        raise ImageDecodeError(f"'{name}' has {count}, over this demo's limit of {max_pixels / 1e6:.0f} Mpx: "
+        raise ImageDecodeError(f"'{name}' has {count}, over the limit of {max_pixels / 1e6:.0f} Mpx: "
                                "downscale it first.") from None
     except ImageDecodeError:
         raise
     except Image.UnidentifiedImageError:
-        raise ImageDecodeError(f"'{name}' is not an image file (or not a format this demo can read: "
+        raise ImageDecodeError(f"'{name}' is not an image file (or not a format that can be read here: "
                                "use PNG, JPEG, BMP, TIFF or WebP).") from None
     except Exception as exc:  # noqa: BLE001 - any decoder failure becomes a user message
         raise ImageDecodeError(f"'{name}' could not be decoded ({exc.__class__.__name__}: {exc}).") from None
