@@ -41,7 +41,7 @@ def test_upload_is_searched_by_its_session_only(engine, galleries, upload_zip, t
     assert status.startswith("Loaded 6 triples from 'mine.zip' in ") and "other visitors keep the default" in status
     assert steps[0] == (0, 6) and steps[-1] == (6, 6)
     mine = galleries.engine_for("alice")
-    assert mine is not engine and mine.model is engine.model and mine._lock is engine._lock
+    assert mine is not engine and mine.model is engine.model and mine.features_fn is engine.features_fn
     assert galleries.engine_for("bob") is engine and galleries.engine_for(None) is engine
     result = mine.search(*_query(upload_zip, tmp_path), top_k=6, camera="2")
     assert [m.pid for m in result.matches][0] == 8 and result.matches[0].similarity == pytest.approx(1.0, abs=1e-4)
