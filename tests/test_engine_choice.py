@@ -103,7 +103,8 @@ def test_missing_runtime_is_one_line(setup, tmp_path, monkeypatch, capsys):
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     assert run_evaluate(setup, tmp_path / "m.json", "--engine", "onnxruntime") == 2
-    assert "pip install onnxruntime, or use --engine torch" in error_line(capsys)
+    line = error_line(capsys)
+    assert 'pip install ".[deploy]"' in line and line.endswith("; or use --engine torch.")
 
 
 @pytest.mark.slow

@@ -90,7 +90,7 @@ def _require(kind: str) -> None:
         require(kind)
         require("onnx")
     except ImportError as exc:
-        raise EngineError(f"{exc}, or use --engine torch.") from None
+        raise EngineError(f"{str(exc).rstrip('.')}; or use --engine torch.") from None
 
 
 def _given_onnx(onnx: str | os.PathLike, model, digest: str) -> Path:
