@@ -1,9 +1,12 @@
 """The benchmark script runs end to end and writes its figures (tiny model; not a timing test)."""
 import json
 
+import pytest
+
 from benchmarks.inference_bench import parse_args, run
 
 
+@pytest.mark.slow
 def test_bench_writes_all_figures(tmp_path):
     out = tmp_path / "bench.json"
     report = run(parse_args(["--preset", "tiny", "--out", str(out), "--repeats", "1", "--gemm-size", "256", "--batch", "2",

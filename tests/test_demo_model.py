@@ -53,6 +53,7 @@ def test_bundled_model_ranks_bundled_gallery_as_stated(bundled):
     assert result["mAP"] >= 60
 
 
+@pytest.mark.slow
 def test_bf16_keeps_features_and_top10(bundled):
     model, query, gallery = bundled
     model.set_inference_precision("fp32")

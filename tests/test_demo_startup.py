@@ -27,6 +27,7 @@ def test_options_flags_override_environment():
     assert parse_options([], {}).port == 7860 and parse_options([], {}).host == "127.0.0.1"
 
 
+@pytest.mark.slow
 def test_missing_bundled_assets_exit_cleanly(tmp_path, monkeypatch, capsys):
     import app
     import demo.startup

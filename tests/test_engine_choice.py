@@ -74,6 +74,7 @@ def test_evaluate_with_a_given_onnx_file(setup, tmp_path, capsys):
     assert abs(ref["mAP"] - got["mAP"]) <= 0.1
 
 
+@pytest.mark.slow
 def test_evaluate_engine_errors_are_one_line(setup, tmp_path, capsys):
     _, weights, _ = setup
     out = tmp_path / "m.json"

@@ -63,6 +63,7 @@ def _run_without(package: str, code: str) -> subprocess.CompletedProcess:
                           timeout=600)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("package, module, extra", [
     ("faiss", "signal_core.retrieval.index", "index"),
     ("cv2", "signal_core.viz", "viz"),
@@ -74,6 +75,7 @@ def test_a_missing_extra_is_named(package, module, extra):
     assert last.startswith("ModuleNotFoundError: ") and f'pip install ".[{extra}]"' in last, out.stderr
 
 
+@pytest.mark.slow
 def test_app_without_gradio_says_what_to_install():
     out = _run_without("gradio", "import app, sys; sys.exit(app.main(['--port', '7999']))")
     assert out.returncode == 2
