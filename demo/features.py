@@ -17,9 +17,9 @@ from tqdm.auto import tqdm
 
 from signal_core.data import build_transforms
 from signal_core.modalities import MODALITIES, missing_code
-from signal_core.retrieval.split_features import drop_modalities, run_features
+from signal_core.retrieval.split_features import as_engine, batch_features, drop_modalities
 
-from .gallery import Gallery, camera_tensor, load_entry_images
+from .gallery import Gallery, load_entry_images
 
 
 class InputTransform:
@@ -70,27 +70,15 @@ def extract_gallery_features(model, gallery: Gallery, device: torch.device | str
     with the mean camera embedding (``cam_ids=None``); each batch holds one kind only.
     ``features_fn``: a feature engine (signal_core.deploy.engines) instead of ``model.extract_features``.
     """
-    num_cameras = model.num_cameras
-    transform = InputTransform(model.cfg.image_size)
-    known = [i for i, e in enumerate(gallery.entries) if camera_tensor([e.camid], num_cameras) is not None]
-    unknown = sorted(set(range(len(gallery))) - set(known))
-    dataset = _GalleryImages(gallery, transform)
+    engine = as_engine(model, features_fn)
+    loader = DataLoader(_GalleryImages(gallery, InputTransform(model.cfg.image_size)), batch_size=batch_size,
+                        num_workers=num_workers)
     feats = torch.empty(len(gallery), model.cfg.feature_dim)
     bar = tqdm(total=len(gallery), desc="gallery features", unit="triple", disable=not progress)
-    for indices, use_cams in ((known, True), (unknown, False)):
-        if not indices:
-            continue
-        loader = DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=batch_size,
-                            num_workers=num_workers)
-        for batch in loader:
-            index = batch["index"]
-            cams = camera_tensor([gallery.entries[i].camid for i in index.tolist()], num_cameras) if use_cams else None
-            if features_fn is not None:
-                out = run_features(features_fn, *(batch[m] for m in MODALITIES), cams)
-            else:
-                out = model.extract_features(*(batch[m].to(device) for m in MODALITIES),
-                                             None if cams is None else cams.to(device))
-            feats[index] = out.float().cpu()
-            bar.update(len(index))
+    for batch in loader:
+        index = batch["index"]
+        camids = [gallery.entries[i].camid for i in index.tolist()]
+        feats[index] = batch_features(engine, *(batch[m] for m in MODALITIES), camids, model.num_cameras)
+        bar.update(len(index))
     bar.close()
     return feats

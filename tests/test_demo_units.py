@@ -54,8 +54,8 @@ def test_decode_huge_image_is_downscaled(tmp_path):
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 @pytest.mark.parametrize("size,message", [
-    ((13000, 13000), "'big.png' has 169 Mpx, over this demo's limit of 40 Mpx: downscale it first."),
-    ((7000, 7000), "'big.png' has 49 Mpx (7000 x 7000), over this demo's limit of 40 Mpx: downscale it first."),
+    ((13000, 13000), "'big.png' has 169 Mpx, over the limit of 40 Mpx: downscale it first."),
+    ((7000, 7000), "'big.png' has 49 Mpx (7000 x 7000), over the limit of 40 Mpx: downscale it first."),
 ])
 def test_pixel_cap_is_checked_from_the_header(tmp_path, size, message):
     import time

@@ -78,8 +78,8 @@ def check_pixel_count(size: tuple[int, int], what: str, max_pixels: int = MAX_PI
     """Raise :class:`ImageDecodeError` when ``size`` (W, H) has more than ``max_pixels`` pixels."""
     width, height = int(size[0]), int(size[1])
     if width * height > max_pixels:
-        raise ImageDecodeError(f"{what} has {width * height / 1e6:.0f} Mpx ({width} x {height}), over this "
-                               f"demo's limit of {max_pixels / 1e6:.0f} Mpx: downscale it first.")
+        raise ImageDecodeError(f"{what} has {width * height / 1e6:.0f} Mpx ({width} x {height}), over the "
+                               f"limit of {max_pixels / 1e6:.0f} Mpx: downscale it first.")
 
 
 def pil_to_rgb8(img: Image.Image, max_side: int = MAX_SIDE) -> np.ndarray:

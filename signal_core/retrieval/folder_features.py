@@ -27,7 +27,7 @@ from ..data import DatasetError, TripleRecord, build_transforms, load_triple
 from ..modalities import MODALITIES
 from ..model.signal_model import SignalModel
 from .feature_store import FeatureWriter
-from .split_features import FeaturesFn, run_features
+from .split_features import FeaturesFn, as_engine, batch_features
 
 SKIP_HINT = "pass --skip-bad to skip unreadable triples (they are listed in the manifest)"
 
@@ -82,27 +82,6 @@ class EncodedRecords:
     skipped: list[dict[str, Any]] = field(default_factory=list)  # name, paths, error
 
 
-@torch.no_grad()
-def _encode_batch(model: SignalModel, batch: dict[str, Any], camids: list[int], device: torch.device,
-                  features_fn: FeaturesFn | None = None) -> torch.Tensor:
-    """[B, D] L2-normalised features; known cameras use their embedding, the others the mean one
-    (``features_fn``, a feature engine: one call with -1 for the unknown cameras)."""
-    num_cameras = model.num_cameras
-    known = torch.tensor([0 <= c < num_cameras for c in camids], dtype=torch.bool)
-    images = [batch[m] for m in MODALITIES]
-    if features_fn is not None:
-        cams = torch.where(known, torch.tensor(camids), torch.tensor(-1))
-        return F.normalize(run_features(features_fn, *images, cams), dim=1)
-    out = torch.empty(len(camids), model.cfg.feature_dim)
-    for mask, use_cams in ((known, True), (~known, False)):
-        if not mask.any():
-            continue
-        cams = torch.tensor(camids)[mask].to(device) if use_cams else None
-        feats = model.extract_features(*(x[mask].to(device) for x in images), cams)
-        out[mask] = feats.float().cpu()
-    return F.normalize(out, dim=1)
-
-
 def encode_records(model: SignalModel, records: Sequence[TripleRecord], device: torch.device | str = "cpu",
                    batch_size: int = 32, num_workers: int = 0, skip_bad: bool = False,
                    on_batch: Callable[[int], None] | None = None,
@@ -117,7 +96,7 @@ def encode_records(model: SignalModel, records: Sequence[TripleRecord], device: 
     Raises:
         DatasetError: an image cannot be read and ``skip_bad`` is False (the message names the file).
     """
-    device = torch.device(device)
+    engine = as_engine(model, features_fn)
     loader = DataLoader(_Triples(records, model.cfg.image_size), batch_size=batch_size, shuffle=False,
                         num_workers=num_workers, collate_fn=_collate)
     chunks, rows, skipped = [], [], []
@@ -128,7 +107,8 @@ def encode_records(model: SignalModel, records: Sequence[TripleRecord], device: 
             skipped.append({**row_metadata(records[index]), "error": error})
         if batch["index"]:
             camids = [records[i].camid for i in batch["index"]]
-            chunks.append(_encode_batch(model, batch, camids, device, features_fn).numpy())
+            feats = batch_features(engine, *(batch[m] for m in MODALITIES), camids, model.num_cameras)
+            chunks.append(F.normalize(feats, dim=1).numpy())
             rows.extend(row_metadata(records[i]) for i in batch["index"])
         if on_batch is not None:
             on_batch(len(batch["index"]) + len(batch["bad"]))

@@ -6,7 +6,7 @@ Settings are named by the missing modalities: "r", "n", "t", "rn", "rt", "nt".
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,8 +16,8 @@ from tqdm.auto import tqdm
 from ..modalities import MISSING_SETTINGS, missing_names
 from ..model.signal_model import SignalModel
 
-__all__ = ["MISSING_SETTINGS", "DatasetFeatures", "FeaturesFn", "drop_modalities", "extract_dataset_features",
-           "run_features"]
+__all__ = ["MISSING_SETTINGS", "DatasetFeatures", "FeaturesFn", "as_engine", "batch_features", "drop_modalities",
+           "extract_dataset_features", "run_features"]
 
 # A feature engine (signal_core.deploy.engines): (rgb, nir, tir [B, 3, H, W], cam_ids [B] or None) -> [B, F] numpy
 FeaturesFn = Callable[..., np.ndarray]
@@ -49,6 +49,32 @@ def run_features(features_fn: FeaturesFn, rgb: torch.Tensor, nir: torch.Tensor, 
     return torch.from_numpy(features_fn(rgb.cpu(), nir.cpu(), tir.cpu(), cams))
 
 
+def as_engine(model: SignalModel, features_fn: FeaturesFn | None = None) -> FeaturesFn:
+    """The feature engine every batched loop runs: ``features_fn`` when given (onnxruntime, OpenVINO),
+    else the model itself as a torch engine in its inference precision."""
+    if features_fn is not None:
+        return features_fn
+    from ..deploy.engines import TorchEngine
+
+    return TorchEngine(model, model.inference_precision)
+
+
+def batch_features(engine: FeaturesFn, rgb: torch.Tensor, nir: torch.Tensor, tir: torch.Tensor,
+                   camids: Sequence[int | None] | torch.Tensor | None, num_cameras: int) -> torch.Tensor:
+    """[B, F] float32 CPU features of one batch through ``engine`` (see :func:`as_engine`).
+
+    Args:
+        camids: 0-based camera per triple, or None for all; a camera that is unknown (None, -1) or that
+            the model has no embedding for uses the mean camera embedding, within the same batch.
+        num_cameras: the model's number of cameras.
+    """
+    if camids is None:
+        return run_features(engine, rgb, nir, tir, None)
+    ids = torch.as_tensor([-1 if c is None else int(c) for c in camids], dtype=torch.int64)
+    ids = torch.where((ids >= 0) & (ids < num_cameras), ids, torch.full_like(ids, -1))
+    return run_features(engine, rgb, nir, tir, ids)
+
+
 @torch.no_grad()
 def extract_dataset_features(model: SignalModel, loader: Iterable[dict], device: torch.device | str = "cpu",
                              missing: str | None = None, use_cameras: bool = True,
@@ -62,16 +88,12 @@ def extract_dataset_features(model: SignalModel, loader: Iterable[dict], device:
         missing: zero these modalities' inputs (see :data:`MISSING_SETTINGS`).
         features_fn: a feature engine to use instead of ``model.extract_features`` (same inputs).
     """
+    engine = as_engine(model, features_fn)
     feats, pids, camids, sceneids = [], [], [], []
     for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
         batch = drop_modalities(batch, missing)
-        if features_fn is not None:
-            feats.append(run_features(features_fn, batch["rgb"], batch["nir"], batch["tir"],
-                                      batch["camid"] if use_cameras else None))
-        else:
-            cams = batch["camid"].to(device) if use_cameras else None
-            feats.append(model.extract_features(batch["rgb"].to(device), batch["nir"].to(device),
-                                                batch["tir"].to(device), cams).cpu())
+        feats.append(batch_features(engine, batch["rgb"], batch["nir"], batch["tir"],
+                                    batch["camid"] if use_cameras else None, model.num_cameras))
         pids.append(torch.as_tensor(batch["pid"]))
         camids.append(torch.as_tensor(batch["camid"]))
         sceneids.append(torch.as_tensor(batch.get("sceneid", torch.full_like(pids[-1], -1))))
