@@ -136,10 +136,15 @@ def test_export_cli_and_its_errors(tiny, tmp_path, capsys):
 @pytest.mark.slow
 def test_int8_bundled_model_ranks_the_demo_gallery_like_fp32(tmp_path, capsys):
     """int8 calibrated on the demo gallery: every demo query's rank-1 is the fp32 rank-1, and the
-    features stay close (cosine), through the CLI."""
+    features stay close (cosine), through the CLI; the root logger is left as it was."""
+    import logging
+
+    root = logging.getLogger()
+    level, filters = root.level, list(root.filters)
     rc = export_cli.main(["--weights", str(DEMO_WEIGHTS), "--out", str(tmp_path / "int8.onnx"),
                           "--precision", "int8", "--calibration", str(DEMO / "gallery"), "--calibration-size", "32"])
     assert rc == 0, capsys.readouterr().err
+    assert root.level == level and root.filters == filters
     model = load_weights(DEMO_WEIGHTS)
     batches = {split: next(iter(export_cli.calibration_batches(
         export_cli.calibration_records(str(DEMO / split), None, 1000), model, 1000))) for split in ("query", "gallery")}

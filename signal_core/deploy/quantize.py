@@ -69,9 +69,8 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
     proto = onnx.load(str(fp32_path))
     info = read_export_info(proto)
     nodes = quantizable_nodes(proto)
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # onnxruntime's advice to run its pre-processing: the graph is already clean
+    quiet = _QuantizationAdvice()  # onnxruntime's advice to run its pre-processing: the graph is already clean
+    logging.getLogger().addFilter(quiet)  # it logs to the root logger; only its own records are dropped
     try:
         with tempfile.TemporaryDirectory(prefix="signal-int8-") as tmp:
             raw = str(Path(tmp) / "int8.onnx")
@@ -81,8 +80,16 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
                                   calibrate_method=quant.CalibrationMethod.MinMax)
             proto = onnx.load(raw)
     finally:
-        root.setLevel(level)
+        logging.getLogger().removeFilter(quiet)
     info.precision = "int8"
     set_export_info(proto, info)
     save_onnx(proto, out_path)
     return nodes
+
+
+class _QuantizationAdvice(logging.Filter):
+    """Drops the warnings onnxruntime's quantization module logs to the root logger; keeps everything else."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno < logging.ERROR and "quantization" in record.pathname
+                    and "onnxruntime" in record.pathname)
