@@ -19,7 +19,7 @@ from signal_core.retrieval.feature_store import FeatureStoreError, read_features
 from signal_core.retrieval.folder_features import extract_to_folder
 from signal_core.utils.hashing import sha256_file
 from train import extract, search
-from train.rank_page import RankedTriple, RankList, write_rank_page
+from train.rank_page import PageTriple, RankList, write_rank_page
 
 NUM_CAMERAS = 3
 
@@ -331,9 +331,9 @@ def test_other_user_errors_exit_2(weights, tmp_path, capsys):
 def test_rank_page_caps_queries_and_marks_unreadable(tmp_path):
     triples = make_triples(tmp_path / "t", ["000001_cam1_000.png", "000002_cam1_000.png"])
     paths = [r.paths for r in read_triples_folder(triples)]
-    q = RankedTriple("q", paths[0], pid=1, camid=0)
-    matches = [RankedTriple("a", paths[0], 1, 0, 0.99, 1), RankedTriple("b", paths[1], 2, 0, 0.5, 2),
-               RankedTriple("gone", [str(tmp_path / "missing.png")] * 3, None, None, 0.1, 3)]
+    q = PageTriple("q", paths[0], pid=1, camid=0)
+    matches = [PageTriple("a", paths[0], 1, 0, 0.99, 1), PageTriple("b", paths[1], 2, 0, 0.5, 2),
+               PageTriple("gone", [str(tmp_path / "missing.png")] * 3, None, None, 0.1, 3)]
     summary = write_rank_page(tmp_path / "p.html", [RankList(q, matches)] * 4, max_queries=3)
     text = (tmp_path / "p.html").read_text()
     assert (summary.queries_shown, summary.queries_total, summary.hits, summary.misses) == (3, 4, 3, 3)

@@ -35,7 +35,7 @@ body {{ font-family: sans-serif; margin: 16px; color: #222; }}
 
 
 @dataclass
-class RankedTriple:
+class PageTriple:
     """A triple on the page: its name, (RGB, NIR, TIR) paths, identity and 0-based camera (None = unknown)."""
 
     name: str
@@ -50,8 +50,8 @@ class RankedTriple:
 class RankList:
     """A query and its matches, best first."""
 
-    query: RankedTriple
-    matches: list[RankedTriple] = field(default_factory=list)
+    query: PageTriple
+    matches: list[PageTriple] = field(default_factory=list)
 
 
 @dataclass
@@ -65,7 +65,7 @@ class RankPageSummary:
     misses: int  # red borders
 
 
-def verdict(query: RankedTriple, match: RankedTriple) -> str:
+def verdict(query: PageTriple, match: PageTriple) -> str:
     """"hit" (same known identity), "miss" (different known identities) or "unknown"."""
     if query.pid is None or match.pid is None:
         return "unknown"
@@ -100,7 +100,7 @@ class ThumbnailCache:
         return self._cache[key]
 
 
-def _caption(item: RankedTriple) -> str:
+def _caption(item: PageTriple) -> str:
     ident = "?" if item.pid is None else str(item.pid)
     cam = "?" if item.camid is None else str(item.camid + 1)
     head = "" if item.rank is None else f"#{item.rank} · {item.score:.3f}<br>"

@@ -64,15 +64,25 @@ def append_history(out_dir: Path, record: dict) -> None:
 def read_history(out_dir: Path) -> list[dict]:
     """The readable records of ``history.jsonl`` ([] if there is none)."""
     path = out_dir / HISTORY_FILE
-    if not path.is_file():
-        return []
-    records = []
+    return read_history_file(path)[0] if path.is_file() else []
+
+
+def read_history_file(path: Path) -> tuple[list[dict], int]:
+    """The JSON records of a ``history.jsonl`` file and the number of unreadable lines skipped."""
+    records, bad = [], 0
     for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
+        if not line.strip():
             continue
-    return records
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            bad += 1
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            bad += 1
+    return records, bad
 
 
 def repair_for_resume(out_dir: Path, epoch: int) -> ResumeRepair:

@@ -37,7 +37,7 @@ from signal_core.utils.atomic import write_json
 from signal_core.utils.hashing import sha256_file
 
 from .cli import run_command
-from .rank_page import RankedTriple, RankList, write_rank_page
+from .rank_page import PageTriple, RankList, write_rank_page
 
 INDEX_KINDS = ("exact", "ivfpq", "auto")
 
@@ -124,10 +124,10 @@ def rank_results(q_rows: list[dict[str, Any]], g_rows: list[dict[str, Any]], sco
     return results
 
 
-def _ranked(item: dict[str, Any]) -> RankedTriple:
+def _ranked(item: dict[str, Any]) -> PageTriple:
     """A result entry (query or match) as a triple of the HTML page."""
     camera = item["camera"]
-    return RankedTriple(item["name"], item["paths"], item["identity"], None if camera is None else camera - 1,
+    return PageTriple(item["name"], item["paths"], item["identity"], None if camera is None else camera - 1,
                         item.get("score"), item.get("rank"))
 
 

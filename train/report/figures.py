@@ -24,6 +24,7 @@ from signal_core.viz import RankedTriple, auto_offset_scale, explanation_overlay
 from signal_core.viz.overlays import overlay_size, resize_for_overlay
 
 from .features import SettingResult, cosine_similarity, excluded_pairs
+from ..run_folder import read_history_file
 
 MAX_NEGATIVES = 2_000_000  # similarity histogram: negatives sampled beyond this many pairs
 
@@ -194,27 +195,9 @@ def write_sampling(model: SignalModel, records: Sequence[TripleRecord], explanat
                   f"{size[0]} x {size[1]} model input: {means}.")
 
 
-def read_history(path: Path) -> tuple[list[dict], int]:
-    """The JSON records of a ``history.jsonl`` and the number of unreadable lines skipped."""
-    records, bad = [], 0
-    for line in path.read_text().splitlines():
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            bad += 1
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-        else:
-            bad += 1
-    return records, bad
-
-
 def write_training_curves(history_path: Path, out_dir: Path) -> Figure | None:
     """Losses (and any test metrics) per epoch from a run folder's ``history.jsonl``; None if empty."""
-    records, bad = read_history(history_path)
+    records, bad = read_history_file(history_path)
     if not records:
         return None
     plots.save_figure(plots.training_curves_figure(records), out_dir / "training.png")
