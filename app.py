@@ -3,11 +3,13 @@
 Starts a Gradio page on http://127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT respected)
 searching the bundled demo gallery with the bundled demo model. Also the Hugging Face Space entry.
 Any start-up problem (bad option, busy port, unreadable weights or gallery) is one ``error:`` line
-on stderr and exit status 2.
+on stderr and exit status 2. SIGTERM (how containers and Spaces stop a process) stops it as Ctrl-C
+(SIGINT) does: the server closes and the visitors' galleries and per-search images are removed.
 """
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -16,11 +18,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse options, load the model and gallery, serve the page; returns the exit status."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which SIMD build it tried is noise here
-    from demo.options import StartupError, parse_options
-    from demo.startup import blocked_paths, build_engine, served_paths
     from signal_core.runtime import keep_freed_memory
 
     keep_freed_memory()  # faster large CPU tensors (signal_core/runtime.py)
+    signal.signal(signal.SIGTERM, _interrupt)  # as Ctrl-C: the server closes, the exit clean-up runs
+    try:
+        return _serve(argv)
+    except KeyboardInterrupt:  # stopped while starting
+        print("stopped.", file=sys.stderr)
+        return 130
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _serve(argv: Sequence[str] | None) -> int:
+    """Start up and serve until stopped."""
+    from demo.options import StartupError, parse_options
+    from demo.startup import blocked_paths, build_engine, served_paths
+
     try:
         options = parse_options(argv)
         engine, examples = build_engine(options, check_port=True)  # the port is checked before loading
@@ -40,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         launch(build_ui(engine, examples, uploads=uploads), options.host, options.port, options.share,
                served_paths=served, blocked_paths=blocked_paths(engine), max_file_size_mb=options.max_file_size,
-               concurrency=options.concurrency)
+               concurrency=options.concurrency, upload_cache_mb=options.upload_cache_mb)
     except OSError as exc:  # the port was taken between the check and the launch
         print(f"error: cannot serve on {options.host}:{options.port} ({' '.join(str(exc).split())}).",
               file=sys.stderr)
