@@ -24,7 +24,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # as Ctrl-C: the server closes, the exit clean-up runs
     try:
         return _serve(argv)
-    except KeyboardInterrupt:  # stopped while starting
+    except KeyboardInterrupt:  # stopped before the page was serving (else gradio closes it and returns)
+        import gradio as gr
+
+        gr.close_all()  # a server started meanwhile would keep the process alive
         print("stopped.", file=sys.stderr)
         return 130
 

@@ -83,6 +83,33 @@ class ImageInput(gr.Image):
         return value
 
 
+class _Checked:
+    """A gradio input whose value our code checks: gradio's own pre-processing failing (a string for the
+    slider, a list for the dropdown, ...) passes the raw value on, and the engine's message names what is
+    wrong in one line (gradio would log a traceback and show its internals)."""
+
+    def get_block_name(self) -> str:  # the same front-end component as the gradio class
+        return type(self).__mro__[2].__name__.lower()
+
+    def preprocess(self, payload):
+        try:
+            return super().preprocess(payload)
+        except Exception:  # noqa: BLE001 - checked by the handler (engine.parse_top_k, parse_camera, switched_on)
+            return payload
+
+
+class TopKInput(_Checked, gr.Slider):
+    pass
+
+
+class CameraInput(_Checked, gr.Dropdown):
+    pass
+
+
+class ModalitiesInput(_Checked, gr.CheckboxGroup):
+    pass
+
+
 def run_safely(what: str, fn, *args, **kwargs):
     """``fn(*args, **kwargs)``; a user's error (QueryError, a removed gallery) becomes its message, logged
     as one line; anything else is our bug: its traceback is logged and the visitor told "``what`` failed"
@@ -102,6 +129,9 @@ def switched_on(labels: Sequence[str] | None) -> tuple[str, ...] | None:
     """The modality switch's ticked labels ("RGB", ...) as modality names; None (not given): all on."""
     if labels is None:
         return None
+    if not isinstance(labels, (list, tuple)) or not all(isinstance(label, str) for label in labels):
+        raise QueryError(f"the modalities to search with must be a list of {', '.join(LABELS.values())}; got "
+                         f"{shown(labels)}.")
     by_label = {LABELS[m]: m for m in MODALITIES}
     return tuple(by_label[label] for label in labels if label in by_label)
 
@@ -122,8 +152,8 @@ def build_ui(engine: SearchEngine, examples: Sequence[GalleryEntry] = (), title:
     def ranked(rgb, nir, tir, top_k, camera, modalities, request, explain: bool = True):
         """(engine, result) of a search on the caller's gallery; user errors raise ``gr.Error``."""
         engine = run_safely("Search", session_engine, uploads, request, default_engine)
-        result = run_safely("Search", engine.search, rgb, nir, tir, top_k, camera, explain=explain,
-                            switched_on=switched_on(modalities))
+        result = run_safely("Search", lambda: engine.search(rgb, nir, tir, top_k, camera, explain=explain,
+                                                            switched_on=switched_on(modalities)))
         return engine, result
 
     def rank(rgb: str | None, nir: str | None, tir: str | None, top_k: float = 10,
@@ -205,12 +235,12 @@ def build_ui(engine: SearchEngine, examples: Sequence[GalleryEntry] = (), title:
             for modality, image_input in zip(MODALITIES, inputs):
                 image_input.modality_label = LABELS[modality]
         with gr.Row(equal_height=True):
-            top_k = gr.Slider(1, max(1, min(MAX_TOP_K, n)), value=min(10, n), step=1, label="Top k",
+            top_k = TopKInput(1, max(1, min(MAX_TOP_K, n)), value=min(10, n), step=1, label="Top k",
                               elem_id="top-k")
-            camera = gr.Dropdown(engine.camera_choices, value=UNKNOWN_CAMERA, label="Query camera",
+            camera = CameraInput(engine.camera_choices, value=UNKNOWN_CAMERA, label="Query camera",
                                  info="unknown = mean camera embedding", elem_id="camera",
                                  allow_custom_value=True)  # checked by the engine, with a message naming the file
-            modalities = gr.CheckboxGroup([LABELS[m] for m in MODALITIES], value=[LABELS[m] for m in MODALITIES],
+            modalities = ModalitiesInput([LABELS[m] for m in MODALITIES], value=[LABELS[m] for m in MODALITIES],
                                           label="Search with", info="untick one to see how the ranks move",
                                           elem_id="modalities")
             button = gr.Button("Search", variant="primary", elem_id="search-button")

@@ -8,6 +8,7 @@ where it fails. ``SIGNAL_SCREENSHOT=path.png`` saves a screenshot of the page af
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -35,7 +36,14 @@ pytestmark = pytest.mark.slow
 def server(tmp_path_factory):
     """``python app.py`` on a free port (uploads up to 1 MB); yields (url, query folder, root folder:
     cache/, gallery/, model.safetensors); stopped at the end."""
-    root = tmp_path_factory.mktemp("demo_app")
+    with run_app(tmp_path_factory.mktemp("demo_app")) as (url, queries, root, _):
+        yield url, queries, root
+
+
+@contextlib.contextmanager
+def run_app(root: Path, *extra: str):
+    """``python app.py`` with a tiny model and a 5-identity gallery under ``root``, ``extra`` flags; yields
+    (url, query folder, root, the process); stopped (SIGTERM) at the end, and its log must hold no traceback."""
     weights = make_checkpoint(root / "model.safetensors")
     gallery = make_triples_folder(root / "gallery", ids=(1, 2, 3, 4, 5), per_id=3)
     queries = root / "query"
@@ -48,11 +56,11 @@ def server(tmp_path_factory):
            "GRADIO_TEMP_DIR": str(root / "gradio"), "SIGNAL_DEVICE": "cpu", "PYTHONUNBUFFERED": "1"}
     log = open(root / "server.log", "w")
     proc = subprocess.Popen([sys.executable, "app.py", "--weights", str(weights), "--gallery", str(gallery),
-                             "--queries", str(queries), "--port", str(port), "--max-file-size", "1"],
+                             "--queries", str(queries), "--port", str(port), "--max-file-size", "1", *extra],
                             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 300
         while True:
             if proc.poll() is not None:
                 pytest.fail(f"app.py exited with {proc.returncode}:\n{(root / 'server.log').read_text()}")
@@ -63,13 +71,13 @@ def server(tmp_path_factory):
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"app.py not ready after 180 s:\n{(root / 'server.log').read_text()}")
+                pytest.fail(f"app.py not ready after 300 s:\n{(root / 'server.log').read_text()}")
             time.sleep(0.25)
-        yield url, queries, root
+        yield url, queries, root, proc
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()

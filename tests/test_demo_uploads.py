@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from demo.messages import shown
 from demo.uploads import Deadline, UploadError, UploadLimits, intake_files, intake_zip, member_parts
 from tests.demo_helpers import make_triples_folder, write_png_header
 from tests.upload_helpers import (
@@ -182,3 +183,23 @@ def test_member_parts():
     assert member_parts("top/./RGB//a.png") == ("top", "RGB", "a.png")
     with pytest.raises(UploadError, match="NUL"):
         member_parts("RGB/a\0.png")
+
+
+def test_long_member_name_message_names_it_shortened_never_the_server_folder(tmp_path):
+    folder = make_triples_folder(tmp_path / "src", ids=(1,), per_id=1)
+    name = "RGB/" + "a" * 300 + ".png"
+    archive = zip_members(tmp_path / "long.zip", {**triple_members(folder), name: (folder / "RGB" /
+                                                  "000001_cam1_000.png").read_bytes()})
+    dest = tmp_path / "secret-upload-folder" / "0123456789abcdef"
+    with pytest.raises(UploadError) as info:
+        intake_zip(archive, dest)
+    assert str(info.value) == (f"'{shown(name)}' cannot be written here (File name too long): rename it.")
+    assert "secret-upload-folder" not in str(info.value) and len(str(info.value)) < 200
+    assert not dest.exists()
+
+
+def test_ignored_names_are_shortened(tmp_path):
+    folder = make_triples_folder(tmp_path / "src", ids=(1,), per_id=1)
+    archive = zip_members(tmp_path / "x.zip", {**triple_members(folder), "n" * 5000 + ".txt": b"x"})
+    intake = intake_zip(archive, tmp_path / "dest")
+    assert intake.ignored_note() == f" (ignored 1 file(s) that are not images in RGB/, NI/, TI/: {shown('n' * 5000 + '.txt')})"
