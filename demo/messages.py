@@ -51,6 +51,12 @@ def reason(exc: BaseException) -> str:
     return f"{exc.__class__.__name__}: {shown(text)}" if text else exc.__class__.__name__
 
 
+def megabytes(n: float) -> str:
+    """Bytes as "12 MB" (one decimal below 10 MB: "0.4 MB")."""
+    mb = n / 2**20
+    return f"{mb:.1f} MB" if mb < 10 else f"{mb:.0f} MB"
+
+
 def bounded(message: str, limit: int = MAX_MESSAGE) -> str:
     """``message`` cut to ``limit`` characters (the last guard: each part is already shortened)."""
     return message if len(message) <= limit else message[:limit - 1] + "…"

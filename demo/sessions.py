@@ -36,7 +36,7 @@ import torch
 from .features import extract_gallery_features
 from .gallery import Gallery, GalleryError, read_triples_folder
 from .images import ImageDecodeError
-from .messages import shown
+from .messages import megabytes, shown
 from .thumbnails import ThumbnailStore
 from .uploads import DEFAULT_LIMITS, Deadline, UploadError, UploadLimits, intake_files, intake_zip
 
@@ -214,7 +214,7 @@ class SessionGalleries:
                 total -= gallery.size
                 evicted.append(other)
                 self._remember(other, f"your gallery {gallery.name} was removed to make room for other visitors' "
-                               f"galleries (this server keeps {self.max_kept_bytes / 2**20:.0f} MB of them)")
+                               f"galleries (this server keeps {megabytes(self.max_kept_bytes)} of them)")
             removed = [self._sessions.pop(s) for s in evicted]
             self._sessions[session] = kept
         for gallery in ([old] if old else []) + removed:

@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 
 import gradio as gr
+from gradio_client import utils as client_utils
 
 from signal_core.data.triples import TRIPLE_IMAGE_EXTENSIONS
 
@@ -41,6 +42,24 @@ def help_text(uploads: SessionGalleries) -> str:
 
 def _error(message: str) -> gr.Error:
     return gr.Error(html.escape(bounded(message), quote=False), print_exception=False)
+
+
+class FilesInput(gr.File):
+    """A ``gr.File`` (file paths) that leaves no stray file: gradio's own makes an empty temporary file in its
+    upload folder for every file it passes on, and never deletes it."""
+
+    def get_block_name(self) -> str:
+        return "file"
+
+    def _process_single_file(self, f):
+        from gradio.utils import NamedString
+
+        if self.type != "filepath":
+            return super()._process_single_file(f)
+        if self.file_types and not client_utils.is_valid_file(f.path, self.file_types):
+            raise _error(f"'{shown(Path(f.path).name)}' is not a zip or an image file: upload one zip of a triples "
+                         "folder, or image files named RGB_<name>, NI_<name>, TI_<name>.")
+        return NamedString(f.path)
 
 
 class UploadSection:
@@ -92,13 +111,13 @@ def add_upload_section(page: gr.Blocks, uploads: SessionGalleries, top_k: gr.Sli
 
     with gr.Accordion("Search your own gallery", open=False, elem_id="own-gallery"):
         gr.Markdown(help_text(uploads))
-        files = gr.File(label="Zip of a triples folder, or RGB_/NI_/TI_ image files", file_count="multiple",
+        files = FilesInput(label="Zip of a triples folder, or RGB_/NI_/TI_ image files", file_count="multiple",
                         file_types=[".zip", *TRIPLE_IMAGE_EXTENSIONS], elem_id="upload-files")
         with gr.Row():
             load_button = gr.Button("Load gallery", variant="primary", elem_id="load-gallery")
             reset_button = gr.Button("Back to the default gallery", elem_id="reset-gallery")
         status = gr.Markdown("You are searching the default gallery.", elem_id="upload-status")
-        api_zip = gr.File(file_count="single", file_types=[".zip"], visible=False)  # /load_gallery's input
+        api_zip = FilesInput(file_count="single", file_types=[".zip"], visible=False)  # /load_gallery's input
         api_button = gr.Button(visible=False)
     changed = []
     for button, source, name in ((load_button, files, "load_files"), (api_button, api_zip, "load_gallery")):

@@ -287,7 +287,7 @@ def test_browser_search_shows_results_and_overlays(chromium, server):
         captions = page.locator("#results .caption-label").all_inner_texts()
         assert len(captions) == 10 and captions[0].startswith("#1 ✓ id 2"), captions
         assert "query id 2" in page.locator("#status").inner_text()
-        assert " R." in captions[0] and " F." in captions[0]  # each result's share of the score by part
+        assert " R#" in captions[0] and " F#" in captions[0]  # each part's own rank of the result
         page.locator("#results .thumbnail-item").first.click()
         page.wait_for_selector("#selected-overlay-rgb img", timeout=30_000)
         selected = page.locator("#selected").inner_text()

@@ -78,9 +78,9 @@ def test_budget_and_idle_sweep_tell_the_visitor_their_gallery_is_gone(engine, ga
     with pytest.raises(GalleryDropped) as info:  # not silently the default gallery
         galleries.engine_for("s1")
     assert str(info.value) == (
-        "your gallery 'mine.zip' was removed to make room for other visitors' galleries (this server keeps 0 MB of "
-        "them). Load it again (Search your own gallery), or press 'Back to the default gallery' to search the "
-        "default one.")
+        "your gallery 'mine.zip' was removed to make room for other visitors' galleries (this server keeps "
+        f"{2 * one / 2**20:.1f} MB of them). Load it again (Search your own gallery), or press 'Back to the default "
+        "gallery' to search the default one.")
     assert not galleries.drop("s1") and galleries.engine_for("s1") is engine  # back to the default: told once
     assert galleries.engine_for("s2").gallery_name == "your gallery 'mine.zip'"
     assert engine.gallery_name == "default gallery"
