@@ -16,15 +16,16 @@ import reprlib
 
 MAX_SHOWN = 80  # characters of a visitor's input repeated in a message
 MAX_MESSAGE = 1000  # characters of any message sent to a visitor
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")  # control and bidi marks
+# (a name with U+202E would read reversed)
 _MARKDOWN = re.compile(r"([\\`*_\[\]#|~])")
 _REPR = reprlib.Repr()  # a short repr of a non-string input (a list of a million items: its first four)
 _REPR.maxstring = _REPR.maxother = MAX_SHOWN
 
 
 def shown(value: object, limit: int = MAX_SHOWN) -> str:
-    """``value`` (a string as is, anything else as its short repr) on one line, at most about ``limit``
-    characters: "RGB/aaaa…aaa.png (300 characters)" when longer."""
+    """``value`` (a string as is, anything else as its short repr) on one line, control and bidi characters
+    as "?", at most about ``limit`` characters: "RGB/aaaa…aaa.png (300 characters)" when longer."""
     if not isinstance(value, str):
         return _REPR.repr(value)
     if len(value) <= limit:

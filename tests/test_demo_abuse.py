@@ -107,23 +107,23 @@ def test_messages_are_short_name_no_server_path_and_log_one_line(server, tmp_pat
     client = _client(url)
     triple = _triple(queries, "000004_cam1_000.png")
     folder = make_triples_folder(tmp_path / "g", ids=(1,), per_id=1)
-    long_name = "RGB/" + "a" * 300 + ".png"
+    long_name = "RGB/" + "z" * 300 + ".png"
     members = {**triple_members(folder), long_name: (folder / "RGB" / "000001_cam1_000.png").read_bytes()}
     log_before = (root / "server.log").stat().st_size
     messages = [
         _load_error(client, zip_members(tmp_path / "long.zip", members)),
-        _error_message(client, *triple, 3, "7" * 3_000_000),
+        _error_message(client, *triple, 3, "x" * 3_000_000),
         _error_message(client, *triple, "abc", "unknown"),
         _error_message(client, *triple, [1, 2], {"a": 1}),
         _error_message(client, None, None, None, 3, "unknown"),
     ]
-    assert messages[0].startswith("Upload refused: 'RGB/aaaa") and "(308 characters)" in messages[0]
-    assert messages[1].startswith("camera '7777") and "(3000000 characters)" in messages[1]
+    assert messages[0].startswith("Upload refused: 'RGB/zzzz") and "(308 characters)" in messages[0]
+    assert messages[1].startswith("camera 'xxxx") and "(3000000 characters)" in messages[1]
     assert messages[2] == "top k must be a whole number from 1 to 15, got 'abc'."
     assert messages[3] == "top k must be a whole number from 1 to 15, got [1, 2]."
     for message in messages:
         assert len(message) < 400 and "/tmp" not in message and str(root) not in message, message
-        assert not re.search(r"signal-uploads-|[0-9a-f]{16}", message), message
+        assert not re.search(r"signal-uploads-|[0-9a-f]{16}", message), message  # no folder, no upload token
     log = (root / "server.log").read_text()[log_before:]
     assert "Traceback" not in log and log.count("\n") <= 2 * len(messages), log  # one line each (plus httpx's)
     assert len(log) < 3000

@@ -341,6 +341,7 @@ def test_messages_shorten_what_visitors_gave_and_escape_markdown():
     assert shown(long) == "RGB/" + "a" * 56 + "…" + "a" * 16 + ".png (308 characters)"
     assert len(quoted("x" * 30_000_000)) < 120 and quoted(3.7) == "3.7" and quoted("2") == "'2'"
     assert shown([1] * 10_000) == "[1, 1, 1, 1, 1, 1, ...]" and shown("a\nb\x00") == "a?b?"
+    assert shown("x\u202egnp.exe") == "x?gnp.exe"  # a right-to-left override would show "exe.png"
     assert reason(OSError(36, "File name too long", "/srv/uploads/1f2e/RGB/x.png")) == "OSError: File name too long"
     assert markdown_text("<img src=x onerror=alert(1)>_*.png") == "&lt;img src=x onerror=alert(1)&gt;\\_\\*.png"
     assert len(bounded("y" * 5000)) == 1000
