@@ -166,7 +166,7 @@ def build_ui(engine: SearchEngine, examples: Sequence[GalleryEntry] = (), title:
         try:
             engine, result = ranked(rgb, nir, tir, top_k, camera, modalities, request)
         except gr.Error as exc:
-            return cleared(f"⚠️ {exc.message}")
+            return cleared(f"⚠️ {markdown_text(html.unescape(exc.message))}")  # user_error escaped it for HTML
         # a missing modality is said in the status (a toast cannot reach the page from a direct request)
         gallery_value = [(m.thumbnail, text.caption(m)) for m in result.matches]
         matches = {"gallery": engine.gallery_id,  # a click on a list of another gallery is refused
