@@ -203,3 +203,18 @@ def test_ignored_names_are_shortened(tmp_path):
     archive = zip_members(tmp_path / "x.zip", {**triple_members(folder), "n" * 5000 + ".txt": b"x"})
     intake = intake_zip(archive, tmp_path / "dest")
     assert intake.ignored_note() == f" (ignored 1 file(s) that are not images in RGB/, NI/, TI/: {shown('n' * 5000 + '.txt')})"
+
+
+def test_upload_folder_cap_removes_the_oldest_old_files_only(tmp_path):
+    from demo.upload_guard import make_room
+
+    now = 1_000_000.0
+    for i, age in enumerate((3600, 1800, 60)):  # two old uploads and one a visitor is using now
+        path = tmp_path / f"hash{i}" / f"f{i}.png"
+        path.parent.mkdir()
+        path.write_bytes(b"x" * 400)
+        os.utime(path, (now - age, now - age))
+    assert make_room(tmp_path, 200, 1000, now=now)  # 1200 held: the oldest goes (800 + 200 fit)
+    assert sorted(p.name for p in tmp_path.rglob("*.png")) == ["f1.png", "f2.png"] and not (tmp_path / "hash0").exists()
+    assert not make_room(tmp_path, 700, 1000, now=now)  # the young file stays: no room
+    assert sorted(p.name for p in tmp_path.rglob("*.png")) == ["f2.png"]
