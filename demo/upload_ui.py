@@ -37,7 +37,8 @@ def help_text(uploads: SessionGalleries) -> str:
         "`PPPPPP_camK_*` give identity and camera. Other files are ignored (and listed). "
         f"Limits: {lim.max_triples} triples, {lim.max_total_bytes / 2**20:.0f} MB uncompressed, "
         f"{lim.max_member_bytes / 2**20:.0f} MB and {lim.max_pixels / 1e6:.0f} Mpx per image, "
-        f"{lim.max_seconds:.0f} s. Your gallery is deleted when you close the page (or after an hour unused).")
+        f"{lim.max_seconds:.0f} s. Your gallery is deleted when you close the page, after an hour unused, or when "
+        "this server needs the room for other visitors' galleries (your next search then says so).")
 
 
 def _error(message: str) -> gr.Error:
