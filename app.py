@@ -18,9 +18,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse options, load the model and gallery, serve the page; returns the exit status."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which SIMD build it tried is noise here
-    from signal_core.runtime import keep_freed_memory
+    from signal_core.utils.allocator import keep_freed_memory
 
-    keep_freed_memory()  # faster large CPU tensors (signal_core/runtime.py)
+    keep_freed_memory()  # faster large CPU tensors (signal_core/utils/allocator.py)
     signal.signal(signal.SIGTERM, _interrupt)  # as Ctrl-C: the server closes, the exit clean-up runs
     try:
         return _serve(argv)

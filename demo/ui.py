@@ -26,10 +26,10 @@ from signal_core.modalities import LABELS, MODALITIES
 from signal_core.viz import heat_legend_html, legend_html
 
 from . import text
-from .engine import MAX_TOP_K, UNKNOWN_CAMERA, QueryError, SearchEngine
 from .explain import VIEWS
 from .gallery import GalleryEntry
 from .messages import bounded, markdown_text, shown
+from .search import MAX_TOP_K, UNKNOWN_CAMERA, QueryError, SearchEngine
 from .sessions import GalleryDropped, SessionGalleries
 from .upload_guard import UploadGuard
 from .upload_ui import add_upload_section

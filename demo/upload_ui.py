@@ -17,8 +17,8 @@ from gradio_client import utils as client_utils
 
 from signal_core.data.triples import TRIPLE_IMAGE_EXTENSIONS
 
-from .engine import MAX_TOP_K
 from .messages import bounded, markdown_text, shown
+from .search import MAX_TOP_K
 from .sessions import GalleryDropped, SessionGalleries
 from .upload_guard import gradio_upload_folder
 from .uploads import UploadError
