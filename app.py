@@ -3,11 +3,13 @@
 Starts a Gradio page on http://127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT respected)
 searching the bundled demo gallery with the bundled demo model. Also the Hugging Face Space entry.
 Any start-up problem (bad option, busy port, unreadable weights or gallery) is one ``error:`` line
-on stderr and exit status 2.
+on stderr and exit status 2. SIGTERM (how containers and Spaces stop a process) stops it as Ctrl-C
+(SIGINT) does: the server closes and the visitors' galleries and per-search images are removed.
 """
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -17,9 +19,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which SIMD build it tried is noise here
     try:
-        from demo.options import StartupError, parse_options
-        from demo.startup import blocked_paths, build_engine, served_paths
-        from demo.ui import build_ui, launch, serve_files
+        import demo.startup  # noqa: F401 - every package the demo needs (torch, gradio, faiss, ...) is there
+        import demo.ui  # noqa: F401
         from signal_core.utils.allocator import keep_freed_memory
     except ModuleNotFoundError as exc:  # a partial install: one line that says what to install
         print(f"error: the demo needs the {exc.name} package ({' '.join(str(exc).split())}): "
@@ -27,6 +28,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     keep_freed_memory()  # faster large CPU tensors (signal_core/utils/allocator.py)
+    signal.signal(signal.SIGTERM, _interrupt)  # as Ctrl-C: the server closes, the exit clean-up runs
+    try:
+        return _serve(argv)
+    except KeyboardInterrupt:  # stopped before the page was serving (else gradio closes it and returns)
+        import gradio as gr
+
+        gr.close_all()  # a server started meanwhile would keep the process alive
+        print("stopped.", file=sys.stderr)
+        return 130
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _serve(argv: Sequence[str] | None) -> int:
+    """Start up and serve until stopped."""
+    from demo.options import StartupError, parse_options
+    from demo.startup import blocked_paths, build_engine, served_paths
+
     try:
         options = parse_options(argv)
         engine, examples = build_engine(options, check_port=True)  # the port is checked before loading
@@ -37,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from demo.options import search_threads
     from demo.sessions import from_options
+    from demo.ui import build_ui, launch, serve_files
 
     torch.set_num_threads(search_threads(options))  # after the gallery features, made with every core
     uploads = from_options(engine, options)  # visitors' own galleries; their thumbnails are served
@@ -45,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         launch(build_ui(engine, examples, uploads=uploads), options.host, options.port, options.share,
                served_paths=served, blocked_paths=blocked_paths(engine), max_file_size_mb=options.max_file_size,
-               concurrency=options.concurrency)
+               concurrency=options.concurrency, upload_cache_mb=options.upload_cache_mb)
     except OSError as exc:  # the port was taken between the check and the launch
         print(f"error: cannot serve on {options.host}:{options.port} ({' '.join(str(exc).split())}).",
               file=sys.stderr)

@@ -3,7 +3,6 @@
 Modules, one concept each:
     options        flags, each with an environment variable (Hugging Face Spaces)
     startup        loading the weights, the model, the gallery and the feature engine
-    images         decode any uploaded file into an 8-bit RGB array (16-bit, RGBA, huge, ...)
     gallery        the gallery: a triples folder or a dataset's test gallery
     features       model inputs and batched gallery feature extraction
     feature_cache  on-disk, atomically written cache of gallery features
@@ -12,6 +11,7 @@ Modules, one concept each:
     thumbnails     RGB | NIR | TIR pictures of gallery entries
     served         the per-search images the page is sent, written atomically
     uploads        safe intake of a visitor's own gallery (zip or files)
+    upload_guard   a cap on gradio's upload folder (oldest files out, else 507)
     sessions       per-visitor galleries, their limits and clean-up
     text           the words, markdown and JSON the page and the API show
     ui             the gr.Blocks page

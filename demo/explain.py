@@ -8,10 +8,16 @@ Views of one triple (per modality, RGB / NIR / TIR):
   factor (:func:`signal_core.viz.auto_offset_scale`, as in the evaluation report) written on the image
   ("LAM arrows x20").
 * "SIM scores": the intra- and inter-modal token scores SIM selects by, as two heatmaps side by side.
+
+What distinguishes a match by feature part (:func:`part_standing`): for each part alone (RGB, NIR,
+TIR class token, fused SIM tokens), the match's rank among the whole gallery by that part's cosine
+and the z-score of that cosine against the gallery's. The shares of the score hardly differ between
+matches (L2-normalised parts); these tell which modality made this match stand out.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
@@ -127,6 +133,36 @@ def ranks_of(features: torch.Tensor | None, index: GalleryIndex | None, query: t
     found = index.search(q.cpu().numpy(), depth).rows[0]
     where = {int(row): rank for rank, row in enumerate(found.tolist(), start=1) if row >= 0}
     return [where.get(int(r)) for r in rows.tolist()], depth
+
+
+@dataclass
+class PartStanding:
+    """Where K matches stand among the whole gallery by each feature part alone; arrays [K, P]."""
+
+    names: tuple[str, ...]  # the parts, in column order ("rgb", "nir", "tir", "fused")
+    rank: np.ndarray  # [K, P] 1-based rank of the match by that part's cosine (1 + rows scoring higher)
+    z: np.ndarray  # [K, P] (the match's part cosine - the gallery's mean) / the gallery's standard deviation
+
+    def row(self, i: int) -> dict[str, tuple[int, float]]:
+        """Match ``i``'s (rank, z) by part name."""
+        return {name: (int(self.rank[i, j]), float(self.z[i, j])) for j, name in enumerate(self.names)}
+
+
+def part_standing(features: torch.Tensor, query: torch.Tensor, rows: torch.Tensor,
+                  layout: Mapping[str, slice]) -> PartStanding:
+    """Each part's cosine of ``query`` ([F] or [1, F]) with every gallery row ([N, F]), and where ``rows``
+    ([K]) stand in it: their rank and z-score per part. One pass over the gallery per part."""
+    q = query.reshape(-1).float().to(features.device)
+    cosines = []
+    for columns in layout.values():
+        part = features[:, columns].float()  # [N, d]
+        norms = part.norm(dim=1) * q[columns].norm()  # [N]
+        cosines.append(torch.where(norms > 1e-12, part @ q[columns] / norms.clamp_min(1e-12), 0.0))
+    table = torch.stack(cosines, dim=1)  # [N, P]
+    own = table[rows.to(table.device)]  # [K, P]
+    rank = (table[None, :, :] > own[:, None, :]).sum(dim=1) + 1  # [K, P]
+    z = (own - table.mean(dim=0)) / table.std(dim=0, unbiased=False).clamp_min(1e-12)  # [K, P]
+    return PartStanding(tuple(layout), rank.cpu().numpy(), z.cpu().numpy())
 
 
 def _first(value):

@@ -113,7 +113,8 @@ class FeatureCache:
     def get_or_compute(self, key: str, count: int, compute: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, bool]:
         """(features, True) from the cache, or (``compute()``, False) after storing them.
 
-        A failure to write the cache (read-only disk, ...) is logged and does not stop the demo.
+        A failure to write the cache (read-only or full disk, whatever the writer raises) is logged and
+        does not stop the demo.
         """
         feats = self.load(key, count)
         if feats is not None:
@@ -121,7 +122,8 @@ class FeatureCache:
         feats = compute()
         try:
             self.save(key, feats)
-        except OSError as exc:
-            log.warning("could not write the gallery feature cache in %s (%s); continuing without it",
-                        self.directory, exc)
+        except Exception as exc:  # noqa: BLE001 - OSError, or safetensors' SafetensorError on a full disk: the
+            # cache is optional, the features are kept in memory
+            log.warning("could not write the gallery feature cache in %s (%s: %s); continuing without it",
+                        self.directory, exc.__class__.__name__, exc)
         return feats, False

@@ -64,6 +64,8 @@ class DemoOptions:
     upload_max_files: int = 10_000  # entries of a zip, or files uploaded at once
     upload_max_seconds: int = 300  # intake and feature extraction
     upload_max_concurrent: int = 2  # uploads processed at the same time
+    upload_keep_mb: int = 1024  # all visitors' galleries kept at once (images + features); least used removed
+    upload_cache_mb: int = 1024  # gradio's folder of uploaded files (queries, zips): new uploads refused above
 
 
 # (flag, environment variable, help); defaults are DemoOptions' field defaults.
@@ -96,6 +98,10 @@ OPTION_TABLE = [
     ("--upload-max-files", "SIGNAL_UPLOAD_MAX_FILES", "most entries in an uploaded zip (or files at once)"),
     ("--upload-max-seconds", "SIGNAL_UPLOAD_MAX_SECONDS", "time limit of one upload (intake and features)"),
     ("--upload-max-concurrent", "SIGNAL_UPLOAD_MAX_CONCURRENT", "uploads processed at the same time"),
+    ("--upload-keep-mb", "SIGNAL_UPLOAD_KEEP_MB", "visitors' galleries kept at once, all together (images and "
+                                                  "features), in MB; the least recently used are removed"),
+    ("--upload-cache-mb", "SIGNAL_UPLOAD_CACHE_MB", "most MB of uploaded files (query images, zips) kept at once; "
+                                                    "new uploads are refused above it"),
 ]
 
 
@@ -163,10 +169,17 @@ def validate_options(options: DemoOptions) -> None:
         raise StartupError(f"--threads must be 0 (automatic) or more, got {options.threads}.")
     if options.upload_max_triples < 0:
         raise StartupError(f"--upload-max-triples must be 0 (no uploads) or more, got {options.upload_max_triples}.")
-    for name in ("mb", "image_mb", "ratio", "files", "seconds", "concurrent"):
-        value = getattr(options, f"upload_max_{name}")
+    for name in ("max_mb", "max_image_mb", "max_ratio", "max_files", "max_seconds", "max_concurrent", "keep_mb",
+                 "cache_mb"):
+        value = getattr(options, f"upload_{name}")
         if value < 1:
-            raise StartupError(f"--upload-max-{name.replace('_', '-')} must be at least 1, got {value}.")
+            raise StartupError(f"--upload-{name.replace('_', '-')} must be at least 1, got {value}.")
+    if options.upload_max_triples and options.upload_keep_mb < options.upload_max_mb:
+        raise StartupError(f"--upload-keep-mb {options.upload_keep_mb} is below --upload-max-mb "
+                           f"{options.upload_max_mb}: the largest upload could never be kept; raise it.")
+    if options.upload_cache_mb < options.max_file_size:
+        raise StartupError(f"--upload-cache-mb {options.upload_cache_mb} is below --max-file-size "
+                           f"{options.max_file_size}: no upload of the largest size could be taken; raise it.")
 
 
 def search_threads(options: DemoOptions, cores: int | None = None) -> int:

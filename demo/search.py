@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,8 +28,9 @@ from signal_core.retrieval.feature_store import FeatureStoreError, read_features
 from signal_core.retrieval.index import GalleryIndex
 from signal_core.retrieval.split_features import run_features
 from signal_core.utils.hashing import sha256_file
+from signal_core.utils.messages import quoted, shown
 
-from .explain import Drawings, draw_explanation, gallery_vectors, ranks_of, switched_images
+from .explain import Drawings, draw_explanation, gallery_vectors, part_standing, ranks_of, switched_images
 from .feature_cache import FeatureCache, cache_key, gallery_fingerprint, model_fingerprint
 from .features import InputTransform, extract_gallery_features, triple_batch
 from .gallery import Gallery, GalleryEntry, camera_tensor, load_entry_images, parse_triple_name
@@ -58,6 +60,8 @@ class RankedMatch:
     parts: dict[str, PartScore] = field(default_factory=dict)  # "rgb", "nir", "tir", "fused" -> cosine, share
     previous_rank: int | None = None  # rank with all given modalities (a switch was off; None: not found)
     name: str = ""  # the gallery entry's name (its RGB file name)
+    standing: dict[str, tuple[int, float]] = field(default_factory=dict)  # part -> (its rank in the gallery by
+    # that part alone, z-score of its part cosine against the gallery); empty when searched through an index
 
 
 @dataclass
@@ -113,6 +117,8 @@ class SearchEngine:
         self.transform = InputTransform(self.image_size)
         self.num_cameras = model.num_cameras
         self.layout = feature_layout(model.cfg.feature_dim, model.cfg.embed_dim)  # columns of each part
+        self.gallery_name = "default gallery"  # what answers say they searched ("your gallery 'x.zip'")
+        self.gallery_id = secrets.token_hex(8)  # tells a result list of this gallery from one of another
 
     # --- building ------------------------------------------------------------------------------
     @classmethod
@@ -172,11 +178,12 @@ class SearchEngine:
         return engine
 
     def sharing(self, gallery: Gallery, gallery_features: torch.Tensor, thumbnails: ThumbnailStore,
-                description: str = "") -> SearchEngine:
-        """Another engine over ``gallery`` (a visitor's upload) with this engine's model, device, served
-        folder and feature engine (the model is loaded once)."""
+                description: str = "", name: str = "your gallery") -> SearchEngine:
+        """Another engine over ``gallery`` (a visitor's upload, called ``name`` in answers) with this
+        engine's model, device, served folder and feature engine (the model is loaded once)."""
         engine = type(self)(self.model, gallery, gallery_features, self.device, thumbnails, description, self.served,
                             self.features_fn)
+        engine.gallery_name = name
         engine.cache_hit, engine.cache_path, engine.weights_path = True, None, getattr(self, "weights_path", None)
         return engine
 
@@ -195,11 +202,11 @@ class SearchEngine:
         if camera is None or str(camera).strip().lower() in ("", UNKNOWN_CAMERA, "none"):
             return None
         query = query_file_name(sources)
-        of_query = f" given for the query '{query}'" if query else ""
+        of_query = f" given for the query '{shown(query)}'" if query else ""
         try:
             k = int(str(camera).strip())
         except ValueError:
-            raise QueryError(f"camera {camera!r}{of_query}: the camera must be 'unknown' or a number "
+            raise QueryError(f"camera {quoted(camera)}{of_query}: the camera must be 'unknown' or a number "
                              f"from 1 to {self.num_cameras}.") from None
         if not 1 <= k <= self.num_cameras:
             raise QueryError(f"camera {k}{of_query} does not exist for this model: use a camera from 1 to "
@@ -214,7 +221,7 @@ class SearchEngine:
         except (TypeError, ValueError):
             value = float("nan")
         if isinstance(top_k, bool) or not value.is_integer() or not 1 <= value <= limit:
-            raise QueryError(f"top k must be a whole number from 1 to {limit}, got {top_k!r}.")
+            raise QueryError(f"top k must be a whole number from 1 to {limit}, got {quoted(top_k)}.")
         return int(value)
 
     def decode_query(self, sources: Sequence[ImageSource | None]) -> list[np.ndarray | None]:
@@ -279,6 +286,8 @@ class SearchEngine:
         feature, explanation = self._encode(triple_batch(images, self.transform), cams, explain)
         scores, indices = self._rank(feature, k)
         parts = part_scores(feature[0], gallery_vectors(self.gallery_features, self.index, indices), self.layout)
+        standing = (None if self.index is not None  # an index holds no whole-gallery part table
+                    else part_standing(self.gallery_features, feature[0], indices, self.layout))
         previous, depth = [None] * len(indices), 0
         if off:
             all_given, _ = self._encode(triple_batch(given, self.transform), cams, explain=False)
@@ -290,7 +299,8 @@ class SearchEngine:
             same = None if query_pid is None or entry.pid is None else entry.pid == query_pid
             thumb = self.thumbnails.path(index, entry) if self.thumbnails is not None else None
             matches.append(RankedMatch(rank, index, entry.pid, entry.camid, score, same, thumb,
-                                       parts=parts.row(rank - 1), previous_rank=previous[rank - 1], name=entry.name))
+                                       parts=parts.row(rank - 1), previous_rank=previous[rank - 1], name=entry.name,
+                                       standing={} if standing is None else standing.row(rank - 1)))
         missing = tuple(m for m, img in zip(MODALITIES, given) if img is None)
         drawings = draw_explanation(images, explanation, self.grid_size, self.image_size) if explain else None
         return SearchResult(matches, missing, query_pid, camid, drawings, time.perf_counter() - start, off, depth)
@@ -301,7 +311,7 @@ class SearchEngine:
         try:
             images = list(load_entry_images(entry))
         except ImageDecodeError as exc:
-            raise QueryError(f"gallery entry {entry.name}: {exc}") from None
+            raise QueryError(f"gallery entry {shown(entry.name)}: {exc}") from None
         cams = camera_tensor([entry.camid], self.num_cameras)
         _, explanation = self._encode(triple_batch(images, self.transform), cams, explain=True)
         return draw_explanation(images, explanation, self.grid_size, self.image_size)

@@ -8,8 +8,13 @@ visitors' searches run alongside, and the engine's lock serialises a feature eng
 temporary folders: its images (never served) and its thumbnails (served: the thumbnail root is a
 gradio static path). Both are removed when the session ends (the page's ``unload`` event), when the
 visitor uploads again, when the gallery has been unused for :data:`IDLE_S` (a background sweep,
-also the backstop for ``gradio_client`` sessions, which send no unload), when more than
-:data:`MAX_KEPT` galleries are kept (least recently used first), and at exit.
+also the backstop for ``gradio_client`` sessions, which send no unload), when the galleries kept
+together would exceed the server's budget (:data:`MAX_KEPT_BYTES`: their images on disk and their
+features in memory; the least recently used go first), and at exit (:mod:`demo.shutdown`, SIGTERM
+included). A visitor whose gallery was removed by the idle sweep or by the budget is not silently
+given the default gallery: their next search raises :class:`GalleryDropped`, which says so and asks
+them to load it again (or to go back to the default gallery); every answer names its gallery
+(:attr:`SearchEngine.gallery_name`).
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +34,7 @@ from pathlib import Path
 import torch
 
 from signal_core.data.images import ImageDecodeError
+from signal_core.utils.messages import megabytes, shown
 
 from .features import extract_gallery_features
 from .gallery import Gallery, GalleryError, read_triples_folder
@@ -36,7 +43,9 @@ from .uploads import DEFAULT_LIMITS, Deadline, UploadError, UploadLimits, intake
 
 log = logging.getLogger(__name__)
 IDLE_S = 3600.0  # an uploaded gallery unused for an hour is removed
-MAX_KEPT = 16  # galleries kept at once (server-wide); over it the least recently used one is removed
+MAX_KEPT_BYTES = 1024 * 1024 * 1024  # galleries kept at once (server-wide: images + features); over it the
+# least recently used ones are removed
+MAX_REMEMBERED = 10_000  # sessions remembered as "your gallery was removed" (the oldest are forgotten)
 CHUNK = 8  # triples per model call while extracting (other visitors' searches run in between)
 SWEEP_EVERY_S = 300.0
 Progress = Callable[[int, int], None]  # (triples done, total)
@@ -51,10 +60,16 @@ class SessionGallery:
     thumbs: Path  # its thumbnails (served)
     name: str  # what the visitor uploaded, for the status
     last_used: float
+    size: int = 0  # bytes it holds: images on disk and features in memory (the budget's unit)
 
     def remove(self) -> None:
         for path in (self.folder, self.thumbs):
             shutil.rmtree(path, ignore_errors=True)
+
+
+class GalleryDropped(LookupError):
+    """The caller's uploaded gallery was removed (unused, or over the server's budget); the message says
+    so and what to do."""
 
 
 class SessionGalleries:
@@ -65,24 +80,36 @@ class SessionGalleries:
         limits: what one upload may hold.
         root: folder of the uploads' images (default: a new temporary folder, removed at exit).
         thumbs_root: folder of their thumbnails, the one to serve (default likewise).
+        idle_s: a gallery unused for this long is removed.
+        max_kept_bytes: the galleries kept together hold at most this much (images on disk and
+            features in memory); the least recently used are removed to make room.
     """
 
     def __init__(self, engine, limits: UploadLimits = DEFAULT_LIMITS, root: str | os.PathLike | None = None,
-                 thumbs_root: str | os.PathLike | None = None, idle_s: float = IDLE_S, max_kept: int = MAX_KEPT):
-        self.default, self.limits, self.idle_s, self.max_kept = engine, limits, idle_s, max_kept
+                 thumbs_root: str | os.PathLike | None = None, idle_s: float = IDLE_S,
+                 max_kept_bytes: int = MAX_KEPT_BYTES):
+        self.default, self.limits, self.idle_s, self.max_kept_bytes = engine, limits, idle_s, max_kept_bytes
         self.root = _temporary(root, "signal-uploads-")
         self.thumbs_root = _temporary(thumbs_root, "signal-upload-thumbs-")
         self._sessions: dict[str, SessionGallery] = {}
+        self._dropped: OrderedDict[str, str] = OrderedDict()  # session -> why its gallery was removed
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(max(1, limits.max_concurrent))
         self._sweeper: threading.Thread | None = None
 
     # --- lookup ----------------------------------------------------------------------------------
     def engine_for(self, session: str | None):
-        """The engine that ``session``'s searches run on: its upload, else the default."""
+        """The engine that ``session``'s searches run on: its upload, else the default.
+
+        Raises:
+            GalleryDropped: the session's upload was removed (idle, or over the budget) and the visitor
+                has not loaded another one nor gone back to the default gallery since.
+        """
         with self._lock:
             kept = self._sessions.get(session) if session else None
             if kept is None:
+                if session in self._dropped:
+                    raise GalleryDropped(self._dropped[session])
                 return self.default
             kept.last_used = time.time()
             return kept.engine
@@ -94,6 +121,12 @@ class SessionGalleries:
     def __len__(self) -> int:
         with self._lock:
             return len(self._sessions)
+
+    @property
+    def kept_bytes(self) -> int:
+        """What the kept galleries hold together (images on disk and features in memory)."""
+        with self._lock:
+            return sum(g.size for g in self._sessions.values())
 
     # --- loading ---------------------------------------------------------------------------------
     def load(self, session: str | None, paths: Sequence[str | os.PathLike], progress: Progress | None = None) -> str:
@@ -128,18 +161,19 @@ class SessionGalleries:
             gallery = Gallery(read_triples_folder(folder), f"your upload {_shown_name(paths)}")
             features = self._extract(gallery, deadline, progress)
             engine = self.default.sharing(gallery, features, ThumbnailStore(thumbs, fallback=thumbs),
-                                          f"your gallery: {_shown_name(paths)}")
+                                          f"your gallery: {_shown_name(paths)}", name=f"your gallery {_shown_name(paths)}")
         except (UploadError, GalleryError, ImageDecodeError) as exc:
             shutil.rmtree(folder, ignore_errors=True)
             shutil.rmtree(thumbs, ignore_errors=True)
             if isinstance(exc, UploadError):
                 raise
-            raise UploadError(str(exc).replace(str(folder) + os.sep, "")) from None
+            raise UploadError(str(exc).replace(str(folder) + os.sep, "").replace(str(folder), "the upload")) from None
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             shutil.rmtree(thumbs, ignore_errors=True)
             raise
-        self._keep(session, SessionGallery(engine, folder, thumbs, _shown_name(paths), time.time()))
+        size = intake.bytes_written + features.numel() * 4  # float32 features, kept normalised by the engine
+        self._keep(session, SessionGallery(engine, folder, thumbs, _shown_name(paths), time.time(), size))
         return (f"Loaded {len(gallery)} triples from {_shown_name(paths)} in {time.perf_counter() - start:.1f} s"
                 f"{intake.ignored_note()}. Your searches now run on this gallery; other visitors keep the "
                 "default one.")
@@ -167,23 +201,41 @@ class SessionGalleries:
         return torch.cat(parts)
 
     def _keep(self, session: str, kept: SessionGallery) -> None:
-        """Register ``kept`` for ``session`` (its previous upload and the least used over MAX_KEPT removed)."""
+        """Register ``kept`` for ``session``: its previous upload removed, and the least recently used
+        others while all together hold more than ``max_kept_bytes``."""
         with self._lock:
             old = self._sessions.pop(session, None)
-            self._sessions[session] = kept
-            evicted = sorted(self._sessions.items(), key=lambda item: item[1].last_used)
-            evicted = [s for s, _ in evicted[:max(0, len(self._sessions) - self.max_kept)]]
+            self._dropped.pop(session, None)
+            total = kept.size + sum(g.size for g in self._sessions.values())
+            evicted = []
+            for other, gallery in sorted(self._sessions.items(), key=lambda item: item[1].last_used):
+                if total <= self.max_kept_bytes:
+                    break
+                total -= gallery.size
+                evicted.append(other)
+                self._remember(other, f"your gallery {gallery.name} was removed to make room for other visitors' "
+                               f"galleries (this server keeps {megabytes(self.max_kept_bytes)} of them)")
             removed = [self._sessions.pop(s) for s in evicted]
+            self._sessions[session] = kept
         for gallery in ([old] if old else []) + removed:
             gallery.remove()
         if evicted:
-            log.info("uploaded galleries: %d over the limit of %d removed", len(evicted), self.max_kept)
+            log.info("uploaded galleries: %d removed to stay within %.0f MB", len(evicted), self.max_kept_bytes / 2**20)
+
+    def _remember(self, session: str, why: str) -> None:
+        """Note (lock held) that ``session``'s gallery was removed without the visitor asking."""
+        self._dropped[session] = (f"{why}. Load it again (Search your own gallery), or press 'Back to the default "
+                                  "gallery' to search the default one.")
+        while len(self._dropped) > MAX_REMEMBERED:
+            self._dropped.popitem(last=False)
 
     # --- cleaning up -----------------------------------------------------------------------------
     def drop(self, session: str | None) -> bool:
-        """Forget ``session``'s gallery and remove its folders (the session ended); True when it had one."""
+        """Forget ``session``'s gallery and remove its folders (the session ended, or the visitor went back
+        to the default gallery); True when it had one."""
         with self._lock:
             kept = self._sessions.pop(session, None) if session else None
+            self._dropped.pop(session, None)
         if kept is not None:
             kept.remove()
         return kept is not None
@@ -194,6 +246,9 @@ class SessionGalleries:
         with self._lock:
             idle = [s for s, g in self._sessions.items() if g.last_used < limit]
             removed = [self._sessions.pop(s) for s in idle]
+            for session, gallery in zip(idle, removed):
+                self._remember(session, f"your gallery {gallery.name} was removed after {self.idle_s / 60:.0f} "
+                               "minutes unused")
         for gallery in removed:
             gallery.remove()
         return len(removed)
@@ -225,7 +280,7 @@ def from_options(engine, options) -> SessionGalleries | None:
         max_member_bytes=options.upload_max_image_mb * mib, max_ratio=float(options.upload_max_ratio),
         max_members=options.upload_max_files, max_seconds=float(options.upload_max_seconds),
         max_concurrent=options.upload_max_concurrent)
-    galleries = SessionGalleries(engine, limits)
+    galleries = SessionGalleries(engine, limits, max_kept_bytes=options.upload_keep_mb * mib)
     galleries.start_sweeper()
     log.info("visitors' galleries: images in %s, thumbnails in %s", galleries.root, galleries.thumbs_root)
     return galleries
@@ -242,4 +297,4 @@ def _temporary(path: str | os.PathLike | None, prefix: str) -> Path:
 
 def _shown_name(paths: Sequence[Path]) -> str:
     """The upload's name for the status: "my.zip" or "12 files"."""
-    return f"'{paths[0].name}'" if len(paths) == 1 else f"{len(paths)} files"
+    return f"'{shown(paths[0].name)}'" if len(paths) == 1 else f"{len(paths)} files"

@@ -188,7 +188,8 @@ def _gallery_engine(options: DemoOptions, gallery_dir: Path, weights: Path, devi
     try:
         return SearchEngine.from_gallery(
             model, gallery, device, weights=weights, cache=cache, batch_size=options.batch_size, progress=progress,
-            description=f"model {weights.name} · {gallery.source} · {device.type} · {precision}{words}",
+            description=f"model {weights.name} · {page_words(gallery.source, gallery_dir)} · {device.type} · "
+                        f"{precision}{words}",
             features_fn=features_fn, features_id=features_id)
     except ImageDecodeError as exc:
         raise StartupError(f"a gallery image cannot be read: {exc}") from None
@@ -203,12 +204,16 @@ def _feature_folder_engine(options: DemoOptions, folder: Path, weights: Path, de
     try:
         return SearchEngine.from_feature_folder(
             model, folder, device, weights=weights,
-            description=f"model {weights.name} · feature folder {folder} · {device.type} · {precision}{words}",
+            description=f"model {weights.name} · feature folder {folder.name} · {device.type} · {precision}{words}",
             features_fn=features_fn)
     except FeatureStoreError as exc:
         raise StartupError(str(exc)) from None
 
 
+def page_words(source: str, folder: Path) -> str:
+    """``source`` ("triples folder /srv/data/gallery") as the page says it: the folder by its name only (the
+    page is public; the server's folders are not its visitors' business)."""
+    return source.replace(str(folder), folder.name)
 
 
 def served_paths(engine, examples: Sequence[GalleryEntry]) -> list[str]:

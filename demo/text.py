@@ -5,24 +5,30 @@ import re
 
 from signal_core.metrics.parts import PART_LETTERS
 from signal_core.modalities import LABELS
+from signal_core.utils.messages import markdown_text
 
 from .search import RankedMatch, SearchResult
 
 PART_LABELS = {"rgb": "RGB class token", "nir": "NIR class token", "tir": "TIR class token",
                "fused": "fused SIM tokens"}
-PARTS_NOTE = ("R / N / T / F: the share of the score from the RGB, NIR and TIR class tokens and the fused SIM "
-              "tokens (q_p·g_p / q·g of the L2-normalised features; they sum to 1)")
+PARTS_NOTE = ("R / N / T / F #k: this result's rank among the whole gallery by the RGB, NIR or TIR class token or "
+              "the fused SIM tokens alone (#1: that part alone ranks it first): the part that made this match")
+SHARES_NOTE = ("R / N / T / F: the share of the score from the RGB, NIR and TIR class tokens and the fused SIM "
+               "tokens (q_p·g_p / q·g of the L2-normalised features; they sum to 1)")
 BAR_WIDTH = 20  # characters of a share of 1
 
 
 def caption(match: RankedMatch) -> str:
-    """E.g. "#1 ✓ id 12 · cam 2 · 0.873 · R.31 N.22 T.18 F.29" (camera 1-based, as in the file names);
-    after a modality switch "#3 (was 1, ↓2) ✓ id 12 · ..."."""
+    """E.g. "#1 ✓ id 12 · cam 2 · 0.873 · R#1 N#9 T#2 F#1" (camera 1-based, as in the file names; each
+    part's own rank in the gallery), through an index the parts' shares "R.31 N.22 T.18 F.29"; after a
+    modality switch "#3 (was 1, ↓2) ✓ id 12 · ..."."""
     mark = " ✓" if match.is_match else ""
     pid = "?" if match.pid is None else match.pid
     cam = "?" if match.camid is None else match.camid + 1
     text = f"#{match.rank}{rank_move(match)}{mark} id {pid} · cam {cam} · {match.similarity:.3f}"
-    if match.parts:
+    if match.standing:
+        text += " · " + " ".join(f"{PART_LETTERS[name]}#{rank}" for name, (rank, _) in match.standing.items())
+    elif match.parts:
         text += " · " + " ".join(f"{PART_LETTERS[name]}{_short(p.share)}" for name, p in match.parts.items())
     return text
 
@@ -41,10 +47,11 @@ def missing_names(result: SearchResult, which: str = "missing") -> str:
     return " and ".join(LABELS[m] for m in getattr(result, which))
 
 
-def summary(result: SearchResult, gallery_size: int) -> str:
-    """A short markdown status line."""
+def summary(result: SearchResult, gallery_size: int, gallery_name: str = "default gallery") -> str:
+    """A short markdown status line, naming the gallery searched ("default gallery", "your gallery 'x.zip'")."""
     top = len(result.matches)
-    parts = [f"**Top {top}** of {gallery_size} gallery triples in {result.seconds * 1000:.0f} ms"]
+    parts = [f"**Top {top}** of {gallery_size} gallery triples ({markdown_text(gallery_name)}) in "
+             f"{result.seconds * 1000:.0f} ms"]
     parts.append("camera unknown (mean camera embedding)" if result.camera is None else f"camera {result.camera + 1}")
     if result.query_pid is not None:
         parts.append(f"query id {result.query_pid}: {result.num_correct} correct (✓) in the top {top}")
@@ -57,32 +64,43 @@ def summary(result: SearchResult, gallery_size: int) -> str:
         moved = sum(m.previous_rank != m.rank for m in result.matches)
         text += (f"\n\nSwitched off: **{missing_names(result, 'switched_off')}** (zeroed). Under each result: its "
                  f"rank now and (was N) with all given modalities; {moved} of the top {top} moved.")
-    return text + f"\n\n<small>{PARTS_NOTE}.</small>"
+    note = PARTS_NOTE if any(m.standing for m in result.matches) else SHARES_NOTE
+    return text + f"\n\n<small>{note}.</small>"
 
 
 def parts_table(match: RankedMatch, depth: int = 0) -> str:
-    """A markdown table of one match's parts: cosine, share of the score and a bar of the share."""
-    lines = ["| part | cosine | share of the score | |", "|---|---:|---:|---|"]
+    """A markdown table of one match's parts: cosine, its rank in the gallery by that part alone and the
+    z-score of the cosine against the gallery's (when known), share of the score and a bar of the share."""
+    ranked = bool(match.standing)
+    head = "| part | cosine | rank by this part alone | z vs gallery " if ranked else "| part | cosine "
+    lines = [head + "| share of the score | |", "|---|---:|" + ("---:|---:|" if ranked else "") + "---:|---|"]
     for name, p in match.parts.items():
         bar = "█" * max(0, round(p.share * BAR_WIDTH))
-        lines.append(f"| {PART_LABELS[name]} | {p.cosine:.3f} | {p.share * 100:.0f} % | {bar} |")
+        rank, z = match.standing.get(name, (0, 0.0))
+        standing = f"#{rank} | {z:+.1f} | " if ranked else ""
+        lines.append(f"| {PART_LABELS[name]} | {p.cosine:.3f} | {standing}{p.share * 100:.0f} % | {bar} |")
     total = sum(p.share for p in match.parts.values())
-    lines.append(f"| **all (score)** | **{match.similarity:.3f}** | {total * 100:.0f} % | |")
+    lines.append(f"| **all (score)** | **{match.similarity:.3f}** | {f'#{match.rank} | | ' if ranked else ''}"
+                 f"{total * 100:.0f} % | |")
     text = "\n".join(lines)
     if depth:
         text += f"\n\nRank {match.rank}{rank_move(match, depth)} with all given modalities."
     return text
 
 
-def result_json(result: SearchResult) -> dict:
-    """The ``/search_json`` answer: matches with their parts; identities and cameras null when unknown,
-    cameras 1-based as on the page."""
+def result_json(result: SearchResult, gallery_name: str = "default gallery", gallery_size: int | None = None) -> dict:
+    """The ``/search_json`` answer: the gallery searched, matches with their parts (each part's cosine,
+    its rank in the gallery by that part alone and z-score against the gallery, null through an index,
+    and its share of the score); identities and cameras null when unknown, cameras 1-based as on the page."""
     matches = [{"rank": m.rank, "name": m.name, "score": round(m.similarity, 6), "identity": m.pid,
                 "camera": None if m.camid is None else m.camid + 1,
-                "parts": {name: {"cosine": round(p.cosine, 6), "share": round(p.share, 6)}
+                "parts": {name: {"cosine": round(p.cosine, 6), "share": round(p.share, 6),
+                                 "rank": m.standing[name][0] if m.standing else None,
+                                 "z": round(m.standing[name][1], 4) if m.standing else None}
                           for name, p in m.parts.items()}}
                for m in result.matches]
-    return {"matches": matches, "missing": list(result.missing), "query_identity": result.query_pid,
+    return {"gallery": {"name": gallery_name, "triples": gallery_size}, "matches": matches,
+            "missing": list(result.missing), "query_identity": result.query_pid,
             "camera": None if result.camera is None else result.camera + 1, "seconds": round(result.seconds, 4)}
 
 

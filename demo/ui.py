@@ -23,13 +23,15 @@ from pathlib import Path
 import gradio as gr
 
 from signal_core.modalities import LABELS, MODALITIES
+from signal_core.utils.messages import bounded, markdown_text, shown
 from signal_core.viz import heat_legend_html, legend_html
 
 from . import text
 from .explain import VIEWS
 from .gallery import GalleryEntry
 from .search import MAX_TOP_K, UNKNOWN_CAMERA, QueryError, SearchEngine
-from .sessions import SessionGalleries
+from .sessions import GalleryDropped, SessionGalleries
+from .upload_guard import UploadGuard
 from .upload_ui import add_upload_section
 
 log = logging.getLogger(__name__)
@@ -46,11 +48,12 @@ CSS = (".signal-legend {font-size: 0.9em; padding: 0.3em 0;}\n"  # captions wrap
        "text-overflow: clip !important; max-width: 100% !important; line-height: 1.25;}")
 MAX_FILE_SIZE_MB = 20  # default upload limit per file
 DELETE_CACHE = (3600, 3600)  # every hour, delete uploads older than an hour (gradio's delete_cache)
+UPLOAD_CACHE_MB = 1024  # default cap of gradio's upload folder (demo/upload_guard.py)
 
 
 def user_error(message: str) -> gr.Error:
     """A ``gr.Error`` showing ``message`` as text (it is rendered as HTML otherwise), no traceback logged."""
-    return gr.Error(html.escape(message, quote=False), print_exception=False)
+    return gr.Error(html.escape(bounded(message), quote=False), print_exception=False)
 
 
 class ImageInput(gr.Image):
@@ -80,21 +83,55 @@ class ImageInput(gr.Image):
         return value
 
 
+class _Checked:
+    """A gradio input whose value our code checks: gradio's own pre-processing failing (a string for the
+    slider, a list for the dropdown, ...) passes the raw value on, and the engine's message names what is
+    wrong in one line (gradio would log a traceback and show its internals)."""
+
+    def get_block_name(self) -> str:  # the same front-end component as the gradio class
+        return type(self).__mro__[2].__name__.lower()
+
+    def preprocess(self, payload):
+        try:
+            return super().preprocess(payload)
+        except Exception:  # noqa: BLE001 - checked by the handler (engine.parse_top_k, parse_camera, switched_on)
+            return payload
+
+
+class TopKInput(_Checked, gr.Slider):
+    pass
+
+
+class CameraInput(_Checked, gr.Dropdown):
+    pass
+
+
+class ModalitiesInput(_Checked, gr.CheckboxGroup):
+    pass
+
+
 def run_safely(what: str, fn, *args, **kwargs):
-    """``fn(*args, **kwargs)``; a QueryError becomes its message, anything else "``what`` failed (...)"."""
+    """``fn(*args, **kwargs)``; a user's error (QueryError, a removed gallery) becomes its message, logged
+    as one line; anything else is our bug: its traceback is logged and the visitor told "``what`` failed"
+    with the kind of error only (its text may name server paths)."""
     try:
         return fn(*args, **kwargs)
-    except QueryError as exc:
+    except (QueryError, GalleryDropped) as exc:
+        log.info("%s refused: %s", what, shown(str(exc), 200))
         raise user_error(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - keep serving whatever happens
         log.exception("%s failed", what)
-        raise user_error(f"{what} failed ({exc.__class__.__name__}: {exc}).") from None
+        raise user_error(f"{what} failed (internal error {exc.__class__.__name__}; it is logged on the "
+                         "server).") from None
 
 
 def switched_on(labels: Sequence[str] | None) -> tuple[str, ...] | None:
     """The modality switch's ticked labels ("RGB", ...) as modality names; None (not given): all on."""
     if labels is None:
         return None
+    if not isinstance(labels, (list, tuple)) or not all(isinstance(label, str) for label in labels):
+        raise QueryError(f"the modalities to search with must be a list of {', '.join(LABELS.values())}; got "
+                         f"{shown(labels)}.")
     by_label = {LABELS[m]: m for m in MODALITIES}
     return tuple(by_label[label] for label in labels if label in by_label)
 
@@ -112,20 +149,38 @@ def build_ui(engine: SearchEngine, examples: Sequence[GalleryEntry] = (), title:
             return [None] * 3
         return run_safely("Drawing the explanation", lambda: [engine.served.save_png(o) for o in drawings.view(view)])
 
+    def ranked(rgb, nir, tir, top_k, camera, modalities, request, explain: bool = True):
+        """(engine, result) of a search on the caller's gallery; user errors raise ``gr.Error``."""
+        engine = run_safely("Search", session_engine, uploads, request, default_engine)
+        result = run_safely("Search", lambda: engine.search(rgb, nir, tir, top_k, camera, explain=explain,
+                                                            switched_on=switched_on(modalities)))
+        return engine, result
+
     def rank(rgb: str | None, nir: str | None, tir: str | None, top_k: float = 10,
              camera: str = UNKNOWN_CAMERA, modalities: list[str] | None = None, request: gr.Request = None):
-        """The page's search, step 1: the ranked results (the query's drawings follow in :func:`draw`)."""
-        engine = session_engine(uploads, request, default_engine)
-        result = run_safely("Search", engine.search, rgb, nir, tir, top_k, camera,
-                            switched_on=switched_on(modalities))
+        """The page's search, step 1: the ranked results (the query's drawings follow in :func:`draw`).
+
+        A refused query clears the results and says why in the status: this is a direct request
+        (queue=False), whose errors gradio cannot show on the page (only an empty toast).
+        """
+        try:
+            engine, result = ranked(rgb, nir, tir, top_k, camera, modalities, request)
+        except gr.Error as exc:
+            return cleared(f"⚠️ {markdown_text(html.unescape(exc.message))}")  # user_error escaped it for HTML
         # a missing modality is said in the status (a toast cannot reach the page from a direct request)
         gallery_value = [(m.thumbnail, text.caption(m)) for m in result.matches]
-        matches = [{"index": m.index, "caption": text.caption(m), "parts": text.parts_table(m, result.previous_depth)}
-                   for m in result.matches]
-        summary = text.summary(result, len(engine.gallery))
-        return (gallery_value, summary, matches, None, None, None,
+        matches = {"gallery": engine.gallery_id,  # a click on a list of another gallery is refused
+                   "matches": [{"index": m.index, "caption": text.caption(m),
+                                "parts": text.parts_table(m, result.previous_depth)} for m in result.matches]}
+        summary = text.summary(result, len(engine.gallery), engine.gallery_name)
+        return (gr.Gallery(value=gallery_value, selected_index=None), summary, matches, None, None, None,
                 "Click a result above to see what the model looked at in it and its score by part.",
-                result.drawings, None)
+                result.drawings, None, None, None, None)
+
+    def cleared(status: str) -> tuple:
+        """The rank outputs with no results (and no highlight, no drawings), ``status`` shown."""
+        return (gr.Gallery(value=[], selected_index=None), status, {"gallery": None, "matches": []},
+                None, None, None, "", None, None, None, None, None)
 
     def draw(drawings, view: str):
         """The page's search, step 2: the query's explanation in the chosen view."""
@@ -134,8 +189,10 @@ def build_ui(engine: SearchEngine, examples: Sequence[GalleryEntry] = (), title:
     def search(rgb: str | None, nir: str | None, tir: str | None, top_k: float = 10,
                camera: str = UNKNOWN_CAMERA, request: gr.Request = None):
         """The ``/search`` API: the ranked gallery, the status text and the query's kept-token drawings."""
-        gallery_value, summary, *_, drawings, _ = rank(rgb, nir, tir, top_k, camera, request=request)
-        return (gallery_value, summary, *saved(drawings, VIEWS[0]))
+        engine, result = ranked(rgb, nir, tir, top_k, camera, None, request)
+        gallery_value = [(m.thumbnail, text.caption(m)) for m in result.matches]
+        return (gallery_value, text.summary(result, len(engine.gallery), engine.gallery_name),
+                *saved(result.drawings, VIEWS[0]))
 
     def rank_again(rgb: str | None, nir: str | None, tir: str | None, top_k: float, camera: str,
                    modalities: list[str] | None, request: gr.Request = None):
@@ -146,17 +203,23 @@ def build_ui(engine: SearchEngine, examples: Sequence[GalleryEntry] = (), title:
 
     def search_json(rgb: str | None, nir: str | None, tir: str | None, top_k: float = 10,
                     camera: str = UNKNOWN_CAMERA, request: gr.Request = None) -> dict:
-        engine = session_engine(uploads, request, default_engine)
-        result = run_safely("Search", engine.search, rgb, nir, tir, top_k, camera, explain=False)
-        return text.result_json(result)
+        engine, result = ranked(rgb, nir, tir, top_k, camera, None, request, explain=False)
+        return text.result_json(result, engine.gallery_name, len(engine.gallery))
 
-    def select(matches: list, view: str, evt: gr.SelectData, request: gr.Request = None):
-        engine = session_engine(uploads, request, default_engine)
-        match = matches[evt.index]
+    def select(matches: dict, view: str, evt: gr.SelectData, request: gr.Request = None):
+        engine = run_safely("Explaining this result", session_engine, uploads, request, default_engine)
+        listed = (matches or {}).get("matches", []) if isinstance(matches, dict) else []
+        if not isinstance(matches, dict) or matches.get("gallery") != engine.gallery_id:
+            raise user_error("This result list is from another gallery (the gallery changed since the search): "
+                             "press Search again.")
+        if not isinstance(evt.index, int) or not 0 <= evt.index < len(listed):
+            raise user_error(f"There is no result {shown(evt.index)} in the current list of {len(listed)}: "
+                             "press Search again.")
+        match = listed[evt.index]
         drawings = run_safely("Explaining this result", engine.explain_entry, match["index"])
         entry = engine.gallery.entries[match["index"]]
-        return (*saved(drawings, view), f"**Selected {match['caption']}** · `{entry.name}`\n\n{match['parts']}",
-                drawings)
+        return (*saved(drawings, view), f"**Selected {markdown_text(match['caption'])}** · "
+                f"{markdown_text(entry.name)}\n\n{match['parts']}", drawings)
 
     def show_view(view: str, query_drawings, selected_drawings):
         return (*saved(query_drawings, view), *saved(selected_drawings, view))
@@ -172,20 +235,19 @@ def build_ui(engine: SearchEngine, examples: Sequence[GalleryEntry] = (), title:
             for modality, image_input in zip(MODALITIES, inputs):
                 image_input.modality_label = LABELS[modality]
         with gr.Row(equal_height=True):
-            top_k = gr.Slider(1, max(1, min(MAX_TOP_K, n)), value=min(10, n), step=1, label="Top k",
+            top_k = TopKInput(1, max(1, min(MAX_TOP_K, n)), value=min(10, n), step=1, label="Top k",
                               elem_id="top-k")
-            camera = gr.Dropdown(engine.camera_choices, value=UNKNOWN_CAMERA, label="Query camera",
+            camera = CameraInput(engine.camera_choices, value=UNKNOWN_CAMERA, label="Query camera",
                                  info="unknown = mean camera embedding", elem_id="camera",
                                  allow_custom_value=True)  # checked by the engine, with a message naming the file
-            modalities = gr.CheckboxGroup([LABELS[m] for m in MODALITIES], value=[LABELS[m] for m in MODALITIES],
+            modalities = ModalitiesInput([LABELS[m] for m in MODALITIES], value=[LABELS[m] for m in MODALITIES],
                                           label="Search with", info="untick one to see how the ranks move",
                                           elem_id="modalities")
             button = gr.Button("Search", variant="primary", elem_id="search-button")
         if examples:
             gr.Examples(examples=[[*e.paths, _camera_label(e, engine)] for e in examples],
                         inputs=[*inputs, camera], label="Example queries (click one)", examples_per_page=6)
-        if uploads is not None:
-            add_upload_section(page, uploads, top_k)
+        upload_section = add_upload_section(page, uploads, top_k) if uploads is not None else None
         status = gr.Markdown("Give a query and press Search.", elem_id="status")
         results = gr.Gallery(label="Ranked gallery (RGB | NIR | TIR)", columns=5, height="auto",
                              object_fit="contain", allow_preview=False, elem_id="results")
@@ -203,10 +265,11 @@ def build_ui(engine: SearchEngine, examples: Sequence[GalleryEntry] = (), title:
                                           interactive=False, height=300, elem_id=f"selected-overlay-{m}")
                                  for m in MODALITIES]
         # the drawings of the query and of the selected result (drawn per view when first shown)
-        matches_state, query_drawings, selected_drawings = gr.State([]), gr.State(None), gr.State(None)
+        matches_state = gr.State({"gallery": None, "matches": []})  # the listed results, keyed by their gallery
+        query_drawings, selected_drawings = gr.State(None), gr.State(None)
         rank_inputs = [*inputs, top_k, camera, modalities]
         rank_outputs = [results, status, matches_state, *selected_overlays, selected_text, query_drawings,
-                        selected_drawings]
+                        selected_drawings, *query_overlays]
         # results first, the query's drawings after (a click shows the ranking sooner); the ranking is a
         # direct request (queue=False: no queue round trip, about 30 ms less per click), the drawing queued
         button.click(rank, inputs=rank_inputs, outputs=rank_outputs, api_visibility="private", queue=False).success(
@@ -222,11 +285,18 @@ def build_ui(engine: SearchEngine, examples: Sequence[GalleryEntry] = (), title:
                              api_name="search")
         json_trigger, json_out = gr.Button(visible=False), gr.JSON(visible=False)
         json_trigger.click(search_json, inputs=[*inputs, top_k, camera], outputs=json_out, api_name="search_json")
+        if upload_section is not None:  # a new gallery, or back to the default: the old results go
+            upload_section.on_change(lambda: cleared("Give a query and press Search (the gallery changed)."),
+                                     rank_outputs)
     return page
 
 
 def session_engine(uploads: SessionGalleries | None, request: gr.Request | None, default: SearchEngine):
-    """The engine of the caller's session: its uploaded gallery, else ``default``."""
+    """The engine of the caller's session: its uploaded gallery, else ``default``.
+
+    Raises:
+        GalleryDropped: the caller's gallery was removed (idle, or over the server's budget).
+    """
     return default if uploads is None else uploads.engine_for(getattr(request, "session_hash", None))
 
 
@@ -249,7 +319,7 @@ def serve_files(paths: Sequence[str]) -> list[str]:
 
 def launch(page: gr.Blocks, host: str, port: int, share: bool = False, served_paths: Sequence[str] = (),
            blocked_paths: Sequence[str] = (), max_file_size_mb: float = MAX_FILE_SIZE_MB,
-           prevent_thread_lock: bool = False, concurrency: int = 4):
+           prevent_thread_lock: bool = False, concurrency: int = 4, upload_cache_mb: float = UPLOAD_CACHE_MB):
     """Queue and launch ``page``.
 
     Args:
@@ -258,10 +328,14 @@ def launch(page: gr.Blocks, host: str, port: int, share: bool = False, served_pa
             they are served as they are on disk, never copied into gradio's cache.
         blocked_paths: never served, whatever else says (the feature cache, the weights).
         max_file_size_mb: upload limit per file.
+        upload_cache_mb: gradio's upload folder holds at most this much (:mod:`demo.upload_guard`).
     """
+    from starlette.middleware import Middleware
+
     paths = serve_files(served_paths)
     page.queue(default_concurrency_limit=concurrency, max_size=256)
     return page.launch(server_name=host, server_port=port, share=share, allowed_paths=paths,
                        blocked_paths=[str(Path(p).resolve()) for p in blocked_paths],
                        max_file_size=int(max_file_size_mb * 1024 * 1024),
-                       prevent_thread_lock=prevent_thread_lock, css=CSS, show_error=True, quiet=False)
+                       prevent_thread_lock=prevent_thread_lock, css=CSS, show_error=True, quiet=False,
+                       app_kwargs={"middleware": [Middleware(UploadGuard, max_bytes=int(upload_cache_mb * 2**20))]})

@@ -32,6 +32,7 @@ from PIL import Image
 from signal_core.data.images import MAX_PIXELS, ImageDecodeError, check_pixel_count
 from signal_core.data.triples import TRIPLE_IMAGE_EXTENSIONS
 from signal_core.modalities import FOLDERS
+from signal_core.utils.messages import os_reason, reason, shown
 
 CHUNK = 1 << 16  # bytes read from a member at a time
 RATIO_FLOOR = 1 << 20  # compression ratios are checked for members (and totals) above 1 MiB
@@ -73,8 +74,8 @@ class Intake:
         """E.g. " (ignored 2 files that are not images in RGB/, NI/, TI/: README.txt, notes.md)"."""
         if not self.ignored:
             return ""
-        shown = ", ".join(self.ignored[:3]) + (", ..." if len(self.ignored) > 3 else "")
-        return f" (ignored {len(self.ignored)} file(s) that are not images in RGB/, NI/, TI/: {shown})"
+        names = ", ".join(shown(n) for n in self.ignored[:3]) + (", ..." if len(self.ignored) > 3 else "")
+        return f" (ignored {len(self.ignored)} file(s) that are not images in RGB/, NI/, TI/: {names})"
 
 
 class Deadline:
@@ -105,14 +106,14 @@ def member_parts(name: str) -> tuple[str, ...]:
         UploadError: an absolute path, a drive letter, a ``..`` component, a NUL character.
     """
     if "\0" in name:
-        raise UploadError(f"zip member {name!r} has a NUL character in its name: refused.")
+        raise UploadError(f"zip member '{shown(name)}' has a NUL character in its name: refused.")
     posix = name.replace("\\", "/")
     if posix.startswith("/") or re.match(r"^[A-Za-z]:", posix):
-        raise UploadError(f"zip member '{name}' has an absolute path: refused (a zip of a triples folder has "
+        raise UploadError(f"zip member '{shown(name)}' has an absolute path: refused (a zip of a triples folder has "
                           "relative names such as RGB/0001.png).")
     parts = tuple(p for p in PurePosixPath(posix).parts if p not in ("", "."))
     if ".." in parts:
-        raise UploadError(f"zip member '{name}' points outside its folder ('..'): refused.")
+        raise UploadError(f"zip member '{shown(name)}' points outside its folder ('..'): refused.")
     return parts
 
 
@@ -120,11 +121,11 @@ def _check_member_kind(info: zipfile.ZipInfo) -> None:
     """Refuse links, devices, FIFOs and encrypted members (Unix mode in the external attributes)."""
     mode = info.external_attr >> 16
     if stat.S_ISLNK(mode):
-        raise UploadError(f"zip member '{info.filename}' is a symbolic link: refused (links are not accepted).")
+        raise UploadError(f"zip member '{shown(info.filename)}' is a symbolic link: refused (links are not accepted).")
     if stat.S_IFMT(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # no type bits: a plain file
-        raise UploadError(f"zip member '{info.filename}' is not a regular file: refused.")
+        raise UploadError(f"zip member '{shown(info.filename)}' is not a regular file: refused.")
     if info.flag_bits & 0x1:
-        raise UploadError(f"zip member '{info.filename}' is encrypted: upload a zip without a password.")
+        raise UploadError(f"zip member '{shown(info.filename)}' is encrypted: upload a zip without a password.")
 
 
 def _top_folder(parts_list: Sequence[tuple[str, ...]]) -> int:
@@ -144,28 +145,31 @@ def _open_new(dest_root: Path, folder: str, name: str):
     """A new file ``dest_root/folder/name`` (never an existing file, never through a link)."""
     target = (dest_root / folder / name)
     if target.parent.resolve() != (dest_root / folder).resolve() or "/" in name or name in ("", ".", ".."):
-        raise UploadError(f"file name {name!r} is not accepted.")
+        raise UploadError(f"file name '{shown(name)}' is not accepted.")
     try:
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
     except FileExistsError:
-        raise UploadError(f"'{folder}/{name}' appears twice in the upload: keep one.") from None
+        raise UploadError(f"'{shown(f'{folder}/{name}')}' appears twice in the upload: keep one.") from None
+    except OSError as exc:  # a name too long for the file system, ...: its text would name the server path
+        raise UploadError(f"'{shown(f'{folder}/{name}')}' cannot be written here ({os_reason(exc)}): rename it."
+                          ) from None
     return os.fdopen(fd, "wb"), target
 
 
-def _check_image(path: Path, shown: str, limits: UploadLimits) -> None:
+def _check_image(path: Path, name: str, limits: UploadLimits) -> None:
     """The file is an image PIL can identify, within the pixel limit (header only)."""
     try:
         with Image.open(path) as img:
-            check_pixel_count(img.size, f"'{shown}'", limits.max_pixels)
+            check_pixel_count(img.size, f"'{shown(name)}'", limits.max_pixels)
     except ImageDecodeError as exc:
         raise UploadError(f"{exc}") from None
     except Image.DecompressionBombError as exc:  # PIL's own check on open (over 2 x its MAX_IMAGE_PIXELS)
         found = re.search(r"\((\d+) pixels\)", str(exc))
         count = f"{int(found[1]) / 1e6:.0f} Mpx" if found else "too many pixels"
-        raise UploadError(f"'{shown}' has {count}, over this demo's limit of {limits.max_pixels / 1e6:.0f} Mpx: "
+        raise UploadError(f"'{shown(name)}' has {count}, over this demo's limit of {limits.max_pixels / 1e6:.0f} Mpx: "
                           "downscale it first.") from None
     except Exception:  # noqa: BLE001 - any unreadable file
-        raise UploadError(f"'{shown}' is not an image this demo can read (PNG, JPEG, BMP, TIFF or WebP).") from None
+        raise UploadError(f"'{shown(name)}' is not an image this demo can read (PNG, JPEG, BMP, TIFF or WebP).") from None
 
 
 class _Budget:
@@ -174,23 +178,23 @@ class _Budget:
     def __init__(self, limits: UploadLimits):
         self.limits, self.total = limits, 0
 
-    def add(self, n: int, member_bytes: int, shown: str) -> None:
+    def add(self, n: int, member_bytes: int, name: str) -> None:
         self.total += n
         if member_bytes > self.limits.max_member_bytes:
-            raise UploadError(f"'{shown}' is larger than {_mb(self.limits.max_member_bytes)} (this demo's limit "
+            raise UploadError(f"'{shown(name)}' is larger than {_mb(self.limits.max_member_bytes)} (this demo's limit "
                               "per file): downscale it.")
         if self.total > self.limits.max_total_bytes:
             raise UploadError(f"the upload is larger than {_mb(self.limits.max_total_bytes)} uncompressed (this "
                               "demo's limit): upload fewer or smaller images.")
 
 
-def _copy_stream(source, out, shown: str, budget: _Budget, deadline: Deadline, declared: int | None) -> int:
+def _copy_stream(source, out, name: str, budget: _Budget, deadline: Deadline, declared: int | None) -> int:
     written = 0
     while chunk := source.read(CHUNK):
         written += len(chunk)
-        budget.add(len(chunk), written, shown)
+        budget.add(len(chunk), written, name)
         if declared is not None and written > declared:
-            raise UploadError(f"zip member '{shown}' holds more bytes than its header says: refused (damaged or "
+            raise UploadError(f"zip member '{shown(name)}' holds more bytes than its header says: refused (damaged or "
                               "crafted zip).")
         out.write(chunk)
         deadline.check()
@@ -210,11 +214,11 @@ def _check_declared(infos: Sequence[zipfile.ZipInfo], limits: UploadLimits) -> N
                           f"{_mb(limits.max_total_bytes)}: upload fewer or smaller images.")
     for info in infos:
         if info.file_size > limits.max_member_bytes:
-            raise UploadError(f"zip member '{info.filename}' would unpack to {_mb(info.file_size)}, over this demo's "
+            raise UploadError(f"zip member '{shown(info.filename)}' would unpack to {_mb(info.file_size)}, over this demo's "
                               f"limit of {_mb(limits.max_member_bytes)} per file: downscale it.")
         ratio = info.file_size / max(1, info.compress_size)
         if info.file_size > RATIO_FLOOR and ratio > limits.max_ratio:
-            raise UploadError(f"zip member '{info.filename}' is compressed {ratio:.0f} : 1 (over {limits.max_ratio:.0f}"
+            raise UploadError(f"zip member '{shown(info.filename)}' is compressed {ratio:.0f} : 1 (over {limits.max_ratio:.0f}"
                               " : 1, the mark of a zip bomb): refused.")
     if total > RATIO_FLOOR and total / max(1, packed) > limits.max_ratio:
         raise UploadError(f"the zip is compressed {total / max(1, packed):.0f} : 1 (over {limits.max_ratio:.0f} : 1,"
@@ -271,12 +275,12 @@ def intake_zip(zip_path: str | os.PathLike, dest: str | os.PathLike, limits: Upl
             return intake
     except zipfile.BadZipFile as exc:
         _remove(dest)
-        raise UploadError(f"'{Path(zip_path).name}' is not a readable zip file ({exc}).") from None
+        raise UploadError(f"'{shown(Path(zip_path).name)}' is not a readable zip file ({shown(str(exc))}).") from None
     except (UploadError, OSError, RuntimeError, EOFError, NotImplementedError) as exc:
         _remove(dest)
         if isinstance(exc, UploadError):
             raise
-        raise UploadError(f"the zip could not be read ({exc.__class__.__name__}: {exc}).") from None
+        raise UploadError(f"the zip could not be read ({reason(exc)}).") from None
 
 
 def _fresh(dest: str | os.PathLike) -> Path:
@@ -342,6 +346,6 @@ def intake_files(paths: Sequence[str | os.PathLike], dest: str | os.PathLike,
         _remove(dest)
         if isinstance(exc, UploadError):
             raise
-        raise UploadError(f"the files could not be read ({exc.__class__.__name__}: {exc}).") from None
+        raise UploadError(f"the files could not be read ({reason(exc)}).") from None
     intake.bytes_written = budget.total
     return intake

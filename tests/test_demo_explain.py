@@ -159,6 +159,41 @@ def test_json_answer_and_texts(engine):
     assert set(first["parts"]) == {"rgb", "nir", "tir", "fused"}
     assert sum(p["share"] for p in first["parts"].values()) == pytest.approx(1.0, abs=1e-5)
     caption = text.caption(result.matches[0])
-    assert caption.count("·") == 3 and " R." in caption and " F" in caption
+    assert caption.count("·") == 3 and " R#" in caption and " F#" in caption
     table = text.parts_table(result.matches[0])
-    assert "| fused SIM tokens |" in table and "100 %" in table
+    assert "| fused SIM tokens |" in table and "100 %" in table and "rank by this part alone" in table
+    assert answer["gallery"] == {"name": "default gallery", "triples": None}
+
+
+def test_each_part_ranks_the_match_among_the_whole_gallery(engine):
+    """A match's per-part rank and z-score, against a serial oracle: every gallery row's part cosine, one by one."""
+    from demo import text
+
+    entry = engine.gallery.entries[6]
+    result = engine.search(entry.paths[0], entry.paths[1], None, top_k=6, camera="1", explain=False)
+    query = engine._encode(triple_batch_of(engine, [entry.paths[0], entry.paths[1], None]),
+                           torch.tensor([0]), explain=False)[0][0]
+    g = engine.gallery_features
+    for m in result.matches:
+        assert set(m.standing) == {"rgb", "nir", "tir", "fused"}
+        for name, s in engine.layout.items():
+            cosines = [F.cosine_similarity(g[row, s], query[s], dim=0).item() for row in range(len(g))]
+            own = cosines[m.index]
+            assert m.standing[name][0] == 1 + sum(c > own + 1e-6 for c in cosines)
+            z = (own - np.mean(cosines)) / np.std(cosines)
+            assert m.standing[name][1] == pytest.approx(z, abs=1e-3)
+    ranks = {(name, m.standing[name][0]) for m in result.matches for name in m.standing}
+    assert len({r for _, r in ranks}) > 1  # not a constant: the parts rank the matches differently
+    answer = text.result_json(result, "default gallery", len(engine.gallery))
+    first = answer["matches"][0]["parts"]
+    assert {k: v["rank"] for k, v in first.items()} == {k: r for k, (r, _) in result.matches[0].standing.items()}
+    assert answer["gallery"] == {"name": "default gallery", "triples": len(engine.gallery)}
+    caption = text.caption(result.matches[0])
+    ranks = " ".join(f"{letter}#{result.matches[0].standing[name][0]}" for name, letter in zip(engine.layout, "RNTF"))
+    assert caption.endswith(f" · {ranks}")
+
+
+def triple_batch_of(engine, paths):
+    from demo.features import triple_batch
+
+    return triple_batch(engine.decode_query(paths), engine.transform)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from demo.sessions import SessionGalleries
+from demo.sessions import GalleryDropped, SessionGalleries
 from demo.uploads import UploadError, UploadLimits
 from tests.demo_helpers import make_triples_folder
 from tests.upload_helpers import listing, zip_folder, zip_with_symlink
@@ -63,11 +63,32 @@ def test_session_end_replace_idle_and_kept_limit_remove_folders(galleries, uploa
     galleries.load("carol", [upload_zip])
     assert galleries.sweep() == 0 and galleries.sweep(now=10 ** 12) == 1  # idle for longer than idle_s
     assert os.listdir(galleries.root) == [] and "carol" not in galleries
-    galleries.max_kept = 2
-    for session in ("s1", "s2", "s3"):
+
+
+def test_budget_and_idle_sweep_tell_the_visitor_their_gallery_is_gone(engine, galleries, upload_zip):
+    galleries.load("s1", [upload_zip])
+    one = galleries.kept_bytes  # its images on disk and its features in memory
+    assert one > upload_zip.stat().st_size // 2 and len(galleries) == 1
+    galleries.max_kept_bytes = 2 * one  # room for two galleries of this size
+    for session in ("s2", "s3"):
         galleries.load(session, [upload_zip])
     assert "s1" not in galleries and "s2" in galleries and "s3" in galleries  # least recently used removed
     assert len(os.listdir(galleries.root)) == 2 == len(os.listdir(galleries.thumbs_root))
+    assert galleries.kept_bytes == 2 * one
+    with pytest.raises(GalleryDropped) as info:  # not silently the default gallery
+        galleries.engine_for("s1")
+    assert str(info.value) == (
+        "your gallery 'mine.zip' was removed to make room for other visitors' galleries (this server keeps "
+        f"{2 * one / 2**20:.1f} MB of them). Load it again (Search your own gallery), or press 'Back to the default "
+        "gallery' to search the default one.")
+    assert not galleries.drop("s1") and galleries.engine_for("s1") is engine  # back to the default: told once
+    assert galleries.engine_for("s2").gallery_name == "your gallery 'mine.zip'"
+    assert engine.gallery_name == "default gallery"
+    assert galleries.sweep(now=10 ** 12) == 2
+    with pytest.raises(GalleryDropped, match="^your gallery 'mine.zip' was removed after 60 minutes unused. Load "):
+        galleries.engine_for("s3")
+    galleries.load("s3", [upload_zip])  # loading again clears it
+    assert galleries.engine_for("s3") is not engine
 
 
 def test_refused_upload_leaves_nothing(galleries, triples_zip_with_link, tmp_path):

@@ -192,3 +192,15 @@ def test_threads_per_search_share_the_cores():
     assert search_threads(DemoOptions(threads=3), cores=2) == 3
     options = parse_options(["--concurrency", "3"], environ={"SIGNAL_THREADS": "2"})
     assert (options.concurrency, options.threads) == (3, 2)
+
+
+def test_the_page_names_the_gallery_folder_not_its_server_path(assets, tmp_path):
+    from demo.options import parse_options
+    from demo.startup import build_engine
+
+    weights, gallery_dir = assets
+    options = parse_options(["--weights", str(weights), "--gallery", str(gallery_dir), "--queries", "",
+                             "--cache-dir", str(tmp_path / "cache"), "--device", "cpu"], {})
+    engine, _ = build_engine(options, progress=False)
+    assert f"· triples folder {gallery_dir.name} ·" in engine.description
+    assert str(gallery_dir.parent) not in engine.description and str(tmp_path) not in engine.description

@@ -316,3 +316,42 @@ def test_engine_reuses_cache(assets, tmp_path):
     second = SearchEngine.from_gallery(model, gallery, weights=weights, cache=cache, progress=False)
     assert not first.cache_hit and second.cache_hit
     assert torch.allclose(first.gallery_features, second.gallery_features)
+
+
+def test_cache_write_failure_of_any_kind_keeps_the_features_in_memory(tmp_path, monkeypatch, caplog):
+    """A full disk makes safetensors raise SafetensorError (not an OSError): the demo must go on."""
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    def full_disk(*args, **kwargs):
+        raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull })")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full_disk)
+    feats = torch.arange(6, dtype=torch.float32).reshape(2, 3)
+    got, hit = FeatureCache(tmp_path / "cache").get_or_compute("k" * 64, 2, lambda: feats)
+    assert torch.equal(got, feats) and not hit
+    assert "could not write the gallery feature cache" in caplog.text and "SafetensorError" in caplog.text
+    assert not list((tmp_path / "cache").glob("*.safetensors")) and not list((tmp_path / "cache").glob(".*"))
+
+
+def test_messages_shorten_what_visitors_gave_and_escape_markdown():
+    from signal_core.utils.messages import bounded, markdown_text, quoted, reason, shown
+
+    long = "RGB/" + "a" * 300 + ".png"
+    assert shown(long) == "RGB/" + "a" * 56 + "…" + "a" * 16 + ".png (308 characters)"
+    assert len(quoted("x" * 30_000_000)) < 120 and quoted(3.7) == "3.7" and quoted("2") == "'2'"
+    assert shown([1] * 10_000) == "[1, 1, 1, 1, 1, 1, ...]" and shown("a\nb\x00") == "a?b?"
+    assert shown("x\u202egnp.exe") == "x?gnp.exe"  # a right-to-left override would show "exe.png"
+    assert reason(OSError(36, "File name too long", "/srv/uploads/1f2e/RGB/x.png")) == "OSError: File name too long"
+    assert markdown_text("<img src=x onerror=alert(1)>_*.png") == "&lt;img src=x onerror=alert(1)&gt;\\_\\*.png"
+    assert len(bounded("y" * 5000)) == 1000
+
+
+def test_engine_messages_are_short(engine, tmp_path):
+    entry = engine.gallery.entries[0]
+    with pytest.raises(QueryError) as info:
+        engine.search(*entry.paths, top_k=3, camera="9" * 3_000_000)
+    assert len(str(info.value)) < 300 and "(3000000 characters)" in str(info.value)
+    with pytest.raises(QueryError) as info:
+        engine.search(*entry.paths, top_k="k" * 1_000_000)
+    assert len(str(info.value)) < 200

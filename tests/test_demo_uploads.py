@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from demo.uploads import Deadline, UploadError, UploadLimits, intake_files, intake_zip, member_parts
+from signal_core.utils.messages import shown
 from tests.demo_helpers import make_triples_folder, write_png_header
 from tests.upload_helpers import (
     lie_about_size,
@@ -182,3 +183,38 @@ def test_member_parts():
     assert member_parts("top/./RGB//a.png") == ("top", "RGB", "a.png")
     with pytest.raises(UploadError, match="NUL"):
         member_parts("RGB/a\0.png")
+
+
+def test_long_member_name_message_names_it_shortened_never_the_server_folder(tmp_path):
+    folder = make_triples_folder(tmp_path / "src", ids=(1,), per_id=1)
+    name = "RGB/" + "a" * 300 + ".png"
+    archive = zip_members(tmp_path / "long.zip", {**triple_members(folder), name: (folder / "RGB" /
+                                                  "000001_cam1_000.png").read_bytes()})
+    dest = tmp_path / "secret-upload-folder" / "0123456789abcdef"
+    with pytest.raises(UploadError) as info:
+        intake_zip(archive, dest)
+    assert str(info.value) == (f"'{shown(name)}' cannot be written here (File name too long): rename it.")
+    assert "secret-upload-folder" not in str(info.value) and len(str(info.value)) < 200
+    assert not dest.exists()
+
+
+def test_ignored_names_are_shortened(tmp_path):
+    folder = make_triples_folder(tmp_path / "src", ids=(1,), per_id=1)
+    archive = zip_members(tmp_path / "x.zip", {**triple_members(folder), "n" * 5000 + ".txt": b"x"})
+    intake = intake_zip(archive, tmp_path / "dest")
+    assert intake.ignored_note() == f" (ignored 1 file(s) that are not images in RGB/, NI/, TI/: {shown('n' * 5000 + '.txt')})"
+
+
+def test_upload_folder_cap_removes_the_oldest_old_files_only(tmp_path):
+    from demo.upload_guard import make_room
+
+    now = 1_000_000.0
+    for i, age in enumerate((3600, 1800, 60)):  # two old uploads and one a visitor is using now
+        path = tmp_path / f"hash{i}" / f"f{i}.png"
+        path.parent.mkdir()
+        path.write_bytes(b"x" * 400)
+        os.utime(path, (now - age, now - age))
+    assert make_room(tmp_path, 200, 1000, now=now)  # 1200 held: the oldest goes (800 + 200 fit)
+    assert sorted(p.name for p in tmp_path.rglob("*.png")) == ["f1.png", "f2.png"] and not (tmp_path / "hash0").exists()
+    assert not make_room(tmp_path, 700, 1000, now=now)  # the young file stays: no room
+    assert sorted(p.name for p in tmp_path.rglob("*.png")) == ["f2.png"]

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
+from ..utils.messages import reason, shown
+
 MAX_SIDE = 2048  # images are downscaled to at most this many pixels per side right after decoding
 MAX_PIXELS = 40_000_000  # larger images are refused (checked from the header, before decoding)
 
@@ -53,7 +55,7 @@ def decode_image(source: ImageSource, max_side: int = MAX_SIDE, max_pixels: int 
     if not isinstance(source, (str, Path)):
         raise ImageDecodeError(f"not an image (got {type(source).__name__}).")
     path = Path(source)
-    name = path.name or str(source)
+    name = shown(path.name or str(source))
     if not path.is_file():
         raise ImageDecodeError(f"'{name}' does not exist or is not a file.")
     try:
@@ -71,7 +73,7 @@ def decode_image(source: ImageSource, max_side: int = MAX_SIDE, max_pixels: int 
         raise ImageDecodeError(f"'{name}' is not an image file (or not a format that can be read here: "
                                "use PNG, JPEG, BMP, TIFF or WebP).") from None
     except Exception as exc:  # noqa: BLE001 - any decoder failure becomes a user message
-        raise ImageDecodeError(f"'{name}' could not be decoded ({exc.__class__.__name__}: {exc}).") from None
+        raise ImageDecodeError(f"'{name}' could not be decoded ({reason(exc)}).") from None
 
 
 def check_pixel_count(size: tuple[int, int], what: str, max_pixels: int = MAX_PIXELS) -> None:

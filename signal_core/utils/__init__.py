@@ -4,6 +4,7 @@
     hashing    the SHA-256 of a file (sha256_file)
     allocator  keep_freed_memory: glibc keeps freed memory for faster CPU inference
     optional   optional packages, with an error that names the extra installing them
+    messages   what a user is told: their input shortened, an error's reason without a server path
 """
 from __future__ import annotations
 
