@@ -170,7 +170,7 @@ def test_user_errors_raise_in_the_client(server, tmp_path):
     bad = tmp_path / "notes.txt"
     bad.write_text("this is not an image")
     assert _error_message(client, rgb, handle_file(str(bad)), None, 3, "unknown") == (
-        "NIR input: 'notes.txt' is not an image file (or not a format this demo can read: use PNG, JPEG, BMP, "
+        "NIR input: 'notes.txt' is not an image file (or not a format that can be read here: use PNG, JPEG, BMP, "
         "TIFF or WebP).")
     assert _error_message(client, None, None, None, 3, "unknown") == (
         "Give at least one image (RGB, NIR or TIR) to search with.")
@@ -181,7 +181,7 @@ def test_user_errors_raise_in_the_client(server, tmp_path):
         "1 to 4, or 'unknown' (mean camera embedding).")
     big = handle_file(str(write_png_header(tmp_path / "big.png", 13000, 13000)))  # 657 KB would be real
     assert _error_message(client, big, nir, tir, 3, "unknown") == (
-        "RGB input: 'big.png' has 169 Mpx, over this demo's limit of 40 Mpx: downscale it first.")
+        "RGB input: 'big.png' has 169 Mpx, over the limit of 40 Mpx: downscale it first.")
     garbage = {"path": None, "url": "data:image/png;base64,bm90IGFuIGltYWdl", "meta": {"_type": "gradio.FileData"}}
     assert _error_message(client, garbage, nir, tir, 3, "unknown").startswith("RGB input: not an image")
     large = tmp_path / "large.png"
