@@ -2,7 +2,8 @@
 
 The content goes to a temporary file in the destination folder, then ``os.replace`` swaps it in
 (atomic on POSIX and Windows within one file system). On any error the temporary file is removed
-and the previous file, if any, is left untouched.
+and the previous file, if any, is left untouched; an ``OSError`` (a full or read-only disk) names
+the destination, not the temporary file.
 """
 from __future__ import annotations
 
@@ -46,9 +47,31 @@ def atomic_write(path: PathLike, write: Callable[[str], Any], suffix: str = ".tm
         write(tmp)
         os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600; a written file gets the usual mode
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise named_os_error(exc, path) from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def named_os_error(exc: OSError, path: PathLike) -> OSError:
+    """``exc`` naming ``path`` (a failed write names no file, or the temporary one), same errno and class."""
+    if exc.errno is None or exc.strerror is None:
+        return exc
+    return OSError(exc.errno, exc.strerror, str(path))
+
+
+def write_new_file(path: PathLike, data: bytes) -> Path:
+    """Write ``data`` to a new file ``path`` (never through an existing file or link); an OSError names ``path``."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), _FILE_MODE)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+    except OSError as exc:
+        raise named_os_error(exc, path) from exc
     return path
 
 
