@@ -182,3 +182,22 @@ def test_member_parts():
     assert member_parts("top/./RGB//a.png") == ("top", "RGB", "a.png")
     with pytest.raises(UploadError, match="NUL"):
         member_parts("RGB/a\0.png")
+
+
+def test_nir_and_tir_images_without_an_rgb_image_are_listed_as_ignored(triples, tmp_path):
+    """The triples-folder rule of signal_core (match_triple_names): orphans are named, not dropped silently."""
+    png = (triples / "NI" / "000001_cam1_000.png").read_bytes()
+    archive = zip_folder(triples, tmp_path / "a.zip", extra={"NI/000009_cam1_000.png": png, "TI/stray.png": png})
+    intake = intake_zip(archive, tmp_path / "out")
+    assert intake.images == 12
+    assert intake.ignored == ["NI/000009_cam1_000.png (no RGB image of that name)",
+                              "TI/stray.png (no RGB image of that name)"]
+    assert "ignored 2 file(s)" in intake.ignored_note() and "NI/000009_cam1_000.png" in intake.ignored_note()
+    assert sorted(os.listdir(intake.folder / "NI")) == sorted(os.listdir(triples / "NI"))  # not written
+    files = tmp_path / "files"
+    files.mkdir()
+    for folder in ("RGB", "NI", "TI"):
+        shutil.copy(triples / folder / "000001_cam1_000.png", files / f"{folder}_000001_cam1_000.png")
+    (files / "NI_lonely.png").write_bytes(png)
+    intake = intake_files(sorted(files.iterdir()), tmp_path / "out2")
+    assert intake.images == 3 and intake.ignored == ["NI_lonely.png (no RGB image of that name)"]
