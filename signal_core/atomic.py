@@ -2,19 +2,23 @@
 
 The content goes to a temporary file in the destination folder, then ``os.replace`` swaps it in
 (atomic on POSIX and Windows within one file system). On any error the temporary file is removed
-and the previous file, if any, is left untouched; an ``OSError`` (a full or read-only disk) names
-the destination, not the temporary file.
+and the previous file, if any, is left untouched. A full or read-only disk is always an ``OSError``
+naming the destination, not the temporary file (writers such as ``torch.save`` and safetensors
+report a full disk as their own error types: a failure with under 1 MiB free is one).
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 PathLike = str | os.PathLike
+FULL_BELOW = 1 << 20  # bytes: a writer failing on a file system with less free space than this hit a full disk
 
 
 def _default_file_mode() -> int:
@@ -50,10 +54,24 @@ def atomic_write(path: PathLike, write: Callable[[str], Any], suffix: str = ".tm
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise named_os_error(exc, path) from exc
+    except Exception as exc:  # torch.save and safetensors report a full disk as RuntimeError / SafetensorError
+        full = _nearly_full(path.parent)  # asked before the temporary file is removed and frees its space
+        Path(tmp).unlink(missing_ok=True)
+        if full:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from exc
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _nearly_full(folder: Path) -> bool:
+    """Whether the file system of ``folder`` has less than :data:`FULL_BELOW` bytes free."""
+    try:
+        return shutil.disk_usage(folder).free < FULL_BELOW
+    except OSError:
+        return False
 
 
 def named_os_error(exc: OSError, path: PathLike) -> OSError:

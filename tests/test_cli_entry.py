@@ -186,3 +186,24 @@ def test_ivfpq_on_a_small_gallery(weights, tmp_path, capsys):
     assert "index ivfpq" in capsys.readouterr().out
     results = json.loads((tmp_path / "r.json").read_text())["results"]
     assert [r["matches"][0]["name"] for r in results] == [r["name"] for r in results]  # each row finds itself
+
+
+def test_a_writer_failing_on_a_full_disk_is_an_os_error_naming_the_file(tmp_path, monkeypatch):
+    """torch.save and safetensors report a full disk as RuntimeError / SafetensorError: atomic_write tells."""
+    from collections import namedtuple
+
+    from signal_core.atomic import atomic_write
+
+    def write(tmp):
+        Path(tmp).write_bytes(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr("signal_core.atomic.shutil.disk_usage", lambda p: usage(10 << 20, 10 << 20, 4096))
+    with pytest.raises(OSError) as info:
+        atomic_write(tmp_path / "epoch_001.state.pt", write)
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(tmp_path / "epoch_001.state.pt")
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr("signal_core.atomic.shutil.disk_usage", lambda p: usage(10 << 30, 0, 10 << 30))
+    with pytest.raises(RuntimeError, match="unexpected pos"):  # room left: a bug of the writer, reported as it is
+        atomic_write(tmp_path / "epoch_001.state.pt", write)
