@@ -55,12 +55,13 @@ def test_every_command_main_is_the_shared_entry():
 # (command, flag, bad value, what the one line says); a bad value is refused while parsing
 BAD_NUMBERS = [
     ("evaluate", "--batch-size", "0", "argument --batch-size: must be at least 1, got 0"),
-    ("evaluate", "--num-workers", "-1", "argument --num-workers: must be at least 0, got -1"),
+    ("evaluate", "--num-workers", "-1", f"argument --num-workers: must be from 0 to {flags.MAX_PROCESSES}, got -1"),
     ("evaluate", "--seed", "-5", "argument --seed: must be at least 0, got -5"),
     ("report", "--batch-size", "0", "argument --batch-size: must be at least 1, got 0"),
     ("extract", "--batch-size", "0", "argument --batch-size: must be at least 1, got 0"),
     ("extract", "--shard-size", "-2", "argument --shard-size: must be at least 1, got -2"),
-    ("extract", "--threads", "0", "argument --threads: must be at least 1, got 0"),
+    ("extract", "--threads", "0", f"argument --threads: must be from 1 to {flags.MAX_PROCESSES}, got 0"),
+    ("search", "--threads", "100000", f"argument --threads: must be from 1 to {flags.MAX_PROCESSES}, got 100000"),
     ("extract", "--num-workers", "two", "argument --num-workers: expected a whole number, got 'two'"),
     ("search", "--top-k", "0", "argument --top-k: must be at least 1, got 0"),
     ("search", "--html-queries", "-1", "argument --html-queries: must be at least 0, got -1"),
@@ -207,3 +208,22 @@ def test_a_writer_failing_on_a_full_disk_is_an_os_error_naming_the_file(tmp_path
     monkeypatch.setattr("signal_core.atomic.shutil.disk_usage", lambda p: usage(10 << 30, 0, 10 << 30))
     with pytest.raises(RuntimeError, match="unexpected pos"):  # room left: a bug of the writer, reported as it is
         atomic_write(tmp_path / "epoch_001.state.pt", write)
+
+
+def test_an_output_naming_an_input_or_another_output_is_refused(weights, tmp_path, capsys):
+    """A clumsy --out that names the --weights file (or --html = --out) would overwrite it: refused while parsing."""
+    before = weights.read_bytes()
+    with pytest.raises(SystemExit):
+        export.main(["--weights", str(weights), "--out", str(weights)])
+    assert one_error_line(capsys).startswith(f"error: argument --out: '{weights}' is also --weights, which it would "
+                                             "overwrite: choose another path")
+    with pytest.raises(SystemExit):
+        search.main(["--features", "f", "--queries", "q", "--out", str(tmp_path / "r"), "--html", str(tmp_path / "r")])
+    assert "argument --out: '" in one_error_line(capsys)
+    triples = make_triples(tmp_path / "t", gallery_names(ids=(1,), per_id=1))
+    with pytest.raises(SystemExit):
+        extract.main(["--weights", str(weights), "--triples", str(triples), "--out", str(triples)])
+    assert "is also --triples" in one_error_line(capsys)
+    assert weights.read_bytes() == before
+    args = search.parse_args(["--features", str(triples), "--queries", str(triples), "--out", str(tmp_path / "r")])
+    assert args.features == args.queries  # two inputs may be the same

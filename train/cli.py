@@ -18,6 +18,7 @@ import errno
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 USER_ERRORS = (ValueError, OSError)  # DatasetError and CheckpointError are ValueErrors
@@ -38,10 +39,31 @@ _CAUSES = {
 
 
 class CommandParser(argparse.ArgumentParser):
-    """argparse whose usage errors are one line: ``error: argument --top-k: must be at least 1, got 0``."""
+    """argparse whose usage errors are one line (``error: argument --top-k: must be at least 1, got 0``), and
+    which refuses an output (a flag typed ``output_file`` / ``output_folder``) naming an input or another
+    output file: ``--out`` naming the ``--weights`` file, ``--out`` = ``--triples``, ``--html`` = ``--out``."""
 
     def error(self, message: str):
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        parsed = super().parse_args(args, namespace)
+        self._check_outputs(parsed)
+        return parsed
+
+    def _check_outputs(self, parsed: argparse.Namespace) -> None:
+        named = [(a, getattr(parsed, a.dest, None)) for a in self._actions if a.option_strings]
+        named = [(a, Path(v).expanduser().resolve()) for a, v in named if isinstance(v, str) and v.strip()]
+        for out, target in named:
+            kind = getattr(out.type, "is_output", None)
+            if kind is None:
+                continue
+            for action, source in named:
+                other = getattr(action.type, "is_output", None)
+                clash = source == target and (other is None and source.exists() or other == kind == "file")
+                if action is not out and clash:
+                    self.error(f"argument {out.option_strings[0]}: '{target}' is also {action.option_strings[0]}, "
+                               "which it would overwrite: choose another path")
 
 
 def command_parser(prog: str, description: str, **kwargs: Any) -> CommandParser:

@@ -24,7 +24,7 @@ from signal_core.precision import PRECISIONS
 
 from .cli import add_engine_arguments, check_engine_arguments, command_main, command_parser
 from .config import load_config
-from .flags import default_device, device_flag, output_file, output_folder, whole
+from .flags import MAX_PROCESSES, default_device, device_flag, output_file, output_folder, whole
 from .protocol import evaluate_model, format_metrics
 from .report import write_report
 
@@ -58,7 +58,7 @@ def parse_args(argv=None, report_command: bool = False) -> argparse.Namespace:
     add_engine_arguments(p, "With --report the metrics, rankings and similarity figures come from the engine; "
                             "the SIM / LAM drawings need the model's internals and use torch")
     p.add_argument("--batch-size", type=whole(1), default=None, help="test batch size (default: from the config)")
-    p.add_argument("--num-workers", type=whole(0), default=None)
+    p.add_argument("--num-workers", type=whole(0, MAX_PROCESSES), default=None)
     p.add_argument("--history", help="--report: a history.jsonl for the training curves (default: beside --weights)")
     p.add_argument("--seed", type=whole(0), default=0,
                    help="--report: seed of the sampled queries, identities, triples")

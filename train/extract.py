@@ -27,7 +27,7 @@ from signal_core.model_engine import engine_for_model
 from signal_core.precision import PRECISIONS
 
 from .cli import add_engine_arguments, check_engine_arguments, command_main, command_parser
-from .flags import default_device, device_flag, output_folder, whole
+from .flags import MAX_PROCESSES, default_device, device_flag, output_folder, whole
 
 SPLITS = ("query", "gallery", "train")
 
@@ -47,11 +47,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "run with auto keeps the folder's precision)")
     add_engine_arguments(p, "Recorded in the manifest")
     p.add_argument("--device", type=device_flag, default=default_device())
-    p.add_argument("--num-workers", type=whole(0), default=min(4, max(0, (os.cpu_count() or 1) - 1)),
+    p.add_argument("--num-workers", type=whole(0, MAX_PROCESSES), default=min(4, max(0, (os.cpu_count() or 1) - 1)),
                    help="image-decoding worker processes")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable triples (listed in the manifest)")
-    p.add_argument("--threads", type=whole(1), help="CPU threads of the model (default: torch's; 1 can be much faster "
-                                               "when other processes keep the cores busy)")
+    p.add_argument("--threads", type=whole(1, MAX_PROCESSES),
+                   help="CPU threads of the model (default: torch's; 1 can be much faster when other processes keep "
+                        "the cores busy)")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 

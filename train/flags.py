@@ -18,6 +18,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+# most --threads / --num-workers: 4 per CPU core (more only thrash; 100000 makes libgomp abort the process)
+MAX_PROCESSES = 4 * (os.cpu_count() or 1)
+
 
 def _bounds(low, high) -> str:
     if high is None:
@@ -136,7 +139,7 @@ def check_output_folder(path: str | os.PathLike, what: str = "the output folder"
     return path
 
 
-def _argparse_type(check: Callable[[str], object], name: str) -> Callable[[str], str]:
+def _argparse_type(check: Callable[[str], object], name: str, is_output: str | None = None) -> Callable[[str], str]:
     def parse(text: str) -> str:
         try:
             check(text)
@@ -145,9 +148,11 @@ def _argparse_type(check: Callable[[str], object], name: str) -> Callable[[str],
         return text
 
     parse.__name__ = name
+    parse.is_output = is_output  # type: ignore[attr-defined]  # "file" | "folder": train.cli.CommandParser
+    # refuses an output that names an input
     return parse
 
 
 device_flag = _argparse_type(check_device, "device")  # argparse type of --device
-output_file = _argparse_type(lambda t: check_output_file(t, "file"), "output file")  # --out FILE, --html
-output_folder = _argparse_type(lambda t: check_output_folder(t, "folder"), "output folder")  # --out DIR, --report
+output_file = _argparse_type(lambda t: check_output_file(t, "file"), "output file", "file")  # --out FILE, --html
+output_folder = _argparse_type(lambda t: check_output_folder(t, "folder"), "output folder", "folder")  # --out DIR

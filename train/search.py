@@ -35,7 +35,7 @@ from signal_core.feature_store import FeatureSet, is_feature_folder, read_featur
 from signal_core.index import GalleryIndex
 
 from .cli import command_main, command_parser
-from .flags import default_device, device_flag, output_file, whole
+from .flags import MAX_PROCESSES, default_device, device_flag, output_file, whole
 from .rank_page import RankedTriple, RankList, write_rank_page
 
 INDEX_KINDS = ("exact", "ivfpq", "auto")
@@ -57,10 +57,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dataset", choices=DATASETS, help="preset of an authors' .pth")
     p.add_argument("--device", type=device_flag, default=default_device())
     p.add_argument("--batch-size", type=whole(1), default=32)
-    p.add_argument("--num-workers", type=whole(0), default=0)
+    p.add_argument("--num-workers", type=whole(0, MAX_PROCESSES), default=0)
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable query triples")
-    p.add_argument("--threads", type=whole(1), help="CPU threads of the model (default: torch's; 1 can be much faster "
-                                               "when other processes keep the cores busy)")
+    p.add_argument("--threads", type=whole(1, MAX_PROCESSES),
+                   help="CPU threads of the model (default: torch's; 1 can be much faster when other processes keep "
+                        "the cores busy)")
     return p.parse_args(argv)
 
 
