@@ -4,7 +4,8 @@ The content goes to a temporary file in the destination folder, then ``os.replac
 (atomic on POSIX and Windows within one file system). On any error the temporary file is removed
 and the previous file, if any, is left untouched. A full or read-only disk is always an ``OSError``
 naming the destination, not the temporary file (writers such as ``torch.save`` and safetensors
-report a full disk as their own error types: a failure with under 1 MiB free is one).
+report a full disk as their own error types: a failure with under 1 MiB free is one). A device or
+FIFO (``--out /dev/null``, ``/dev/stdout``) is written into, never replaced by a regular file.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import errno
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +46,8 @@ def atomic_write(path: PathLike, write: Callable[[str], Any], suffix: str = ".tm
         ``path`` as a ``Path``.
     """
     path = Path(path)
+    if _is_special(path):
+        return _write_through(path, write, suffix)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
@@ -63,6 +67,28 @@ def atomic_write(path: PathLike, write: Callable[[str], Any], suffix: str = ".tm
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def _is_special(path: Path) -> bool:
+    """An existing device, FIFO or socket (``/dev/null``, ``/dev/stdout``): written into, never replaced."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def _write_through(path: Path, write: Callable[[str], Any], suffix: str) -> Path:
+    """The content, written to a temporary file first, copied into the special file ``path``."""
+    with tempfile.TemporaryDirectory(prefix="signal-write-") as folder:
+        tmp = Path(folder) / f"content{suffix}"
+        write(str(tmp))
+        try:
+            with open(tmp, "rb") as source, open(path, "wb") as target:
+                shutil.copyfileobj(source, target)
+        except OSError as exc:
+            raise named_os_error(exc, path) from exc
     return path
 
 

@@ -227,3 +227,28 @@ def test_an_output_naming_an_input_or_another_output_is_refused(weights, tmp_pat
     assert weights.read_bytes() == before
     args = search.parse_args(["--features", str(triples), "--queries", str(triples), "--out", str(tmp_path / "r")])
     assert args.features == args.queries  # two inputs may be the same
+
+
+def test_a_device_or_fifo_output_is_written_into_not_replaced(tmp_path, capsys):
+    """``--out /dev/null`` run as root used to replace the device node with a regular file (atomic rename)."""
+    import stat
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    from signal_core.atomic import write_json
+
+    write_json(fifo, {"a": 1})
+    reader.join(timeout=10)
+    assert received == [b'{\n  "a": 1\n}\n'] and stat.S_ISFIFO(fifo.stat().st_mode)
+    assert flags.check_output_file(fifo) == fifo
+
+
+def test_output_folder_and_file_of_one_name_are_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        evaluate.main(["--config", "c.yaml", "--data-root", "d", "--untrained", "--report", str(tmp_path / "m"),
+                       "--out", str(tmp_path / "m")])
+    assert "is also --report, which it would overwrite" in one_error_line(capsys)

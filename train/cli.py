@@ -60,7 +60,7 @@ class CommandParser(argparse.ArgumentParser):
                 continue
             for action, source in named:
                 other = getattr(action.type, "is_output", None)
-                clash = source == target and (other is None and source.exists() or other == kind == "file")
+                clash = source == target and (source.exists() if other is None else not other == kind == "folder")
                 if action is not out and clash:
                     self.error(f"argument {out.option_strings[0]}: '{target}' is also {action.option_strings[0]}, "
                                "which it would overwrite: choose another path")

@@ -120,6 +120,10 @@ def check_output_file(path: str | os.PathLike, what: str = "the output") -> Path
     path = Path(path).expanduser()
     if not str(path).strip() or path.is_dir():
         raise ValueError(f"{what} '{path}' is a folder: give a file name, e.g. {path / 'results.json'}.")
+    if path.exists() and not path.is_file():  # a device or FIFO (/dev/null, /dev/stdout): written into
+        if not os.access(path, os.W_OK):
+            raise ValueError(f"{what} '{path}' cannot be written (no permission).")
+        return path
     _check_writable_place(path.parent, path, what)
     return path
 
