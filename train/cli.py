@@ -5,11 +5,12 @@
 
 :func:`command_main` parses the flags (a :func:`command_parser`: a bad flag is one ``error:`` line
 and exit 2), sets up the allocator (``keep_freed_memory``) and logging (warnings of ``train`` and
-``signal_core`` go to stderr as ``warning: ...`` lines), runs the command and maps what the user
-can fix to one ``error:`` line on stderr and exit 2, never a trace: a ``ValueError`` (a bad config,
-dataset folder or checkpoint) and an ``OSError`` (the file and the cause: missing, a full or
-read-only disk, a folder where a file belongs). Ctrl-C ends with exit 130 and the command's note.
-Anything else is a bug of ours and keeps its traceback.
+``signal_core`` go to stderr as ``WARNING: ...`` lines), runs the command and maps what the user
+can fix to one ``error:`` line on stderr and exit 2, never a trace: a ``ValueError`` (a bad
+config, dataset folder or checkpoint: ``DatasetError`` and ``CheckpointError`` are ValueErrors) and
+an ``OSError`` (the file and the cause: missing, a full or read-only disk, a folder where a file
+belongs). Ctrl-C ends with exit 130 and the command's note. Anything else is a bug of ours and
+keeps its traceback.
 """
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-USER_ERRORS = (ValueError, OSError)  # DatasetError and CheckpointError are ValueErrors
 _LOGGERS = ("train", "signal_core")
 # errno -> what it means for the user and what to do (OSError messages name the file before it)
 _CAUSES = {
