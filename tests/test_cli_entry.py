@@ -252,3 +252,30 @@ def test_output_folder_and_file_of_one_name_are_refused(tmp_path, capsys):
         evaluate.main(["--config", "c.yaml", "--data-root", "d", "--untrained", "--report", str(tmp_path / "m"),
                        "--out", str(tmp_path / "m")])
     assert "is also --report, which it would overwrite" in one_error_line(capsys)
+
+
+def test_report_and_run_folders_never_replace_files_of_another_kind(tmp_path, capsys):
+    """--report into a folder with the user's own index.html, or a run's metrics.json; a run beside a config.yaml."""
+    from train.report import check_report_folder
+    from train.run_folder import check_fresh_output_dir
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text("<html><title>My page</title></html>")
+    common = ["--config", "train/configs/synthetic.yaml", "--data-root", str(tmp_path), "--untrained", "--no-progress"]
+    assert report_main(common + ["--out", str(site)]) == 2
+    assert one_error_line(capsys) == (f"error: '{site}' holds index.html, which is not from a Signal report and which the "
+                                      "report would replace: choose another folder for the report.")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="holds metrics.json, which is not from a Signal report"):
+        check_report_folder(run)
+    (run / "index.html").write_text("<!DOCTYPE html><html lang='en'><head><title>Signal evaluation report</title>")
+    check_report_folder(run)  # an earlier report: replaced
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("model: {preset: tiny}\n")
+    with pytest.raises(ValueError, match="holds config.yaml, which a new run writes"):
+        check_fresh_output_dir(mine)
+    assert (site / "index.html").read_text().startswith("<html><title>My page") and (mine / "config.yaml").exists()

@@ -29,7 +29,7 @@ from .loop import AmpPolicy, train_one_epoch, unwrap
 from .monitor import RunMonitor, evaluate_this_epoch
 from .optim import build_optimizer
 from .protocol import evaluate_model, format_metrics
-from .run_folder import check_fresh_output_dir, repair_for_resume, write_run_config
+from .run_folder import METRICS_FILE, check_fresh_output_dir, repair_for_resume, write_run_config
 from .seeding import seed_epoch
 
 log = logging.getLogger("train")  # not __name__: that is "__main__" under python -m train
@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> dict | None:
         # the last epoch's model, always; its test was run in the loop when eval_every is on
         metrics = {"epoch": cfg.epochs, **(test or test_metrics(net, dataset, device, cfg, args))}
         print(f"test metrics after the last epoch ({cfg.epochs}):\n{format_metrics(metrics)}")
-        write_json(out_dir / "metrics.json", metrics)
+        write_json(out_dir / METRICS_FILE, metrics)
     if world > 1:
         dist.destroy_process_group()
     return metrics

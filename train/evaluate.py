@@ -26,7 +26,7 @@ from .cli import add_engine_arguments, check_engine_arguments, command_main, com
 from .config import load_config
 from .flags import MAX_PROCESSES, default_device, device_flag, output_file, output_folder, whole
 from .protocol import evaluate_model, format_metrics
-from .report import write_report
+from .report import check_report_folder, write_report
 
 
 def parse_args(argv=None, report_command: bool = False) -> argparse.Namespace:
@@ -77,6 +77,8 @@ def load_model(args: argparse.Namespace, model_cfg, cfg, dataset, device: torch.
 
 
 def run(args: argparse.Namespace) -> dict:
+    if args.report:
+        check_report_folder(Path(args.report))  # before the data and the model are loaded
     model_cfg, cfg = load_config(args.config, args.overrides)
     device = torch.device(args.device)
     dataset = load_dataset(cfg.dataset, args.data_root)
