@@ -15,7 +15,7 @@ import torch
 
 import train.__main__ as train_cmd
 from signal_core import SignalConfig, build_model, save_checkpoint
-from signal_core.feature_store import read_features
+from signal_core.retrieval.feature_store import read_features
 from train import baselines, evaluate, export, extract, flags, search
 from train.report.__main__ import main as report_main
 from train.synthetic import cli as synthetic
@@ -151,7 +151,7 @@ def _fail_writes(monkeypatch, code: int) -> None:
         if Path(dst).name == "manifest.json":
             return real_replace(src, dst)
         raise OSError(code, os.strerror(code))
-    monkeypatch.setattr("signal_core.atomic.os.replace", replace)
+    monkeypatch.setattr("signal_core.utils.atomic.os.replace", replace)
 
 
 @pytest.mark.slow
@@ -193,19 +193,19 @@ def test_a_writer_failing_on_a_full_disk_is_an_os_error_naming_the_file(tmp_path
     """torch.save and safetensors report a full disk as RuntimeError / SafetensorError: atomic_write tells."""
     from collections import namedtuple
 
-    from signal_core.atomic import atomic_write
+    from signal_core.utils.atomic import atomic_write
 
     def write(tmp):
         Path(tmp).write_bytes(b"partial")
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
 
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr("signal_core.atomic.shutil.disk_usage", lambda p: usage(10 << 20, 10 << 20, 4096))
+    monkeypatch.setattr("signal_core.utils.atomic.shutil.disk_usage", lambda p: usage(10 << 20, 10 << 20, 4096))
     with pytest.raises(OSError) as info:
         atomic_write(tmp_path / "epoch_001.state.pt", write)
     assert info.value.errno == errno.ENOSPC and info.value.filename == str(tmp_path / "epoch_001.state.pt")
     assert list(tmp_path.iterdir()) == []
-    monkeypatch.setattr("signal_core.atomic.shutil.disk_usage", lambda p: usage(10 << 30, 0, 10 << 30))
+    monkeypatch.setattr("signal_core.utils.atomic.shutil.disk_usage", lambda p: usage(10 << 30, 0, 10 << 30))
     with pytest.raises(RuntimeError, match="unexpected pos"):  # room left: a bug of the writer, reported as it is
         atomic_write(tmp_path / "epoch_001.state.pt", write)
 
@@ -239,7 +239,7 @@ def test_a_device_or_fifo_output_is_written_into_not_replaced(tmp_path, capsys):
     received = []
     reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
     reader.start()
-    from signal_core.atomic import write_json
+    from signal_core.utils.atomic import write_json
 
     write_json(fifo, {"a": 1})
     reader.join(timeout=10)

@@ -18,8 +18,8 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from signal_core import SignalConfig, SignalModel, build_model
-from signal_core.atomic import write_json
 from signal_core.data import IdentitySampler, TripleDataset, build_transforms, load_dataset
+from signal_core.utils.atomic import write_json
 
 from .checkpoints import TrainingCheckpoint, load_optimizer_state, read_training_checkpoint, save_training_checkpoint
 from .cli import command_main, command_parser

@@ -20,10 +20,10 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from signal_core.atomic import write_json
 from signal_core.data import DATASETS, TripleRecord, load_dataset, load_triple
 from signal_core.metrics import RankResult, evaluate_rank
 from signal_core.modalities import MODALITIES
+from signal_core.utils.atomic import write_json
 
 from .cli import command_main, command_parser
 from .flags import output_file, whole

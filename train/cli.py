@@ -132,10 +132,10 @@ def run_command(run: Callable[[argparse.Namespace], Any], args: argparse.Namespa
 def command_main(parse_args: Callable[[Any], argparse.Namespace], run: Callable[[argparse.Namespace], Any],
                  argv: list[str] | None = None, interrupted: str = "") -> int:
     """The whole ``main`` of a command: flags, allocator, logging, ``run`` and the error mapping."""
-    from signal_core.runtime import keep_freed_memory
+    from signal_core.utils.allocator import keep_freed_memory
 
     args = parse_args(argv)
-    keep_freed_memory()  # faster large CPU tensors (signal_core/runtime.py)
+    keep_freed_memory()  # faster large CPU tensors (signal_core/utils/allocator.py)
     configure_logging()
     return run_command(run, args, interrupted)
 
@@ -146,7 +146,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser, uses: str) -> None:
     Args:
         uses: what the engine's features are used for, said in ``--engine``'s help.
     """
-    from signal_core.engines import ENGINES
+    from signal_core.deploy.engines import ENGINES
 
     parser.add_argument("--engine", default="torch", help=f"what computes the features: {'|'.join(ENGINES)} "
                         f"(default torch). {uses}")
@@ -157,7 +157,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser, uses: str) -> None:
 
 def check_engine_arguments(args: argparse.Namespace) -> None:
     """Raise ``ValueError`` for an unknown ``--engine`` or an ``--onnx`` without one that reads it."""
-    from signal_core.engines import ENGINES
+    from signal_core.deploy.engines import ENGINES
 
     if args.engine not in ENGINES:
         raise ValueError(f"--engine {args.engine!r}: use one of {', '.join(ENGINES)}.")

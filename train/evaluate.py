@@ -16,11 +16,11 @@ from pathlib import Path
 import torch
 
 from signal_core import build_model, load_weights
-from signal_core.atomic import write_json
 from signal_core.data import load_dataset
-from signal_core.inference import MISSING_SETTINGS
-from signal_core.model_engine import engine_for_model
-from signal_core.precision import PRECISIONS
+from signal_core.deploy.engine_choice import engine_for_model
+from signal_core.model.precision import PRECISIONS
+from signal_core.retrieval.split_features import MISSING_SETTINGS
+from signal_core.utils.atomic import write_json
 
 from .cli import add_engine_arguments, check_engine_arguments, command_main, command_parser
 from .config import load_config

@@ -32,10 +32,10 @@ from signal_core.data import (
     load_dataset,
     read_triples_folder,
 )
-from signal_core.engines import load_engine
-from signal_core.export import export_onnx
+from signal_core.deploy.engines import load_engine
+from signal_core.deploy.export import export_onnx
+from signal_core.deploy.quantize import quantize_int8
 from signal_core.modalities import MODALITIES
-from signal_core.quantize import quantize_int8
 
 from .cli import command_main, command_parser
 from .flags import output_file, whole

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from signal_core.atomic import write_json, write_new_file
+from signal_core.utils.atomic import write_json, write_new_file
 
 from .owned import prepare_target, triple_files
 from .spec import MODALITY_DIRS

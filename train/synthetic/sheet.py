@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from signal_core.atomic import atomic_write
+from signal_core.utils.atomic import atomic_write
 
 from .identity import make_identity
 from .render import render_frame

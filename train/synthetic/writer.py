@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from signal_core.atomic import write_json, write_new_file
+from signal_core.utils.atomic import write_json, write_new_file
 
 from .identity import make_identity
 from .owned import prepare_target
