@@ -47,7 +47,9 @@ def _serve(argv: Sequence[str] | None) -> int:
     """Start up and serve until stopped."""
     from demo.options import StartupError, parse_options
     from demo.startup import blocked_paths, build_engine, served_paths
+    from signal_core.utils.allocator import keep_freed_memory
 
+    keep_freed_memory()  # faster large CPU tensors (signal_core/utils/allocator.py)
     try:
         options = parse_options(argv)
         engine, examples = build_engine(options, check_port=True)  # the port is checked before loading

@@ -30,7 +30,7 @@ from pathlib import Path, PurePosixPath
 from PIL import Image
 
 from signal_core.data.images import MAX_PIXELS, ImageDecodeError, check_pixel_count
-from signal_core.data.triples import TRIPLE_IMAGE_EXTENSIONS
+from signal_core.data.triples import TRIPLE_IMAGE_EXTENSIONS, match_triple_names
 from signal_core.modalities import FOLDERS
 from signal_core.utils.messages import os_reason, reason, shown
 
@@ -201,6 +201,18 @@ def _copy_stream(source, out, name: str, budget: _Budget, deadline: Deadline, de
     return written
 
 
+def _without_orphans(plan: list, ignored: list[str], name_of) -> list:
+    """The plan less its NI / TI images without an RGB image of their name, which join ``ignored``
+    (the triples-folder rule of :func:`signal_core.data.triples.match_triple_names`)."""
+    by_folder: dict[str, list[str]] = {}
+    for _, folder, name in plan:
+        by_folder.setdefault(folder, []).append(name)
+    orphans = set(match_triple_names(by_folder).orphans)
+    ignored += [f"{name_of(source)} (no RGB image of that name)" for source, folder, name in plan
+                if f"{folder}/{name}" in orphans]
+    return [entry for entry in plan if f"{entry[1]}/{entry[2]}" not in orphans]
+
+
 # --- zip ---------------------------------------------------------------------------------------
 def _check_declared(infos: Sequence[zipfile.ZipInfo], limits: UploadLimits) -> None:
     """Refuse from the central directory alone: too many members, sizes, compression ratios."""
@@ -241,6 +253,7 @@ def _plan_zip(infos: Sequence[zipfile.ZipInfo], limits: UploadLimits):
             plan.append((info, FOLDER_NAMES[rest[0].lower()], rest[1]))
         else:
             ignored.append("/".join(parts))
+    plan = _without_orphans(plan, ignored, lambda info: info.filename)
     rgb = sum(1 for _, folder, _ in plan if folder == FOLDERS[0])
     if rgb > limits.max_triples:
         raise UploadError(f"the zip holds {rgb} triples, over this demo's limit of {limits.max_triples}: upload "
@@ -328,6 +341,7 @@ def intake_files(paths: Sequence[str | os.PathLike], dest: str | os.PathLike,
     for path in map(Path, paths):
         split = split_prefixed_name(path.name)
         (plan.append((path, *split)) if split else ignored.append(path.name))
+    plan = _without_orphans(plan, ignored, lambda path: path.name)
     if not plan:
         raise UploadError("no file is named like a triple's image: name them RGB_<name>, NI_<name> and TI_<name> "
                           "(e.g. RGB_000001_cam1_000.png), or upload one zip of a triples folder.")

@@ -54,6 +54,19 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else ""
 
 
+def check_finite(state: StateDict, name: str) -> None:
+    """Refuse weights holding NaN or infinity (a diverged run, a damaged or tampered file).
+
+    Raises:
+        CheckpointError: naming the first such tensor (in name order) and how many there are.
+    """
+    bad = [k for k in sorted(state) if state[k].is_floating_point() and not bool(torch.isfinite(state[k]).all())]
+    if bad:
+        more = f" and {len(bad) - 1} other tensor(s)" if len(bad) > 1 else ""
+        raise CheckpointError(f"{name} holds NaN or infinite weights (tensor {bad[0]!r}{more}): the run that wrote "
+                              "it diverged or the file is damaged; use an earlier checkpoint.")
+
+
 def official_key_to_ours(key: str) -> str:
     """Our parameter name for one of the authors' checkpoint keys (CheckpointError if unknown)."""
     for pattern, repl in OFFICIAL_KEY_RULES:
@@ -158,8 +171,12 @@ def load_official_checkpoint(path_or_state_dict: str | os.PathLike | StateDict,
 
     Returns:
         The model in eval mode, every parameter and buffer filled from the checkpoint.
+
+    Raises:
+        CheckpointError: an unreadable file, NaN or infinite weights, keys or shapes that do not fit.
     """
     state = _read_official(path_or_state_dict)
+    check_finite(state, "the state dict" if isinstance(path_or_state_dict, dict) else str(path_or_state_dict))
     cfg = infer_official_config(state, cfg.replace(pretrained=None))
     model = SignalModel(cfg)
     model.load_state_dict(convert_official_state_dict(state, model), strict=True)
@@ -231,13 +248,13 @@ def _config_from_metadata(meta: dict[str, str], path: str | os.PathLike) -> Sign
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> SignalModel:
     """Load one of our safetensors checkpoints (config included) into a new model, eval mode.
 
-    The tensors are checked against the SHA-256 in the header; files written before checksums were
-    stored (no ``tensors_sha256`` entry) load unverified.
+    The tensors are checked against the SHA-256 in the header (files written before checksums were
+    stored, with no ``tensors_sha256`` entry, load unverified) and must be finite (no NaN or infinity).
 
     Raises:
         FileNotFoundError: no such file.
-        CheckpointError: not a readable checkpoint, a checksum mismatch (corrupt tensor data), or
-            tensors that do not fit the stored config; the message names the file.
+        CheckpointError: not a readable checkpoint, a checksum mismatch (corrupt tensor data), NaN or
+            infinite weights, or tensors that do not fit the stored config; the message names the file.
     """
     from safetensors.torch import load_file
 
@@ -255,6 +272,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     elif tensors_sha256(state) != expected:
         raise CheckpointError(f"{path} is corrupt: its tensor data do not match the SHA-256 in its header "
                               "(the file was damaged or modified after it was written); use another copy.")
+    check_finite(state, str(path))
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

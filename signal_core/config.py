@@ -11,10 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
 HEAD_LAYOUTS = ("concat", "per_modality")
+# fields checked one by one first (SignalConfig.validate); None is allowed where the type says so
+POSITIVE_FIELDS = ("patch_size", "width", "layers", "heads", "embed_dim", "k1", "k2", "interaction_heads",
+                   "lam_stride", "gam_tau", "num_cameras", "num_classes")
+NON_NEGATIVE_FIELDS = ("camera_embed_scale", "gam_label_smoothing", "lam_offset_range", "id_weight", "triplet_weight",
+                       "label_smoothing", "alpha", "beta")
 SELECTIONS = ("union", "intersection")
 REFERENCE_POINTS = ("official", "paper")
 
@@ -99,9 +105,23 @@ class SignalConfig:
         return self.embed_dim * (6 if self.use_sim else 3)
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the field and what to do when a value cannot work."""
+        """Raise ``ValueError`` naming the field and what to do when a value cannot work.
+
+        Single values are checked first (sign, finiteness), then the relations between fields, so
+        the message names the setting that is wrong rather than one derived from it.
+        """
+        for name in POSITIVE_FIELDS + NON_NEGATIVE_FIELDS:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            low_ok = value > 0 if name in POSITIVE_FIELDS else value >= 0
+            if not (low_ok and math.isfinite(value)):
+                raise ValueError(f"{name} must be {'positive' if name in POSITIVE_FIELDS else '>= 0'}, got {value}.")
+        if len(self.image_size) != 2 or min(self.image_size) < self.patch_size:
+            raise ValueError(f"image_size {self.image_size} must be two sides (height, width) of at least patch_size "
+                             f"{self.patch_size} pixels (e.g. 256x128 or 128x256).")
         h, w = self.image_size
-        if len(self.image_size) != 2 or h % self.patch_size or w % self.patch_size:
+        if h % self.patch_size or w % self.patch_size:
             raise ValueError(
                 f"image_size {self.image_size} must be two sides divisible by patch_size "
                 f"{self.patch_size} (e.g. 256x128 or 128x256)."
@@ -133,10 +153,6 @@ class SignalConfig:
                     f"LAM needs at least a 2x2 grid of sampling points, but patch grid {self.grid_size} "
                     f"with lam_stride {self.lam_stride} gives {hk}x{wk}: lower lam_stride or use_lam=False."
                 )
-        for name in ("num_cameras", "num_classes"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be a positive integer or None, got {value}.")
 
     # ------------------------------------------------------------------------------------------
     @classmethod

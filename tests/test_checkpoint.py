@@ -182,3 +182,66 @@ def test_checkpoints_without_a_checksum_still_load(tmp_path):
     assert "tensors_sha256" not in read_checkpoint_metadata(asset)  # written before checksums
     model = load_checkpoint(asset)
     assert model.cfg.layers == 4 and not model.training
+
+
+def _poisoned(tiny_cfg, path, value=float("nan")):
+    """A checkpoint whose LAM offset weights hold ``value`` (its checksum matches: written as it is)."""
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg)
+    with torch.no_grad():
+        next(p for n, p in model.named_parameters() if n.startswith("lam."))[0] = value
+        model.heads.concat.bn.bias[:] = value
+    save_checkpoint(model, path)
+    return path
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused_with_one_tensor_named(tiny_cfg, tmp_path, value):
+    from signal_core import load_official_checkpoint, load_weights
+
+    path = _poisoned(tiny_cfg, tmp_path / "nan.safetensors", value)
+    for load in (load_checkpoint, load_weights):
+        with pytest.raises(CheckpointError) as info:
+            load(path)
+        message = str(info.value)
+        assert message.startswith(f"{path} holds NaN or infinite weights (tensor 'heads.concat.bn.bias' and 1 other")
+        assert "\n" not in message
+    state = {"classifier.weight": torch.zeros(6, 8), "bottleneck.bias": torch.tensor([0.0, value])}
+    with pytest.raises(CheckpointError, match=r"the state dict holds NaN or infinite weights \(tensor "
+                                              r"'bottleneck.bias'\)"):
+        load_official_checkpoint(state, tiny_cfg)
+
+
+def test_every_entry_point_refuses_non_finite_weights(tiny_cfg, tmp_path, capsys):
+    """The demo, train.extract / export and --resume load through signal_core (train.evaluate and
+    train.search call the same load_weights): each refuses the file with one line naming a tensor."""
+    from demo.options import StartupError
+    from demo.startup import load_model
+    from tests.test_extract_search import gallery_names, make_triples
+    from train import export, extract
+    from train.checkpoints import read_training_checkpoint, save_training_checkpoint
+
+    path = _poisoned(tiny_cfg, tmp_path / "run" / "epoch_001.safetensors")
+    with pytest.raises(StartupError, match="holds NaN or infinite weights"):
+        load_model(path, None, torch.device("cpu"))
+    triples = make_triples(tmp_path / "t", gallery_names(ids=(1,), per_id=1))
+    for main, argv in ((extract.main, ["--triples", str(triples), "--out", str(tmp_path / "f"), "--num-workers", "0"]),
+                       (export.main, ["--out", str(tmp_path / "m.onnx")])):
+        assert main(["--weights", str(path), *argv]) == 2
+        err = capsys.readouterr().err
+        assert err == f"error: {path} holds NaN or infinite weights (tensor 'heads.concat.bn.bias' and 1 other " \
+                      "tensor(s)): the run that wrote it diverged or the file is damaged; use an earlier checkpoint.\n"
+    model = build_model(tiny_cfg)
+    save_training_checkpoint(model, torch.optim.Adam(model.parameters()), None, 1, tmp_path / "run")
+    assert read_training_checkpoint(tmp_path / "run", torch.device("cpu")).epoch == 1  # finite: resumes
+    _poisoned(tiny_cfg, tmp_path / "run" / "epoch_001.safetensors")
+    with pytest.raises(CheckpointError, match="holds NaN or infinite weights"):
+        read_training_checkpoint(tmp_path / "run", torch.device("cpu"))
+    optimizer = torch.optim.Adam(model.parameters())
+    first = next(model.parameters())
+    optimizer.state[first] = {"step": torch.tensor(1.0), "exp_avg": torch.full_like(first, float("nan")),
+                              "exp_avg_sq": torch.zeros_like(first)}
+    save_training_checkpoint(model, optimizer, None, 2, tmp_path / "run")
+    with pytest.raises(CheckpointError, match=r"epoch_002.state.pt holds NaN or infinite weights \(tensor "
+                                              r"'optimizer.state.0.exp_avg'\)"):
+        read_training_checkpoint(tmp_path / "run", torch.device("cpu"))

@@ -159,7 +159,7 @@ def test_pixels_not_an_image_duplicates_not_a_zip(triples, tmp_path):
     names = ["000001_cam1_000.png"]
     for extra, expected in (
         ({"RGB/000009_cam1_000.png": big}, "'RGB/000009_cam1_000.png' has 169 Mpx, over this demo's limit of 40 Mpx"),
-        ({"NI/000009_cam1_000.png": b"text"}, "'NI/000009_cam1_000.png' is not an image this demo can read"),
+        ({"NI/000001_cam1_000.png": b"text"}, "'NI/000001_cam1_000.png' is not an image this demo can read"),
     ):
         archive = zip_members(tmp_path / "a.zip", {**triple_members(triples, names), **extra})
         assert expected in _refused(tmp_path, archive)
@@ -218,3 +218,22 @@ def test_upload_folder_cap_removes_the_oldest_old_files_only(tmp_path):
     assert sorted(p.name for p in tmp_path.rglob("*.png")) == ["f1.png", "f2.png"] and not (tmp_path / "hash0").exists()
     assert not make_room(tmp_path, 700, 1000, now=now)  # the young file stays: no room
     assert sorted(p.name for p in tmp_path.rglob("*.png")) == ["f2.png"]
+
+
+def test_nir_and_tir_images_without_an_rgb_image_are_listed_as_ignored(triples, tmp_path):
+    """The triples-folder rule of signal_core (match_triple_names): orphans are named, not dropped silently."""
+    png = (triples / "NI" / "000001_cam1_000.png").read_bytes()
+    archive = zip_folder(triples, tmp_path / "a.zip", extra={"NI/000009_cam1_000.png": png, "TI/stray.png": png})
+    intake = intake_zip(archive, tmp_path / "out")
+    assert intake.images == 12
+    assert intake.ignored == ["NI/000009_cam1_000.png (no RGB image of that name)",
+                              "TI/stray.png (no RGB image of that name)"]
+    assert "ignored 2 file(s)" in intake.ignored_note() and "NI/000009_cam1_000.png" in intake.ignored_note()
+    assert sorted(os.listdir(intake.folder / "NI")) == sorted(os.listdir(triples / "NI"))  # not written
+    files = tmp_path / "files"
+    files.mkdir()
+    for folder in ("RGB", "NI", "TI"):
+        shutil.copy(triples / folder / "000001_cam1_000.png", files / f"{folder}_000001_cam1_000.png")
+    (files / "NI_lonely.png").write_bytes(png)
+    intake = intake_files(sorted(files.iterdir()), tmp_path / "out2")
+    assert intake.images == 3 and intake.ignored == ["NI_lonely.png (no RGB image of that name)"]

@@ -339,3 +339,37 @@ def test_rank_page_caps_queries_and_marks_unreadable(tmp_path):
     assert (summary.queries_shown, summary.queries_total, summary.hits, summary.misses) == (3, 4, 3, 3)
     assert text.count('class="item hit"') == 3 and text.count('class="item miss"') == 3
     assert text.count(">unreadable<") == 3 and "first 3 of 4 queries" in text
+
+
+def test_a_triples_folder_lists_what_it_leaves_out(weights, tmp_path, capsys):
+    """NI / TI images without an RGB image, a FIFO, a link to a device, a folder, a non-image and a hidden file:
+    left out of the triples, each named with why (the scan), and named by train.extract (one warning line)."""
+    import os
+
+    from signal_core.data.triples import scan_triples_folder
+
+    root = make_triples(tmp_path / "t", gallery_names(ids=(1,), per_id=2))
+    make_triples(tmp_path / "other", ["000009_cam1_000.png"])
+    for folder in ("NI", "TI"):
+        (tmp_path / "other" / folder / "000009_cam1_000.png").rename(root / folder / "000009_cam1_000.png")
+    os.mkfifo(root / "RGB" / "pipe.png")
+    (root / "NI" / "null.png").symlink_to("/dev/null")
+    (root / "TI" / "sub.png").mkdir()
+    (root / "RGB" / "notes.txt").write_text("mine")
+    (root / "RGB" / ".DS_Store").write_bytes(b"")
+    scan = scan_triples_folder(root)
+    assert [Path(r.paths[0]).name for r in scan.records] == gallery_names(ids=(1,), per_id=2)
+    assert scan.ignored == [
+        "NI/000009_cam1_000.png (no RGB image of that name)",
+        "NI/null.png (not a regular file (a FIFO, socket or device))",
+        "RGB/.DS_Store (hidden file)",
+        "RGB/notes.txt (not an image name (.jpg, .jpeg, .png, .bmp, .tif, .tiff, .webp))",
+        "RGB/pipe.png (not a regular file (a FIFO, socket or device))",
+        "TI/000009_cam1_000.png (no RGB image of that name)",
+        "TI/sub.png (a folder)",
+    ]
+    assert run_extract(weights, root, tmp_path / "f") == 0
+    err = capsys.readouterr().err
+    assert err.startswith(f"WARNING: {root}: ignored 7 entries of RGB/, NI/, TI/ that are not part of a triple: "
+                          "NI/000009_cam1_000.png (no RGB image of that name); NI/null.png") and err.count("\n") == 1
+    assert read_features(tmp_path / "f").features.shape[0] == 2

@@ -140,3 +140,51 @@ def test_cli_writes_benchmark(tmp_path, capsys):
     assert synthetic.main(args) == 2  # exists, no --overwrite
     assert synthetic.main(args + ["--cameras", "12"]) == 2  # invalid spec
     assert "error" in capsys.readouterr().err
+
+
+def test_demo_assets_never_delete_what_the_generator_did_not_write(tmp_path, capsys):
+    """--demo-assets DIR used to delete DIR/gallery and DIR/query with whatever they held."""
+    args = ["--out", str(tmp_path / "d"), "--train-ids", "2", "--test-ids", "3", "--cameras", "2", "--per-camera", "1",
+            "--height", "48", "--width", "24", "--no-progress", "--demo-ids", "2", "--demo-assets", str(tmp_path / "a")]
+    mine = tmp_path / "a" / "gallery" / "RGB" / "my_photo.jpg"
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"precious")
+    assert synthetic.main(args) == 2
+    assert "already holds demo assets (query/, gallery/ or demo.json): pass --overwrite" in capsys.readouterr().err
+    assert synthetic.main(args + ["--overwrite"]) == 2  # the benchmark is replaced, the demo assets are not
+    err = capsys.readouterr().err
+    assert "holds gallery/RGB/my_photo.jpg but no demo.json: these files were not written by this generator" in err
+    assert mine.read_bytes() == b"precious"
+    mine.unlink()
+    assert synthetic.main(args + ["--overwrite"]) == 0  # empty folders are used as they are
+    written = set(json.loads((tmp_path / "a" / "demo.json").read_text())["files"])
+    assert written == {p.relative_to(tmp_path / "a").as_posix() for p in (tmp_path / "a").rglob("*.jpg")}
+    mine.write_bytes(b"precious")
+    assert synthetic.main(args + ["--overwrite"]) == 2
+    assert "holds files this generator did not write (gallery/RGB/my_photo.jpg); nothing was deleted" in \
+        capsys.readouterr().err
+    assert mine.read_bytes() == b"precious" and len(list((tmp_path / "a").rglob("*.jpg"))) == len(written) + 1
+    mine.unlink()
+    assert synthetic.main(args[:-3] + ["1", "--demo-assets", str(tmp_path / "a"), "--overwrite"]) == 0
+    assert len(json.loads((tmp_path / "a" / "demo.json").read_text())["query"]) == 1  # replaced, 1 identity now
+
+
+def test_overwrite_of_a_benchmark_removes_only_its_own_files(tmp_path):
+    generate(TINY, tmp_path, progress=False)
+    notes = tmp_path / "test" / "NOTES.md"
+    notes.write_text("my notes")
+    with pytest.raises(FileExistsError, match=r"holds files this generator did not write \(test/NOTES.md\)"):
+        generate(TINY.replace(seed=1), tmp_path, progress=False, overwrite=True)
+    assert notes.read_text() == "my notes" and (tmp_path / "synthetic.json").is_file()
+    notes.unlink()
+    old = json.loads((tmp_path / "synthetic.json").read_text())["frames"]
+    generate(TINY.replace(train_ids=2), tmp_path, progress=False, overwrite=True)  # fewer files than before
+    assert len(json.loads((tmp_path / "synthetic.json").read_text())["frames"]) < len(old)
+    assert len(list(tmp_path.rglob("*.jpg"))) == 3 * len(json.loads((tmp_path / "synthetic.json").read_text())["frames"])
+    (tmp_path / "demo").mkdir()
+    export_demo_assets(tmp_path, tmp_path / "demo", num_ids=2)
+    manifest = json.loads((tmp_path / "demo" / "demo.json").read_text())
+    del manifest["files"]  # a demo.json written before it listed its files: the triples' names say the same
+    (tmp_path / "demo" / "demo.json").write_text(json.dumps(manifest))
+    export_demo_assets(tmp_path, tmp_path / "demo", num_ids=3, overwrite=True)
+    assert len(list((tmp_path / "demo" / "query").rglob("*.jpg"))) == 9

@@ -55,6 +55,10 @@ def test_overrides_take_their_field_types():
     ("model.image_size=[128]", "model.image_size='[128]': expected 2 values"),
     ("model.layers=0", "model.layers must be positive, got 0"),
     ("model.alpha=-1", "model.alpha must be >= 0"),
+    ("model.image_size=[0,-64]", "model.image_size (0, -64) must be two sides (height, width) of at least"),
+    ("model.image_size=[64,36]", "model.image_size (64, 36) must be two sides divisible by patch_size 16"),
+    ("model.gam_tau=0", "model.gam_tau must be positive, got 0.0"),
+    ("model.k2=-3", "model.k2 must be positive, got -3"),
     ("epochs=3", "must look like train.epochs=2"),
 ])
 def test_bad_overrides_are_one_line_errors(override, message, tmp_path, capsys):

@@ -19,28 +19,28 @@ from torch.utils.data import DataLoader
 
 from signal_core import SignalConfig, SignalModel, build_model
 from signal_core.data import IdentitySampler, TripleDataset, build_transforms, load_dataset
-from signal_core.utils.allocator import keep_freed_memory
 from signal_core.utils.atomic import write_json
 
 from .checkpoints import TrainingCheckpoint, load_optimizer_state, read_training_checkpoint, save_training_checkpoint
-from .cli import configure_logging, run_command
+from .cli import command_main, command_parser
 from .config import TrainConfig, check_identities_per_rank, config_differences, load_config, resolved_config
+from .flags import check_output_folder, device_flag
 from .loop import AmpPolicy, train_one_epoch, unwrap
 from .monitor import RunMonitor, evaluate_this_epoch
 from .optim import build_optimizer
 from .protocol import evaluate_model, format_metrics
-from .run_folder import check_fresh_output_dir, repair_for_resume, write_run_config
+from .run_folder import METRICS_FILE, check_fresh_output_dir, repair_for_resume, write_run_config
 from .seeding import seed_epoch
 
 log = logging.getLogger("train")  # not __name__: that is "__main__" under python -m train
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m train", description=__doc__.split("\n")[0])
+    p = command_parser("python -m train", __doc__.split("\n")[0])
     p.add_argument("--config", required=True, help="YAML preset, e.g. train/configs/rgbnt201.yaml")
     p.add_argument("--data-root", required=True, help="the dataset folder itself")
     p.add_argument("--resume", help="a run folder or epoch_NNN.safetensors to continue from")
-    p.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available)")
+    p.add_argument("--device", type=device_flag, default=None, help="cuda, cuda:1, cpu (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("overrides", nargs="*", help="train.KEY=VALUE or model.KEY=VALUE")
     return p.parse_args(argv)
@@ -109,6 +109,7 @@ def build_or_resume(args: argparse.Namespace, model_cfg: SignalConfig, cfg: Trai
 
 def run(args: argparse.Namespace) -> dict | None:
     model_cfg, cfg = load_config(args.config, args.overrides)
+    check_output_folder(cfg.output_dir, "train.output_dir")
     check_identities_per_rank(cfg, int(os.environ.get("WORLD_SIZE", "1")))
     rank, world, device = setup_distributed(args.device)
     main = rank == 0
@@ -150,7 +151,7 @@ def run(args: argparse.Namespace) -> dict | None:
         # the last epoch's model, always; its test was run in the loop when eval_every is on
         metrics = {"epoch": cfg.epochs, **(test or test_metrics(net, dataset, device, cfg, args))}
         print(f"test metrics after the last epoch ({cfg.epochs}):\n{format_metrics(metrics)}")
-        write_json(out_dir / "metrics.json", metrics)
+        write_json(out_dir / METRICS_FILE, metrics)
     if world > 1:
         dist.destroy_process_group()
     return metrics
@@ -166,10 +167,8 @@ def test_metrics(net, dataset, device: torch.device, cfg: TrainConfig, args: arg
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    keep_freed_memory()  # faster large CPU tensors (signal_core/utils/allocator.py)
-    configure_logging()
-    return run_command(run, args)
+    return command_main(parse_args, run, argv, interrupted="the checkpoints written so far are kept; continue "
+                                                           "with --resume")
 
 
 if __name__ == "__main__":

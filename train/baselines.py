@@ -20,13 +20,16 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from signal_core.data import TripleRecord, load_dataset, load_triple
+from signal_core.data import DATASETS, TripleRecord, load_dataset, load_triple
 from signal_core.metrics import RankResult, evaluate_rank
 from signal_core.modalities import MODALITIES
 from signal_core.utils.atomic import write_json
 
-from .cli import run_command
+from .cli import command_main, command_parser
+from .flags import output_file, whole
 from .protocol import format_metrics
+
+MAX_BINS = 64  # (bins/2)^3 joint RGB bins: 32768 at 64
 
 
 def histogram_features(rgb: np.ndarray, nir: np.ndarray, tir: np.ndarray, bins: int = 8,
@@ -84,19 +87,18 @@ def evaluate_histograms(dataset, bins: int = 8, modalities: Sequence[str] = MODA
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m train.baselines", description=__doc__.split("\n")[0])
+    p = command_parser("python -m train.baselines", __doc__.split("\n")[0])
     p.add_argument("--data-root", required=True, help="the dataset folder itself")
-    p.add_argument("--dataset", default="rgbnt201", help="rgbnt201, rgbnt100 or msvr310")
-    p.add_argument("--bins", type=int, default=8, help="RGB: bins/2 levels per channel (joint); NIR / TIR: 2*bins intensity bins")
+    p.add_argument("--dataset", default="rgbnt201", choices=DATASETS)
+    p.add_argument("--bins", type=whole(2, MAX_BINS), default=8,
+                   help="RGB: bins/2 levels per channel (joint); NIR / TIR: 2*bins intensity bins")
     p.add_argument("--modalities", default="rgb,nir,tir", help="comma-separated subset of rgb,nir,tir")
-    p.add_argument("--out", help="write the metrics as JSON to this file")
+    p.add_argument("--out", type=output_file, help="write the metrics as JSON to this file")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
 
 def run(args: argparse.Namespace) -> dict:
-    if args.bins < 2:
-        raise ValueError(f"--bins must be >= 2, got {args.bins}")
     modalities = [m.strip().lower() for m in args.modalities.split(",") if m.strip()]
     if not modalities or any(m not in MODALITIES for m in modalities):
         raise ValueError(f"--modalities must be a comma-separated subset of {','.join(MODALITIES)}")
@@ -111,7 +113,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv=None) -> int:
-    return run_command(run, parse_args(argv))
+    return command_main(parse_args, run, argv)
 
 
 if __name__ == "__main__":

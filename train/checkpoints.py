@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from signal_core import CheckpointError, SignalModel, load_checkpoint, read_checkpoint_metadata, save_checkpoint
+from signal_core.checkpoint import check_finite
 from signal_core.utils.atomic import atomic_write
 
 _NAME = re.compile(r"^epoch_(\d+)\.safetensors$")
@@ -77,6 +78,9 @@ def read_training_state(state_file: Path) -> dict:
                               f"format: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}).") from exc
     if not isinstance(state, dict) or not {"epoch", "optimizer", "scaler"} <= set(state):
         raise CheckpointError(f"{state_file} is not a training state file (expected epoch, optimizer and scaler).")
+    moments = state["optimizer"].get("state", {}) if isinstance(state["optimizer"], dict) else {}
+    check_finite({f"optimizer.state.{p}.{k}": v for p, entry in moments.items() for k, v in entry.items()
+                  if isinstance(v, torch.Tensor)}, str(state_file))
     return state
 
 

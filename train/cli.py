@@ -1,15 +1,74 @@
-"""What every command-line entry point of ``train`` shares: user errors end as one line, not a
-trace; warnings of ``train`` and ``signal_core`` go to stderr as ``warning: ...`` lines."""
+"""The one entry of every ``python -m train.*`` command: its ``main`` is
+
+    def main(argv=None) -> int:
+        return command_main(parse_args, run, argv)
+
+:func:`command_main` parses the flags (a :func:`command_parser`: a bad flag is one ``error:`` line
+and exit 2), sets up the allocator (``keep_freed_memory``) and logging (warnings of ``train`` and
+``signal_core`` go to stderr as ``WARNING: ...`` lines), runs the command and maps what the user
+can fix to one ``error:`` line on stderr and exit 2, never a trace: a ``ValueError`` (a bad
+config, dataset folder or checkpoint: ``DatasetError`` and ``CheckpointError`` are ValueErrors) and
+an ``OSError`` (the file and the cause: missing, a full or read-only disk, a folder where a file
+belongs). Ctrl-C ends with exit 130 and the command's note. Anything else is a bug of ours and
+keeps its traceback.
+"""
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-USER_ERRORS = (ValueError, FileNotFoundError)  # DatasetError and CheckpointError are ValueErrors
 _LOGGERS = ("train", "signal_core")
+# errno -> what it means for the user and what to do (OSError messages name the file before it)
+_CAUSES = {
+    errno.ENOSPC: "no space left on the disk: free some space or write elsewhere",
+    errno.EDQUOT: "disk quota exceeded: free some space or write elsewhere",
+    errno.EROFS: "the file system is read-only: write elsewhere",
+    errno.EACCES: "permission denied: write elsewhere or change the permissions",
+    errno.EPERM: "operation not permitted: write elsewhere or change the permissions",
+    errno.EISDIR: "is a folder: give a file name",
+    errno.ENOTDIR: "a part of this path is a file, not a folder",
+    errno.ENOENT: "no such file or folder",
+    errno.EEXIST: "already exists",
+    errno.ENAMETOOLONG: "the name is too long",
+}
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line (``error: argument --top-k: must be at least 1, got 0``), and
+    which refuses an output (a flag typed ``output_file`` / ``output_folder``) naming an input or another
+    output file: ``--out`` naming the ``--weights`` file, ``--out`` = ``--triples``, ``--html`` = ``--out``."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        parsed = super().parse_args(args, namespace)
+        self._check_outputs(parsed)
+        return parsed
+
+    def _check_outputs(self, parsed: argparse.Namespace) -> None:
+        named = [(a, getattr(parsed, a.dest, None)) for a in self._actions if a.option_strings]
+        named = [(a, Path(v).expanduser().resolve()) for a, v in named if isinstance(v, str) and v.strip()]
+        for out, target in named:
+            kind = getattr(out.type, "is_output", None)
+            if kind is None:
+                continue
+            for action, source in named:
+                other = getattr(action.type, "is_output", None)
+                clash = source == target and (source.exists() if other is None else not other == kind == "folder")
+                if action is not out and clash:
+                    self.error(f"argument {out.option_strings[0]}: '{target}' is also {action.option_strings[0]}, "
+                               "which it would overwrite: choose another path")
+
+
+def command_parser(prog: str, description: str, **kwargs: Any) -> CommandParser:
+    """The argument parser of a ``python -m train.*`` command."""
+    return CommandParser(prog=prog, description=description, **kwargs)
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -37,16 +96,48 @@ def configure_logging(level: int = logging.INFO) -> None:
             logger.setLevel(level)
 
 
-def run_command(run: Callable[[argparse.Namespace], Any], args: argparse.Namespace) -> int:
-    """``run(args)``; a bad config, dataset folder, checkpoint or missing file prints
-    ``error: <what is wrong>`` on stderr and gives exit status 2."""
+def describe_os_error(exc: OSError) -> str:
+    """One line: the file, then the cause and what to do (``'out/r.json': no space left on the disk: ...``)."""
+    if exc.strerror is None:  # raised by our code with a message of its own
+        text = str(exc)
+    else:
+        cause = _CAUSES.get(exc.errno, exc.strerror)
+        names = [n for n in (exc.filename, exc.filename2) if n is not None]
+        text = f"{' -> '.join(repr(str(n)) for n in names)}: {cause}" if names else f"{cause} ({exc.strerror})"
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def run_command(run: Callable[[argparse.Namespace], Any], args: argparse.Namespace,
+                interrupted: str = "") -> int:
+    """``run(args)``; a user error prints ``error: <what is wrong>`` on stderr and gives exit status 2.
+
+    Args:
+        interrupted: what Ctrl-C leaves behind, printed after ``interrupted``.
+    """
     try:
         run(args)
-    except USER_ERRORS as exc:
+    except KeyboardInterrupt:
+        print(f"interrupted{': ' + interrupted if interrupted else ''}", file=sys.stderr)
+        return 130
+    except OSError as exc:
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
         message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
         print(f"error: {message}", file=sys.stderr)
         return 2
     return 0
+
+
+def command_main(parse_args: Callable[[Any], argparse.Namespace], run: Callable[[argparse.Namespace], Any],
+                 argv: list[str] | None = None, interrupted: str = "") -> int:
+    """The whole ``main`` of a command: flags, allocator, logging, ``run`` and the error mapping."""
+    from signal_core.utils.allocator import keep_freed_memory
+
+    args = parse_args(argv)
+    keep_freed_memory()  # faster large CPU tensors (signal_core/utils/allocator.py)
+    configure_logging()
+    return run_command(run, args, interrupted)
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser, uses: str) -> None:

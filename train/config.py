@@ -61,13 +61,6 @@ _LOWER_BOUNDS = [("epochs", 1, True), ("batch_size", 1, True), ("num_instances",
                  ("warmup_lr_factor", 0.0, True), ("min_lr_factor", 0.0, True), ("lr_noise_pct", 0.0, True),
                  ("gamma", 0.0, False), ("num_workers", 0, True), ("checkpoint_every", 1, True),
                  ("eval_batch_size", 1, True), ("eval_every", 0, True)]
-# model fields that must be positive (SignalConfig checks the relations between fields itself)
-_POSITIVE_MODEL_FIELDS = ("patch_size", "width", "layers", "heads", "embed_dim", "k1", "interaction_heads",
-                          "lam_stride")
-_NON_NEGATIVE_MODEL_FIELDS = ("id_weight", "triplet_weight", "label_smoothing", "alpha", "beta",
-                              "lam_offset_range", "camera_embed_scale")
-
-
 def validate_train_config(cfg: TrainConfig) -> None:
     """Raise ``ValueError`` naming the first setting that cannot work and what it must be."""
     for name, low, inclusive in _LOWER_BOUNDS:
@@ -160,12 +153,10 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> tuple[S
     complete = set(field_types(SignalConfig)) <= set(model_values)  # e.g. a run's config.yaml
     if preset is None and not complete:
         raise ValueError(f"{path}: the model section needs a 'preset' (rgbnt201, rgbnt100, msvr310, tiny).")
-    for name in _POSITIVE_MODEL_FIELDS + _NON_NEGATIVE_MODEL_FIELDS:
-        value = model_values.get(name)
-        if value is not None and (value < 0 or (value == 0 and name in _POSITIVE_MODEL_FIELDS)):
-            raise ValueError(f"model.{name} must be {'positive' if name in _POSITIVE_MODEL_FIELDS else '>= 0'}, "
-                             f"got {value}.")
-    model_cfg = SignalConfig(**model_values) if preset is None else SignalConfig.preset(str(preset), **model_values)
+    try:  # SignalConfig checks every model field (signal_core/config.py)
+        model_cfg = SignalConfig(**model_values) if preset is None else SignalConfig.preset(str(preset), **model_values)
+    except ValueError as exc:
+        raise ValueError(f"model.{exc}" if str(exc)[:1].islower() else str(exc)) from None
     train_cfg = TrainConfig(**train_values)
     validate_train_config(train_cfg)
     return model_cfg, train_cfg

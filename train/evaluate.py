@@ -20,17 +20,20 @@ from signal_core.data import load_dataset
 from signal_core.deploy.engine_choice import engine_for_model
 from signal_core.model.precision import PRECISIONS
 from signal_core.retrieval.split_features import MISSING_SETTINGS
-from signal_core.utils.allocator import keep_freed_memory
 from signal_core.utils.atomic import write_json
 
-from .cli import add_engine_arguments, check_engine_arguments, configure_logging, run_command
+from .cli import add_engine_arguments, check_engine_arguments, command_main, command_parser
 from .config import load_config
+from .flags import MAX_PROCESSES, default_device, device_flag, output_file, output_folder, whole
 from .protocol import evaluate_model, format_metrics
-from .report import write_report
+from .report import check_report_folder, write_report
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__.split("\n")[0])
+def parse_args(argv=None, report_command: bool = False) -> argparse.Namespace:
+    """The flags of ``train.evaluate``; ``report_command``: those of ``train.report`` (``--out DIR`` is the
+    report folder, there is no metrics JSON)."""
+    prog = "python -m train.report" if report_command else "python -m train.evaluate"
+    p = command_parser(prog, __doc__.split("\n")[0])
     p.add_argument("--config", required=True, help="YAML preset of the dataset")
     p.add_argument("--data-root", required=True, help="the dataset folder itself")
     weights = p.add_mutually_exclusive_group(required=True)
@@ -38,21 +41,27 @@ def parse_args(argv=None) -> argparse.Namespace:
     weights.add_argument("--untrained", action="store_true",
                          help="instead of --weights: the config's model at its random initialisation "
                               "(seeded with train.seed), as a baseline")
-    p.add_argument("--out", help="write the metrics as JSON to this file")
-    p.add_argument("--missing", choices=MISSING_SETTINGS, help="zero these modalities (missing-modality test)")
-    p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (not used in the paper)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    report_help = ("write the evaluation report into DIR: index.html, metrics.json with the seven missing-modality "
+                   "settings, and the paper's figures as PNGs")
+    if report_command:
+        p.add_argument("--out", dest="report", metavar="DIR", required=True, type=output_folder, help=report_help)
+        p.set_defaults(out=None, missing=None, rerank=False)
+    else:
+        p.add_argument("--out", type=output_file, help="write the metrics as JSON to this file")
+        p.add_argument("--missing", choices=MISSING_SETTINGS, help="zero these modalities (missing-modality test)")
+        p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (not used in the paper)")
+        p.add_argument("--report", metavar="DIR", type=output_folder, help="also " + report_help)
+    p.add_argument("--device", type=device_flag, default=default_device())
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="encoder precision at test time (default fp32, the reference numbers; auto = bf16 "
                         "where the device runs it fast)")
     add_engine_arguments(p, "With --report the metrics, rankings and similarity figures come from the engine; "
                             "the SIM / LAM drawings need the model's internals and use torch")
-    p.add_argument("--batch-size", type=int, default=None, help="test batch size (default: from the config)")
-    p.add_argument("--num-workers", type=int, default=None)
-    p.add_argument("--report", metavar="DIR", help="also write the evaluation report into DIR: index.html, "
-                   "metrics.json with the seven missing-modality settings, and the paper's figures as PNGs")
+    p.add_argument("--batch-size", type=whole(1), default=None, help="test batch size (default: from the config)")
+    p.add_argument("--num-workers", type=whole(0, MAX_PROCESSES), default=None)
     p.add_argument("--history", help="--report: a history.jsonl for the training curves (default: beside --weights)")
-    p.add_argument("--seed", type=int, default=0, help="--report: seed of the sampled queries, identities, triples")
+    p.add_argument("--seed", type=whole(0), default=0,
+                   help="--report: seed of the sampled queries, identities, triples")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("overrides", nargs="*", help="train.KEY=VALUE or model.KEY=VALUE")
     return p.parse_args(argv)
@@ -68,6 +77,8 @@ def load_model(args: argparse.Namespace, model_cfg, cfg, dataset, device: torch.
 
 
 def run(args: argparse.Namespace) -> dict:
+    if args.report:
+        check_report_folder(Path(args.report))  # before the data and the model are loaded
     model_cfg, cfg = load_config(args.config, args.overrides)
     device = torch.device(args.device)
     dataset = load_dataset(cfg.dataset, args.data_root)
@@ -82,7 +93,7 @@ def run(args: argparse.Namespace) -> dict:
     engine = engine_for_model(model, args.engine, args.onnx) if args.engine != "torch" else None
     features_fn = engine.features if engine is not None else None
     label = precision if engine is None else f"engine {engine.label()}"
-    batch_size = args.batch_size or cfg.eval_batch_size
+    batch_size = cfg.eval_batch_size if args.batch_size is None else args.batch_size
     workers = cfg.num_workers if args.num_workers is None else args.num_workers
     if args.report:
         metrics = _report(args, model, dataset, device, batch_size, workers, features_fn, label)
@@ -115,11 +126,9 @@ def _report(args: argparse.Namespace, model, dataset, device, batch_size: int, w
     return report.metrics
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    keep_freed_memory()  # faster large CPU tensors (signal_core/utils/allocator.py)
-    configure_logging()
-    return run_command(run, args)
+def main(argv=None, report_command: bool = False) -> int:
+    """``python -m train.evaluate``; ``report_command``: ``python -m train.report`` (``--out`` is the folder)."""
+    return command_main(lambda a: parse_args(a, report_command), run, argv)
 
 
 if __name__ == "__main__":

@@ -25,34 +25,35 @@ from signal_core.deploy.engine_choice import engine_for_model
 from signal_core.model.precision import PRECISIONS
 from signal_core.retrieval.feature_store import is_feature_folder, read_manifest
 from signal_core.retrieval.folder_features import ExtractionSummary, extract_to_folder
-from signal_core.utils.allocator import keep_freed_memory
 from signal_core.utils.hashing import sha256_file
 
-from .cli import add_engine_arguments, check_engine_arguments, run_command
+from .cli import add_engine_arguments, check_engine_arguments, command_main, command_parser
+from .flags import MAX_PROCESSES, default_device, device_flag, output_folder, whole
 
 SPLITS = ("query", "gallery", "train")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m train.extract", description=__doc__.split("\n")[0])
+    p = command_parser("python -m train.extract", __doc__.split("\n")[0])
     p.add_argument("--weights", required=True, help="our .safetensors checkpoint, or the authors' .pth (with --dataset)")
     p.add_argument("--triples", help="a triples folder: RGB/, NI/, TI/ with the same file names")
     p.add_argument("--dataset", choices=DATASETS, help="dataset layout of --data-root; also the preset of an authors' .pth")
     p.add_argument("--data-root", help="the dataset folder itself (with --dataset and --split)")
     p.add_argument("--split", choices=SPLITS, help="which split of the dataset (train identities are relabelled 0..C-1)")
-    p.add_argument("--out", required=True, help="the feature folder to write (or resume)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--shard-size", type=int, default=512, help="triples per shard (the unit of resuming)")
+    p.add_argument("--out", required=True, type=output_folder, help="the feature folder to write (or resume)")
+    p.add_argument("--batch-size", type=whole(1), default=32)
+    p.add_argument("--shard-size", type=whole(1), default=512, help="triples per shard (the unit of resuming)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="encoder precision (default fp32; auto = bf16 where the device runs it fast; a resumed "
                         "run with auto keeps the folder's precision)")
     add_engine_arguments(p, "Recorded in the manifest")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--num-workers", type=int, default=min(4, max(0, (os.cpu_count() or 1) - 1)),
+    p.add_argument("--device", type=device_flag, default=default_device())
+    p.add_argument("--num-workers", type=whole(0, MAX_PROCESSES), default=min(4, max(0, (os.cpu_count() or 1) - 1)),
                    help="image-decoding worker processes")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable triples (listed in the manifest)")
-    p.add_argument("--threads", type=int, help="CPU threads of the model (default: torch's; 1 can be much faster "
-                                               "when other processes keep the cores busy)")
+    p.add_argument("--threads", type=whole(1, MAX_PROCESSES),
+                   help="CPU threads of the model (default: torch's; 1 can be much faster when other processes keep "
+                        "the cores busy)")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
@@ -74,17 +75,8 @@ def read_records(args: argparse.Namespace) -> tuple[list[TripleRecord], dict]:
     return records, source
 
 
-def check_numbers(args: argparse.Namespace) -> None:
-    for name in ("batch_size", "shard_size"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1.")
-    if args.num_workers < 0 or (args.threads is not None and args.threads < 1):
-        raise ValueError("--num-workers must be 0 or more, --threads at least 1.")
-    check_engine_arguments(args)
-
-
 def run(args: argparse.Namespace) -> ExtractionSummary:
-    check_numbers(args)
+    check_engine_arguments(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     records, source = read_records(args)
@@ -128,13 +120,8 @@ def report(summary: ExtractionSummary, precision: str) -> str:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    keep_freed_memory()  # faster large CPU tensors (signal_core/utils/allocator.py)
-    try:
-        return run_command(run, args)
-    except KeyboardInterrupt:
-        print("interrupted: finished shards are kept; run the same command again to resume.", file=sys.stderr)
-        return 130
+    return command_main(parse_args, run, argv,
+                        interrupted="finished shards are kept; run the same command again to resume.")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from signal_core.utils.atomic import atomic_write
 log = logging.getLogger(__name__)
 CONFIG_FILE = "config.yaml"
 HISTORY_FILE = "history.jsonl"
+METRICS_FILE = "metrics.json"
 _CHECKPOINT = re.compile(r"^epoch_\d+\.safetensors$")
 
 
@@ -36,7 +37,8 @@ def check_fresh_output_dir(out_dir: Path) -> None:
     """A new run must not mix its history and checkpoints with an earlier run's.
 
     Raises:
-        ValueError: ``out_dir`` already holds ``history.jsonl`` or ``epoch_NNN.safetensors``.
+        ValueError: ``out_dir`` already holds ``history.jsonl`` or ``epoch_NNN.safetensors``, or a
+            ``config.yaml`` / ``metrics.json`` the run would replace.
     """
     if not out_dir.is_dir():
         return
@@ -44,6 +46,10 @@ def check_fresh_output_dir(out_dir: Path) -> None:
     if found:
         raise ValueError(f"{out_dir} already holds a run ({', '.join(found[:3])}{', ...' if len(found) > 3 else ''}): "
                          f"continue it with --resume {out_dir}, or choose another train.output_dir.")
+    taken = [name for name in (CONFIG_FILE, METRICS_FILE) if (out_dir / name).exists()]
+    if taken:  # e.g. train.output_dir=. beside the user's own config.yaml: a new run would replace it
+        raise ValueError(f"{out_dir} holds {' and '.join(taken)}, which a new run writes: choose another "
+                         "train.output_dir (or remove them if they are left from a run that stopped early).")
 
 
 def write_run_config(out_dir: Path, resolved: dict[str, Any]) -> Path:

@@ -32,36 +32,37 @@ from signal_core.data import DATASETS, is_triples_folder, read_triples_folder
 from signal_core.retrieval.feature_store import FeatureSet, is_feature_folder, read_features
 from signal_core.retrieval.folder_features import encode_records
 from signal_core.retrieval.index import GalleryIndex
-from signal_core.utils.allocator import keep_freed_memory
 from signal_core.utils.atomic import write_json
 from signal_core.utils.hashing import sha256_file
 
-from .cli import run_command
+from .cli import command_main, command_parser
+from .flags import MAX_PROCESSES, default_device, device_flag, output_file, whole
 from .rank_page import PageTriple, RankList, write_rank_page
 
 INDEX_KINDS = ("exact", "ivfpq", "auto")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m train.search", description=__doc__.split("\n")[0])
+    p = command_parser("python -m train.search", __doc__.split("\n")[0])
     p.add_argument("--features", required=True, help="the gallery's feature folder (python -m train.extract)")
     p.add_argument("--queries", required=True, help="a triples folder (needs --weights) or a feature folder")
-    p.add_argument("--top-k", type=int, default=10)
-    p.add_argument("--out", required=True, help="results.json to write")
-    p.add_argument("--html", help="also write this HTML page of rank lists (thumbnails embedded)")
-    p.add_argument("--html-queries", type=int, default=50, help="queries shown on the HTML page (default 50)")
+    p.add_argument("--top-k", type=whole(1), default=10)
+    p.add_argument("--out", required=True, type=output_file, help="results.json to write")
+    p.add_argument("--html", type=output_file, help="also write this HTML page of rank lists (thumbnails embedded)")
+    p.add_argument("--html-queries", type=whole(0), default=50, help="queries shown on the HTML page (default 50)")
     p.add_argument("--index", choices=INDEX_KINDS, default="auto", help="gallery index (default auto: by size)")
     p.add_argument("--drop-junk", action="store_true",
                    help="leave out gallery triples of the query's identity seen by the query's camera (or scene, "
                         "when both carry scene ids), as the evaluation protocols do; unknown identities are kept")
     p.add_argument("--weights", help="the gallery's weights, to extract a triples folder of queries")
     p.add_argument("--dataset", choices=DATASETS, help="preset of an authors' .pth")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--device", type=device_flag, default=default_device())
+    p.add_argument("--batch-size", type=whole(1), default=32)
+    p.add_argument("--num-workers", type=whole(0, MAX_PROCESSES), default=0)
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable query triples")
-    p.add_argument("--threads", type=int, help="CPU threads of the model (default: torch's; 1 can be much faster "
-                                               "when other processes keep the cores busy)")
+    p.add_argument("--threads", type=whole(1, MAX_PROCESSES),
+                   help="CPU threads of the model (default: torch's; 1 can be much faster when other processes keep "
+                        "the cores busy)")
     return p.parse_args(argv)
 
 
@@ -142,8 +143,6 @@ def rank1_summary(results: list[dict[str, Any]]) -> str:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    if args.top_k < 1 or args.html_queries < 0 or (args.threads is not None and args.threads < 1):
-        raise ValueError("--top-k and --threads must be at least 1, --html-queries 0 or more.")
     if args.threads:
         torch.set_num_threads(args.threads)
     gallery = read_features(args.features)
@@ -177,9 +176,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    keep_freed_memory()  # faster large CPU tensors when queries are extracted (signal_core/utils/allocator.py)
-    return run_command(run, args)
+    return command_main(parse_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -54,8 +54,9 @@ __all__ = ["AUTO_EXACT_MAX_ROWS", "GalleryIndex", "IndexFileError", "IvfPqConfig
 class IvfPqConfig:
     """Settings of the approximate (``ivfpq``) index; defaults chosen by benchmarks/index_bench.py."""
 
-    pca_dim: int = 256  # PCA output dimension of the IVF's vectors; no PCA when >= the feature dimension
-    nlist: int | None = None  # IVF lists; None: power of two near 4 * sqrt(N), at most training rows / 32
+    pca_dim: int = 256  # PCA output dimension of the IVF's vectors (at most the training rows); no PCA when >= D
+    nlist: int | None = None  # IVF lists (at most the training rows); None: power of two near 4 * sqrt(N), at
+    # most training rows / 32
     refine: str = "SQ8"  # re-rank copy of the full vectors: SQ8 (D bytes/row), SQfp16 (2D), Flat (4D)
     nprobe: int = 256  # IVF lists visited per query
     k_factor: int = 10  # candidates re-ranked per query = k_factor * k
@@ -66,7 +67,9 @@ class IvfPqConfig:
         if self.pca_dim < 1:
             raise ValueError(f"pca_dim must be >= 1; got {self.pca_dim}")
         nlist = self.nlist or max(1, min(2 ** round(math.log2(4 * math.sqrt(n_rows))), n_train // 32))
-        prefix = f"PCA{self.pca_dim}," if self.pca_dim < dim else ""
+        nlist = min(nlist, n_train)  # k-means needs a training row per list
+        pca_dim = min(self.pca_dim, n_train)  # faiss's PCA outputs at most as many dimensions as training rows
+        prefix = f"PCA{pca_dim}," if pca_dim < dim else ""
         return f"{prefix}IVF{nlist},SQ8,Refine({self.refine})"
 
 

@@ -31,7 +31,8 @@ from . import figures
 from .features import SETTINGS, SettingResult, evaluate_all_settings
 from .page import render_page
 
-__all__ = ["Report", "SETTINGS", "write_report"]
+__all__ = ["Report", "SETTINGS", "check_report_folder", "write_report"]
+TITLE = "Signal evaluation report"  # the page's title; an index.html holding it is a report's
 
 
 @dataclass
@@ -49,7 +50,8 @@ def write_report(model: SignalModel, dataset: ReIDDataset, out_dir: str | Path, 
                  num_ranklists: int = 6, num_tsne_ids: int = 10, num_explained: int = 4,
                  meta: Mapping[str, str] | None = None, progress: bool = True, features_fn=None) -> Report:
     """Evaluate ``model`` on ``dataset``'s test split under every missing-modality setting and write the
-    report into ``out_dir`` (created; existing files of the same names are replaced).
+    report into ``out_dir`` (created; the files of an earlier report there are replaced, another
+    ``index.html`` or ``metrics.json`` is refused: :func:`check_report_folder`).
 
     Args:
         history: a run folder's ``history.jsonl``: adds the training curves.
@@ -60,6 +62,7 @@ def write_report(model: SignalModel, dataset: ReIDDataset, out_dir: str | Path, 
     """
     start = time.perf_counter()
     out = Path(out_dir)
+    check_report_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(device)
     timings: dict[str, float] = {}
@@ -75,10 +78,25 @@ def write_report(model: SignalModel, dataset: ReIDDataset, out_dir: str | Path, 
                                  f"({results['none'].result.num_valid_queries} queries with a valid match)",
             "precision": model.inference_precision, **(meta or {}),
             "time": f"{seconds:.1f} s (" + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()) + ")"}
-    page = render_page("Signal evaluation report", info, missing["none"], missing, figs)
+    page = render_page(TITLE, info, missing["none"], missing, figs)
     files.append(atomic_write(out / "index.html", lambda tmp: Path(tmp).write_text(page, encoding="utf-8")))
     files += [out / f for _, names in figs for f in names]
     return Report(metrics, files, seconds, timings)
+
+
+def check_report_folder(out: Path) -> None:
+    """A report replaces the files of an earlier report in ``out``, never a page or metrics of another kind.
+
+    Raises:
+        FileExistsError: ``out`` holds an ``index.html`` that is not a Signal report, or a
+            ``metrics.json`` without one (a training run's folder, say).
+    """
+    index, metrics = out / "index.html", out / "metrics.json"
+    ours = index.is_file() and TITLE in index.read_text(encoding="utf-8", errors="replace")[:4096]
+    if (index.exists() and not ours) or (metrics.exists() and not index.exists()):
+        name = "index.html" if index.exists() else "metrics.json"
+        raise FileExistsError(f"'{out}' holds {name}, which is not from a Signal report and which the report would "
+                              "replace: choose another folder for the report.")
 
 
 def _write_figures(model, dataset, results: dict[str, SettingResult], out: Path, device, history, seed: int,

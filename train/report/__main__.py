@@ -7,10 +7,8 @@ from ..evaluate import main as evaluate_main
 
 
 def main(argv=None) -> int:
-    """The evaluate command with ``--out DIR`` read as the report folder."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    args = ["--report" if a == "--out" else a.replace("--out=", "--report=", 1) for a in args]
-    return evaluate_main(args)
+    """The evaluate command with ``--out DIR`` as the report folder."""
+    return evaluate_main(argv, report_command=True)
 
 
 if __name__ == "__main__":

@@ -2,25 +2,27 @@
 from __future__ import annotations
 
 import dataclasses
-import shutil
+import json
 from pathlib import Path
 
 import numpy as np
 
-from signal_core.utils.atomic import write_json
+from signal_core.utils.atomic import write_json, write_new_file
 
+from .owned import prepare_target, triple_files
 from .spec import MODALITY_DIRS
 from .writer import read_spec
 
 
 def export_demo_assets(data_root: str | Path, out_dir: str | Path, num_ids: int = 30, query_camera: int | None = None,
-                       overwrite: bool = True) -> dict:
+                       overwrite: bool = False) -> dict:
     """Small query / gallery folders from the TEST split of a generated (or any RGBNT201-layout) set.
 
     ``num_ids`` identities, evenly spaced over the sorted test ids; per identity one query triple
     (the first image of ``query_camera`` (1-based), default its first camera) and all its other
     triples in the gallery. Writes ``out_dir/{query,gallery}/{RGB,NI,TI}/<original name>`` and
-    ``out_dir/demo.json``.
+    ``out_dir/demo.json`` (which lists them). A target holding files is refused unless ``overwrite``,
+    which removes only the files the last export listed in its ``demo.json`` (:mod:`.owned`).
 
     Returns:
         {"ids", "query", "gallery", "bytes", "out_dir"}.
@@ -33,21 +35,26 @@ def export_demo_assets(data_root: str | Path, out_dir: str | Path, num_ids: int 
     if not 1 <= num_ids <= len(pids):
         raise ValueError(f"num_ids must be in 1..{len(pids)} (test identities), got {num_ids}")
     chosen = sorted({pids[round(i)] for i in np.linspace(0, len(pids) - 1, num_ids)})
-    for sub in ("query", "gallery"):
-        if (out_dir / sub).exists():
-            if not overwrite:
-                raise FileExistsError(f"'{out_dir / sub}' exists")
-            shutil.rmtree(out_dir / sub)
+    prepare_target(out_dir, ("query", "gallery"), "demo.json", written_files, overwrite, "demo assets")
     queries, gallery = _split_query_gallery(test, chosen, query_camera)
     total = _copy_triples(out_dir, {"query": queries, "gallery": gallery})
     spec_file = Path(data_root) / "synthetic.json"  # record the benchmark's spec, not a machine path
     source = ({"synthetic_spec": dataclasses.asdict(read_spec(data_root))} if spec_file.is_file()
               else {"dataset_folder": Path(data_root).name})
-    manifest = {"source": source, "ids": chosen, "query": [Path(r.paths[0]).name for r in queries],
-                "gallery": [Path(r.paths[0]).name for r in gallery]}
+    names = {"query": [Path(r.paths[0]).name for r in queries], "gallery": [Path(r.paths[0]).name for r in gallery]}
+    manifest = {"source": source, "ids": chosen, **names,
+                "files": sorted(triple_files("query", names["query"]) | triple_files("gallery", names["gallery"]))}
     write_json(out_dir / "demo.json", manifest, indent=1, sort_keys=True)
     total += (out_dir / "demo.json").stat().st_size
     return {"ids": len(chosen), "query": len(queries), "gallery": len(gallery), "bytes": total, "out_dir": str(out_dir)}
+
+
+def written_files(manifest: Path) -> set[str]:
+    """The files a ``demo.json`` lists (its ``files``; older ones: the triples of ``query`` and ``gallery``)."""
+    data = json.loads(manifest.read_text())
+    if "files" in data:
+        return set(map(str, data["files"]))
+    return triple_files("query", data["query"]) | triple_files("gallery", data["gallery"])
 
 
 def _split_query_gallery(test: list, chosen: list[int], query_camera: int | None) -> tuple[list, list]:
@@ -75,6 +82,6 @@ def _copy_triples(out_dir: Path, subsets: dict[str, list]) -> int:
         for r in recs:
             for mod, src in zip(MODALITY_DIRS, r.paths):
                 dst = out_dir / sub / mod / Path(src).name
-                shutil.copyfile(src, dst)
+                write_new_file(dst, Path(src).read_bytes())
                 total += dst.stat().st_size
     return total

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
+
+from signal_core.utils.atomic import atomic_write
 
 from .identity import make_identity
 from .render import render_frame
@@ -27,10 +30,8 @@ def contact_sheet(spec: SyntheticSpec, out_png: str | Path, pids: Sequence[int] 
     rows.append(_row(spec.replace(night=1.0), pids[0], cameras))
     sheet = np.vstack([np.vstack([r, np.full((GAP, r.shape[1], 3), 255, np.uint8)]) for r in rows])
     sheet = cv2.resize(sheet, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST)
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(out_png), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
-    return out_png
+    # PNG whatever the name's extension (cv2.imwrite picks by extension, and returns False on a failed write)
+    return atomic_write(out_png, lambda tmp: Image.fromarray(sheet).save(tmp, format="PNG"), suffix=".png")
 
 
 def _row(spec: SyntheticSpec, pid: int, cameras: Sequence[int]) -> np.ndarray:

@@ -13,6 +13,7 @@ GENERATOR_VERSION = 1
 SPLIT_DIRS = {"train": "train_171", "test": "test"}
 MODALITY_DIRS = FOLDERS  # RGB/, NI/, TI/: the RGBNT201 layout
 VIEWS = ("front", "back", "left", "right")
+MAX_SIDE = 2048  # pixels: a 100000 x 100000 frame would need 30 GB before the first JPEG
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,8 @@ class SyntheticSpec:
             (self.train_ids + self.test_ids <= 999_999, "at most 999999 identities (6-digit pids)"),
             (1 <= self.cameras <= 9, "cameras must be in 1..9 (one digit in the file name)"),
             (1 <= self.per_camera <= 999, "per_camera must be in 1..999"),
-            (self.height >= 32 and self.width >= 16, "images must be at least 32 x 16 (H x W)"),
+            (32 <= self.height <= MAX_SIDE and 16 <= self.width <= MAX_SIDE,
+             f"images must be from 32 x 16 to {MAX_SIDE} x {MAX_SIDE} (H x W)"),
             (0.0 <= self.vehicle_fraction <= 1.0, "vehicle_fraction must be in [0, 1]"),
             (3 <= self.palette_size <= len(PALETTE), f"palette_size must be in 3..{len(PALETTE)}"),
             (self.colour_sets >= 0, "colour_sets must be >= 0"),

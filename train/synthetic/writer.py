@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -11,9 +10,10 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from signal_core.utils.atomic import write_json
+from signal_core.utils.atomic import write_json, write_new_file
 
 from .identity import make_identity
+from .owned import prepare_target
 from .render import render_frame
 from .spec import (
     GENERATOR,
@@ -36,19 +36,15 @@ def encode_jpeg(img: np.ndarray, quality: int) -> bytes:
     return buf.tobytes()
 
 
+def written_files(manifest: Path) -> set[str]:
+    """The image files a ``synthetic.json`` lists: ``<split>/<RGB|NI|TI>/<name>`` of every frame."""
+    frames = json.loads(manifest.read_text())["frames"]
+    return {f"{key.split('/', 1)[0]}/{mod}/{key.split('/', 1)[1]}" for key in frames for mod in MODALITY_DIRS}
+
+
 def _prepare_out(out_dir: Path, overwrite: bool) -> None:
-    """Refuse to write over a dataset, or remove a previously generated one when ``overwrite``."""
-    owned = [out_dir / d for d in SPLIT_DIRS.values()] + [out_dir / "synthetic.json"]
-    if any(p.exists() for p in owned):
-        if not overwrite:
-            raise FileExistsError(f"'{out_dir}' already holds a dataset (train_171/, test/ or synthetic.json); "
-                                  "pass overwrite=True (--overwrite) to replace a generated one")
-        if not (out_dir / "synthetic.json").is_file():
-            raise FileExistsError(f"'{out_dir}' holds train_171/ or test/ but no synthetic.json: not a generated "
-                                  "benchmark, refusing to delete it")
-        (out_dir / "synthetic.json").unlink()
-        for d in owned[:-1]:
-            shutil.rmtree(d, ignore_errors=True)
+    """Refuse to write over a dataset; with ``overwrite``, remove only the files of a previously generated one."""
+    prepare_target(out_dir, list(SPLIT_DIRS.values()), "synthetic.json", written_files, overwrite, "a dataset")
 
 
 def generate(spec: SyntheticSpec, out_dir: str | Path, progress: bool = True, overwrite: bool = False) -> dict:
@@ -72,7 +68,7 @@ def generate(spec: SyntheticSpec, out_dir: str | Path, progress: bool = True, ov
         name = image_name(pid, cam, i)
         for mod, img in zip(MODALITY_DIRS, (fr.rgb, fr.nir, fr.tir)):
             data = encode_jpeg(img, spec.jpeg_quality)
-            (out_dir / SPLIT_DIRS[split] / mod / name).write_bytes(data)
+            write_new_file(out_dir / SPLIT_DIRS[split] / mod / name, data)
             total_bytes += len(data)
         frames[f"{SPLIT_DIRS[split]}/{name}"] = fr.meta
     seconds = time.perf_counter() - start
