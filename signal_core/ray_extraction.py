@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -110,6 +111,8 @@ def start_ray(options: RayOptions):
     if ray.is_initialized():
         return ray, False
     local = options.address == LOCAL
+    if not local:
+        _check_reachable(options.address)
     try:
         ray.init(address="local" if local else options.address, num_cpus=options.num_cpus if local else None,
                  include_dashboard=False, logging_level=logging.WARNING,
@@ -119,6 +122,23 @@ def start_ray(options: RayOptions):
         raise ValueError(f"cannot join the Ray cluster at '{options.address}' ({first}); start it (ray start "
                          "--head) or check the address, or use --ray auto for a local Ray.") from None
     return ray, True
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Raise ``ValueError`` unless ``address`` (host:port or ray://host:port) accepts a TCP connection:
+    ``ray.init`` waits for a cluster that is not there for minutes."""
+    client = address.startswith("ray://")
+    host, _, port = address.removeprefix("ray://").rstrip("/").rpartition(":")
+    if not host:
+        host, port = port, "10001" if client else "6379"
+    if not port.isdigit() or not host:
+        raise ValueError(f"--ray '{address}' is not a Ray address; give host:6379 (the head node), "
+                         "ray://host:10001 (Ray client) or auto.")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ValueError(f"cannot reach the Ray cluster at '{address}' ({exc.strerror or type(exc).__name__}); "
+                         "start it (ray start --head) or check the address, or use --ray auto.") from None
 
 
 def _pool(ray, options: RayOptions) -> tuple[int, bool]:
