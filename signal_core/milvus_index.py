@@ -19,6 +19,7 @@ or scene) are dropped by a Milvus filter expression, one search per distinct (id
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -72,14 +73,25 @@ def parse_milvus_uri(spec: str) -> tuple[str, str, bool]:
     return os.path.abspath(os.path.expanduser(rest)), collection, True
 
 
+# Milvus Lite's in-process grpc server answers pymilvus's keep-alive pings (every 10 s, even when idle)
+# with "GOAWAY too_many_pings" after a while, which breaks the shared connection for every later client
+# of the file (a long-lived demo): no idle pings, and a connection of each gallery's own.
+_LITE_CLIENT = {"grpc_options": {"grpc.keepalive_time_ms": 3_600_000, "grpc.keepalive_permit_without_calls": 0},
+                "dedicated": True}
+
+
 def _connect(spec: str):
     """A ``MilvusClient`` for ``spec`` and the collection name."""
     pymilvus = require("pymilvus", "scale", "a milvus: gallery")
     uri, collection, lite = parse_milvus_uri(spec)
     if lite:
         require("milvus_lite", "scale", "a milvus:FILE.db gallery (Milvus Lite)")
+        # Milvus Lite serves pymilvus in-process over grpc and does not implement AllocTimestamp, which the
+        # client calls on insert: grpc logs a harmless "Method not implemented!" trace for each one.
+        logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
     try:
-        client = pymilvus.MilvusClient(uri=uri, token=os.environ.get("MILVUS_TOKEN", ""), timeout=CONNECT_TIMEOUT_S)
+        client = pymilvus.MilvusClient(uri=uri, token=os.environ.get("MILVUS_TOKEN", ""), timeout=CONNECT_TIMEOUT_S,
+                                       **(_LITE_CLIENT if lite else {}))
     except Exception as exc:  # pymilvus raises MilvusException, grpc errors or OSError here
         where = "open the Milvus Lite file" if lite else f"reach the Milvus server at {uri[len('http://'):]}"
         reason = getattr(exc, "message", None) or type(exc).__name__
