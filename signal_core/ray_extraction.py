@@ -202,8 +202,7 @@ def _run(ray, source: ModelSource, records: Sequence[TripleRecord], writer: Feat
     dataset = ray.data.from_items(units, override_num_blocks=min(len(units), 8 * actors)).map_batches(
         _Encoder, batch_size=1, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
         fn_constructor_kwargs={"source": source, "threads": options.threads, "use_gpu": use_gpu},
-        num_cpus=0 if use_gpu else options.threads, num_gpus=1 if use_gpu else 0,
-        max_restarts=0)  # a failed actor fails the run (finished shards are kept; run again to resume)
+        num_cpus=0 if use_gpu else options.threads, num_gpus=1 if use_gpu else 0)
     log.info("Ray: %d actor(s) on %s, %d unit(s) of up to %d triples", actors, "GPUs" if use_gpu else "CPUs",
              len(units), batch_size)
     bar = tqdm(total=len(records), initial=sum(min(shard_size, len(records) - i * shard_size) for i in done),
