@@ -196,9 +196,10 @@ def _run(ray, source: ModelSource, records: Sequence[TripleRecord], writer: Feat
     for unit in units:
         expected[unit["shard"]] += 1
     context = ray.data.DataContext.get_current()
+    saved = context.execution_options.preserve_order, context.enable_progress_bars
     context.execution_options.preserve_order = True  # shards come back in order: written (and resumable) in order
-    context.enable_progress_bars = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)  # our progress bar says it
+    context.enable_progress_bars = False  # ours says it
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     dataset = ray.data.from_items(units, override_num_blocks=min(len(units), 8 * actors)).map_batches(
         _Encoder, batch_size=1, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
         fn_constructor_kwargs={"source": source, "threads": options.threads, "use_gpu": use_gpu},
@@ -207,6 +208,16 @@ def _run(ray, source: ModelSource, records: Sequence[TripleRecord], writer: Feat
              len(units), batch_size)
     bar = tqdm(total=len(records), initial=sum(min(shard_size, len(records) - i * shard_size) for i in done),
                desc="features (ray)", unit="triple", disable=not progress)
+    try:
+        return _collect(dataset, expected, writer, bar, skip_bad, dim)
+    finally:
+        bar.close()
+        context.execution_options.preserve_order, context.enable_progress_bars = saved
+
+
+def _collect(dataset, expected: dict[int, int], writer: FeatureWriter, bar, skip_bad: bool,
+             dim: int) -> tuple[int, int]:
+    """Gather the encoded units of each shard (``expected[shard]`` of them); write a shard when complete."""
     pending: dict[int, dict[int, tuple]] = {}
     written = processed = 0
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
@@ -226,5 +237,4 @@ def _run(ray, source: ModelSource, records: Sequence[TripleRecord], writer: Feat
                 processed += sum(len(p[1]) + len(p[2]) for p in ordered)
                 written += 1
                 del pending[int(shard)]
-    bar.close()
     return written, processed

@@ -61,7 +61,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--ray", nargs="?", const="auto", metavar="auto|ADDRESS",
                    help="compute on Ray: auto starts a local Ray, ADDRESS (host:6379, ray://host:10001) joins a "
-                        "cluster; the weights and images must be at the same paths on every node")
+                        "cluster; the weights and images must be at the same paths on every node (--device and "
+                        "--num-workers do not apply: each actor takes a GPU when the cluster has them)")
     p.add_argument("--actors", type=int, help="--ray: model actors (default: one per GPU, else one per --threads CPUs)")
     p.add_argument("--index", metavar="FILE.sgi|milvus:FILE.db|milvus://HOST:PORT",
                    help="when the folder is complete, also save the gallery in this faiss index file or Milvus "
