@@ -98,3 +98,21 @@ def test_interrupted_ray_run_resumes_with_or_without_ray(data, plain, ray_sessio
     assert read_manifest(out) == read_manifest(plain)
     assert extract.main(["--weights", str(weights), "--triples", str(triples), "--out", str(out), "--batch-size", "2",
                          "--shard-size", "4", "--no-progress", "--ray"]) == 0  # complete: nothing left for Ray
+
+
+@pytest.mark.slow
+def test_unreadable_image_on_ray_stops_then_skip_bad_finishes(data, ray_session, tmp_path, capsys):
+    weights, _ = data
+    names = gallery_names(ids=(1, 2), per_id=3)  # 6 triples: shard 0 = rows 0-3, shard 1 = rows 4-5
+    triples = make_triples(tmp_path / "t", names)
+    bad = triples / "TI" / names[4]
+    bad.write_bytes(b"this is not an image")
+    out = tmp_path / "f"
+    assert run_extract(weights, triples, out, "--threads", "1", "--ray", "--actors", "1") == 2
+    err = error_line(capsys)
+    assert str(bad) in err and "--skip-bad" in err
+    assert read_manifest(out)["count"] == 4  # the shard before the bad triple is kept
+    assert run_extract(weights, triples, out, "--threads", "1", "--ray", "--actors", "1", "--skip-bad") == 0
+    feats, rows, manifest = read_features(out)
+    assert feats.shape[0] == len(names) - 1 and names[4] not in [r["name"] for r in rows]
+    assert [s["name"] for s in manifest["skipped"]] == [names[4]] and str(bad) in manifest["skipped"][0]["error"]
