@@ -35,11 +35,11 @@ import torch
 
 from benchmarks.index_bench import exact_top_k, make_features, recall_at_k
 from signal_core import SignalConfig, build_model, save_checkpoint
-from signal_core.atomic import write_json
 from signal_core.data import read_triples_folder
-from signal_core.extraction import extract_to_folder
-from signal_core.feature_store import read_features, read_manifest, sha256_file
-from signal_core.index import GalleryIndex
+from signal_core.retrieval.feature_store import read_features, read_manifest, sha256_file
+from signal_core.retrieval.folder_features import extract_to_folder
+from signal_core.retrieval.index import GalleryIndex
+from signal_core.utils.atomic import write_json
 
 
 def uptime() -> str:

@@ -1,6 +1,6 @@
 """One way to write and open a saved gallery index, whichever engine holds it.
 
-A *saved index* is a faiss index file (``gallery.sgi``, :class:`signal_core.index.GalleryIndex`) or
+A *saved index* is a faiss index file (``gallery.sgi``, :class:`signal_core.retrieval.index.GalleryIndex`) or
 a Milvus collection (``milvus:gallery.db`` or ``milvus://host:19530``,
 :class:`signal_core.milvus_index.MilvusGallery`). Both keep, per row, the triple's ``name``,
 ``paths`` (a JSON list), ``pid``, ``camid`` and ``sceneid`` (-1: unknown), and ``info``: the weights'
@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from .index import GalleryIndex, IndexFileError
 from .milvus_index import MilvusGallery, MilvusGalleryError, is_milvus_uri
+from .retrieval.index import GalleryIndex, IndexFileError
 
 SavedIndex = GalleryIndex | MilvusGallery
 INDEX_SUFFIX = ".sgi"  # a faiss gallery index file
@@ -34,7 +34,7 @@ def is_index_spec(spec: str | os.PathLike) -> bool:
 
 
 def rows_metadata(rows: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
-    """Index metadata columns of feature-folder rows (``signal_core.feature_store``): unknown labels -> -1."""
+    """Index metadata columns of feature-folder rows (``signal_core.retrieval.feature_store``): unknown labels -> -1."""
     label = lambda row, key: -1 if row.get(key) is None else int(row[key])  # noqa: E731
     columns: dict[str, np.ndarray] = {key: np.asarray([label(r, key) for r in rows], dtype=np.int64) for key in ROW_FIELDS}
     columns["name"] = np.asarray([str(r.get("name", "")) for r in rows], dtype=str)

@@ -1,4 +1,4 @@
-"""A gallery index in a Milvus collection: the same search interface as :class:`signal_core.index.GalleryIndex`.
+"""A gallery index in a Milvus collection: the same search interface as :class:`signal_core.retrieval.index.GalleryIndex`.
 
     gallery = MilvusGallery.build("milvus:gallery.db", features, metadata={"pid": ..., "camid": ...},
                                   model_sha256=digest)                  # a new collection (Milvus Lite file)
@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .extras import require
-from .index import JunkFilter, SearchResult, _normalised
+from .retrieval.index import JunkFilter, SearchResult, _normalised
 
 FORMAT = "signal-gallery/1"
 DEFAULT_COLLECTION = "signal_gallery"

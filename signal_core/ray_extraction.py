@@ -1,12 +1,12 @@
 """Feature extraction on a Ray cluster (Ray Data): the same feature folder as
-:func:`signal_core.extraction.extract_to_folder`, computed by a pool of model actors.
+:func:`signal_core.retrieval.folder_features.extract_to_folder`, computed by a pool of model actors.
 
 The triple list becomes a Ray dataset of *work units*: one unit is one batch of ``batch_size``
 triples inside one shard, exactly the batches the single-process path encodes, so every feature
 is computed the same way (same batch composition, same code: :func:`encode_records`). Units go
 through ``map_batches`` with an actor class (:class:`_Encoder`): each actor loads the weights once
 (one GPU per actor when the cluster has GPUs, else ``threads`` CPU threads). The driver collects
-the units of a shard and writes it with :class:`signal_core.feature_store.FeatureWriter`, in order,
+the units of a shard and writes it with :class:`signal_core.retrieval.feature_store.FeatureWriter`, in order,
 as soon as it is complete: a killed run keeps its finished shards, and the same command (with or
 without Ray) resumes it. The weights and the images must be readable at the same paths on every
 node (a shared file system); ``signal_core`` is shipped to the workers with the job
@@ -28,8 +28,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .data import DatasetError, TripleRecord
-from .extraction import SKIP_HINT, ExtractionSummary, folder_settings
-from .feature_store import FeatureWriter
+from .retrieval.feature_store import FeatureWriter
+from .retrieval.folder_features import SKIP_HINT, ExtractionSummary, folder_settings
 
 log = logging.getLogger(__name__)
 LOCAL = "auto"  # --ray auto: start a Ray of this machine's own
@@ -69,7 +69,7 @@ class _Encoder:
         self.model.set_inference_precision(source.precision)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from .extraction import encode_records
+        from .retrieval.folder_features import encode_records
 
         out: dict[str, list] = {"shard": [], "start": [], "features": [], "rows": [], "skipped": []}
         for shard, start, text in zip(batch["shard"], batch["start"], batch["records"]):

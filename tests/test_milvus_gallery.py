@@ -12,8 +12,8 @@ import pytest
 from signal_core import milvus_index
 from signal_core.extras import MissingExtraError
 from signal_core.gallery_open import index_rows, open_index, rows_metadata, write_index
-from signal_core.index import GalleryIndex, IndexFileError
 from signal_core.milvus_index import MilvusGallery, MilvusGalleryError, parse_milvus_uri
+from signal_core.retrieval.index import GalleryIndex, IndexFileError
 
 N, D, K = 300, 32, 10
 

@@ -13,10 +13,10 @@ import torch
 
 from signal_core import SignalConfig, build_model, load_weights, save_checkpoint
 from signal_core.data import read_triples_folder
-from signal_core.extraction import extract_to_folder
 from signal_core.extras import MissingExtraError
-from signal_core.feature_store import read_features, read_manifest, sha256_file
 from signal_core.ray_extraction import ModelSource, RayOptions, extract_with_ray, start_ray
+from signal_core.retrieval.feature_store import read_features, read_manifest, sha256_file
+from signal_core.retrieval.folder_features import extract_to_folder
 from tests.test_extract_search import error_line, gallery_names, make_triples, run_extract
 from train import extract
 
