@@ -73,7 +73,8 @@ OPTION_TABLE = [
     ("--weights", "SIGNAL_WEIGHTS", "model: our .safetensors checkpoint, the authors' Signal_model.pth (needs "
                                     "--dataset), or hf://owner/repo/path/file on the Hugging Face Hub"),
     ("--gallery", "SIGNAL_GALLERY", "gallery folder: a triples folder (RGB/, NI/, TI/ with the same file names) "
-                                    "or a dataset folder (with --dataset; its test gallery is used)"),
+                                    "or a dataset folder (with --dataset; its test gallery is used); or a saved "
+                                    "gallery index: FILE.sgi, milvus:FILE.db, milvus://HOST:PORT (docs/scale.md)"),
     ("--queries", "SIGNAL_QUERIES", "triples folder of example queries shown under the inputs ('' for none)"),
     ("--dataset", "SIGNAL_DATASET", f"dataset preset {'|'.join(DATASETS)}: config of an authors' checkpoint and "
                                     "layout of a dataset gallery folder"),

@@ -96,7 +96,8 @@ class SearchEngine:
     def __init__(self, model, gallery: Gallery, gallery_features: torch.Tensor | GalleryIndex,
                  device: str | torch.device = "cpu", thumbnails: ThumbnailStore | None = None, description: str = "",
                  served: ServedFolder | None = None, features_fn=None):
-        """``gallery_features``: [N, F] features (ranked by one matrix product) or a GalleryIndex of N rows;
+        """``gallery_features``: [N, F] features (ranked by one matrix product) or a GalleryIndex (or a
+        MilvusGallery: signal_core.retrieval.gallery_open) of N rows;
         ``features_fn``: a feature engine (signal_core.deploy.engines) for the query features instead of the
         model (the model still draws the SIM / LAM overlays)."""
         self.features_fn = features_fn
@@ -105,7 +106,7 @@ class SearchEngine:
         self.model = model.eval()
         self.gallery = gallery
         self.device = torch.device(device)
-        self.index = gallery_features if isinstance(gallery_features, GalleryIndex) else None
+        self.index = None if isinstance(gallery_features, torch.Tensor) else gallery_features  # GalleryIndex, MilvusGallery
         self.gallery_features = (None if self.index is not None
                                  else F.normalize(gallery_features.float(), dim=1).to(self.device))
         self.gallery_pids = [e.pid for e in gallery.entries]

@@ -15,10 +15,11 @@ from signal_core.data import DATASETS
 from signal_core.data.images import ImageDecodeError
 from signal_core.modalities import FOLDERS
 from signal_core.retrieval.feature_store import FeatureStoreError, is_feature_folder
+from signal_core.retrieval.gallery_open import is_index_spec
 from signal_core.utils.atomic import atomic_write
 
 from .feature_cache import FeatureCache, default_cache_dir
-from .gallery import GalleryEntry, GalleryError, load_gallery, read_triples_folder
+from .gallery import Gallery, GalleryEntry, GalleryError, load_gallery, read_triples_folder
 from .options import (
     CREATE_ASSETS_HINT,
     DEFAULT_GALLERY,
@@ -147,6 +148,9 @@ def build_engine(options: DemoOptions, progress: bool = True, check_port: bool =
     weights = resolve_weights(options.weights)
     if check_port:
         ensure_port_free(options.host, options.port)
+    if is_index_spec(options.gallery):
+        engine = _saved_index_engine(options, weights, device)
+        return engine, stage_examples(load_examples(resolve_folder(options.queries)), engine.served.subfolder("examples"))
     gallery_dir = resolve_folder(options.gallery)
     if gallery_dir is None or not gallery_dir.is_dir():
         if options.gallery == DEFAULT_GALLERY:
@@ -214,6 +218,34 @@ def page_words(source: str, folder: Path) -> str:
     """``source`` ("triples folder /srv/data/gallery") as the page says it: the folder by its name only (the
     page is public; the server's folders are not its visitors' business)."""
     return source.replace(str(folder), folder.name)
+
+
+def _saved_index_engine(options: DemoOptions, weights: Path, device: torch.device):
+    """A saved gallery index (a .sgi file or a milvus: URI, ``python -m train.extract ... --index``): its rows
+    are the gallery; it must hold features of these weights."""
+    from signal_core.retrieval.gallery_open import index_rows, open_index
+    from signal_core.utils.hashing import sha256_file
+
+    from .search import SearchEngine
+    from .served import ServedFolder
+    from .thumbnails import ThumbnailStore
+
+    model, precision = load_model(weights, options.dataset, device, options.precision)
+    features_fn, _, words = load_features_engine(options, model)
+    try:
+        index = open_index(options.gallery, dim=model.cfg.feature_dim, model_sha256=sha256_file(weights))
+        rows = index_rows(index)
+    except ValueError as exc:  # IndexFileError, MilvusGalleryError, MissingExtraError, an index without rows
+        raise StartupError(str(exc)) from None
+    gallery = Gallery([GalleryEntry(tuple(r["paths"]), r["pid"], r["camid"]) for r in rows],
+                      f"gallery index {options.gallery}")
+    served = ServedFolder()
+    thumbs = served.subfolder("thumbs")
+    engine = SearchEngine(model, gallery, index, device, ThumbnailStore(thumbs, fallback=thumbs),
+                          f"model {weights.name} · gallery index {options.gallery} ({index.kind}) · {device.type} · "
+                          f"{precision}{words}", served, features_fn)
+    engine.cache_hit, engine.cache_path, engine.weights_path = True, None, weights
+    return engine
 
 
 def served_paths(engine, examples: Sequence[GalleryEntry]) -> list[str]:

@@ -9,6 +9,11 @@ refused. An unreadable image stops the run with its name (exit 2) unless ``--ski
 skips the triple and lists it in the manifest. ``--engine onnxruntime|openvino [--onnx FILE]``
 computes the features with an exported graph; the manifest records the engine and the graph's
 sha256, so a resume with another engine or graph is refused.
+
+``--ray [auto|ADDRESS]`` computes the same folder on Ray (``pip install ".[scale]"``): a local Ray
+(auto) or a cluster's, one model per actor (``--actors``; GPUs when the cluster has them); see
+``signal_core/retrieval/ray_extraction.py`` and docs/scale.md. ``--index gallery.sgi|milvus:gallery.db|milvus://host:19530``
+also saves the finished gallery in a faiss index file or a Milvus collection (``signal_core/retrieval/gallery_open.py``).
 """
 from __future__ import annotations
 
@@ -23,8 +28,9 @@ from signal_core import SignalConfig, load_weights
 from signal_core.data import DATASETS, DatasetError, TripleRecord, load_dataset, read_triples_folder
 from signal_core.deploy.engine_choice import engine_for_model
 from signal_core.model.precision import PRECISIONS
-from signal_core.retrieval.feature_store import is_feature_folder, read_manifest
+from signal_core.retrieval.feature_store import is_feature_folder, read_features, read_manifest
 from signal_core.retrieval.folder_features import ExtractionSummary, extract_to_folder
+from signal_core.retrieval.gallery_open import is_index_spec, write_index
 from signal_core.utils.hashing import sha256_file
 
 from .cli import add_engine_arguments, check_engine_arguments, command_main, command_parser
@@ -55,6 +61,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="CPU threads of the model (default: torch's; 1 can be much faster when other processes keep "
                         "the cores busy)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--ray", nargs="?", const="auto", metavar="auto|ADDRESS",
+                   help="compute on Ray: auto starts a local Ray, ADDRESS (host:6379, ray://host:10001) joins a "
+                        "cluster; the weights and images must be at the same paths on every node (--device and "
+                        "--num-workers do not apply: each actor takes a GPU when the cluster has them)")
+    p.add_argument("--actors", type=int, help="--ray: model actors (default: one per GPU, else one per --threads CPUs)")
+    p.add_argument("--index", metavar="FILE.sgi|milvus:FILE.db|milvus://HOST:PORT",
+                   help="when the folder is complete, also save the gallery in this faiss index file or Milvus "
+                        "collection (append #name to choose the collection)")
     return p.parse_args(argv)
 
 
@@ -75,6 +89,22 @@ def read_records(args: argparse.Namespace) -> tuple[list[TripleRecord], dict]:
     return records, source
 
 
+def check_numbers(args: argparse.Namespace) -> None:
+    for name in ("batch_size", "shard_size"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1.")
+    if args.num_workers < 0 or (args.threads is not None and args.threads < 1):
+        raise ValueError("--num-workers must be 0 or more, --threads at least 1.")
+    check_engine_arguments(args)
+    if args.actors is not None and (args.ray is None or args.actors < 1):
+        raise ValueError("--actors needs --ray and must be at least 1.")
+    if args.ray is not None and args.engine != "torch":
+        raise ValueError("--ray runs the torch model in every actor; drop --engine (or drop --ray).")
+    if args.index and not is_index_spec(args.index):
+        raise ValueError(f"--index '{args.index}': give a faiss index file ending in .sgi, milvus:FILE.db or "
+                         "milvus://host:19530.")
+
+
 def run(args: argparse.Namespace) -> ExtractionSummary:
     check_engine_arguments(args)
     if args.threads:
@@ -83,7 +113,7 @@ def run(args: argparse.Namespace) -> ExtractionSummary:
     if not Path(args.weights).is_file():
         raise FileNotFoundError(f"weights file '{args.weights}' does not exist.")
     preset = SignalConfig.preset(args.dataset) if args.dataset else None
-    device = torch.device(args.device)
+    device = torch.device("cpu" if args.ray is not None else args.device)  # with --ray the actors run the model
     model = load_weights(args.weights, preset, device).eval()
     precision = args.precision
     if precision == "auto" and is_feature_folder(args.out):  # resume: keep the folder's resolved precision
@@ -97,12 +127,34 @@ def run(args: argparse.Namespace) -> ExtractionSummary:
     elif not (is_feature_folder(args.out) and "engine" not in read_manifest(args.out)["settings"]):
         settings.update(engine="torch", onnx_sha256=None)  # a folder from before engines existed: torch
     model_info = {"sha256": sha256_file(args.weights), "path": str(Path(args.weights).resolve())}
-    summary = extract_to_folder(model, records, args.out, model_info, settings, device, args.batch_size,
-                                args.num_workers, args.shard_size, args.skip_bad, progress=not args.no_progress,
-                                features_fn=None if engine is None else engine.features)
+    if args.ray is not None:
+        from signal_core.retrieval.ray_extraction import ModelSource, RayOptions, extract_with_ray
+
+        source = ModelSource(str(Path(args.weights).resolve()), args.dataset, settings["precision"])
+        options = RayOptions(address=args.ray, actors=args.actors, threads=args.threads or 1)
+        summary = extract_with_ray(source, model.cfg, records, args.out, model_info, settings, options,
+                                   args.batch_size, args.shard_size, args.skip_bad, progress=not args.no_progress)
+    else:
+        summary = extract_to_folder(model, records, args.out, model_info, settings, device, args.batch_size,
+                                    args.num_workers, args.shard_size, args.skip_bad, progress=not args.no_progress,
+                                    features_fn=None if engine is None else engine.features)
     precision = settings["precision"] if engine is None else f"{engine.kind} {engine.precision}"
     print(report(summary, precision))
+    if args.index:
+        save_index(args.index, summary, model_info["sha256"], settings["precision"])
     return summary
+
+
+def save_index(spec: str, summary: ExtractionSummary, model_sha256: str, precision: str) -> None:
+    """Save the finished feature folder's gallery in ``spec`` (a .sgi file or a milvus: URI)."""
+    if not summary.complete:
+        print(f"{spec}: not written, the feature folder is not complete; run the same command again.")
+        return
+    features, rows, _ = read_features(summary.out)
+    if len(features) == 0:
+        raise ValueError(f"the feature folder '{summary.out}' holds no features: no index to save.")
+    index = write_index(spec, features, rows, {"model_sha256": model_sha256, "precision": precision})
+    print(f"{spec}: gallery index of {len(index)} rows ({index.kind}).")
 
 
 def report(summary: ExtractionSummary, precision: str) -> str:

@@ -5,7 +5,9 @@
 another feature folder (extracted with the same weights) or a triples folder, whose features are
 computed here with ``--weights`` (the same weights as the gallery: the sha256 is checked) in the
 gallery's precision. The gallery is searched through ``signal_core.retrieval.index.GalleryIndex`` (exact
-search, or IVF-PQ for large galleries; ``--index auto`` picks by size).
+search, or IVF-PQ for large galleries; ``--index auto`` picks by size), or, with ``--index
+gallery.sgi|milvus:gallery.db|milvus://host:19530`` (saved by ``python -m train.extract ... --index``),
+through that saved index, whose rows stand in for ``--features`` (docs/scale.md).
 
 ``results.json``::
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +32,9 @@ import torch
 
 from signal_core import SignalConfig, load_weights
 from signal_core.data import DATASETS, is_triples_folder, read_triples_folder
-from signal_core.retrieval.feature_store import FeatureSet, is_feature_folder, read_features
+from signal_core.retrieval.feature_store import is_feature_folder, read_features
 from signal_core.retrieval.folder_features import encode_records
+from signal_core.retrieval.gallery_open import index_rows, is_index_spec, open_index, rows_metadata
 from signal_core.retrieval.index import GalleryIndex
 from signal_core.utils.atomic import write_json
 from signal_core.utils.hashing import sha256_file
@@ -44,13 +48,14 @@ INDEX_KINDS = ("exact", "ivfpq", "auto")
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = command_parser("python -m train.search", __doc__.split("\n")[0])
-    p.add_argument("--features", required=True, help="the gallery's feature folder (python -m train.extract)")
+    p.add_argument("--features", help="the gallery's feature folder (python -m train.extract); not with a saved --index")
     p.add_argument("--queries", required=True, help="a triples folder (needs --weights) or a feature folder")
     p.add_argument("--top-k", type=whole(1), default=10)
     p.add_argument("--out", required=True, type=output_file, help="results.json to write")
     p.add_argument("--html", type=output_file, help="also write this HTML page of rank lists (thumbnails embedded)")
     p.add_argument("--html-queries", type=whole(0), default=50, help="queries shown on the HTML page (default 50)")
-    p.add_argument("--index", choices=INDEX_KINDS, default="auto", help="gallery index (default auto: by size)")
+    p.add_argument("--index", default="auto", help="gallery index built here: exact|ivfpq|auto (default auto: by "
+                   "size); or a saved one: FILE.sgi, milvus:FILE.db, milvus://HOST:PORT (python -m train.extract --index)")
     p.add_argument("--drop-junk", action="store_true",
                    help="leave out gallery triples of the query's identity seen by the query's camera (or scene, "
                         "when both carry scene ids), as the evaluation protocols do; unknown identities are kept")
@@ -66,14 +71,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def query_features(args: argparse.Namespace, gallery: FeatureSet) -> tuple[np.ndarray, list[dict[str, Any]]]:
+def query_features(args: argparse.Namespace, gallery: Gallery) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Query features [M, D] and rows: read from a feature folder, or extracted from a triples folder."""
-    gallery_sha = gallery.manifest["model"]["sha256"]
+    gallery_sha = gallery.model_sha256
     if is_feature_folder(args.queries):
         queries = read_features(args.queries)
         if queries.manifest["model"]["sha256"] != gallery_sha:
             raise ValueError(f"the query features in '{args.queries}' come from other weights than the gallery's "
-                             f"('{args.features}'); extract both with the same --weights.")
+                             f"('{gallery.label}'); extract both with the same --weights.")
         return queries.features, queries.metadata
     if not is_triples_folder(args.queries):
         raise ValueError(f"--queries '{args.queries}' is neither a feature folder (manifest.json) nor a triples "
@@ -83,12 +88,12 @@ def query_features(args: argparse.Namespace, gallery: FeatureSet) -> tuple[np.nd
     if not Path(args.weights).is_file():
         raise FileNotFoundError(f"weights file '{args.weights}' does not exist.")
     if sha256_file(args.weights) != gallery_sha:
-        raise ValueError(f"--weights '{args.weights}' are not the weights the gallery was extracted with "
-                         f"({gallery.manifest['model'].get('path')}); use those.")
+        raise ValueError(f"--weights '{args.weights}' are not the weights the gallery '{gallery.label}' was "
+                         "extracted with; use those.")
     records = read_triples_folder(Path(args.queries).expanduser().resolve())
     preset = SignalConfig.preset(args.dataset) if args.dataset else None
     model = load_weights(args.weights, preset, torch.device(args.device)).eval()
-    model.set_inference_precision(gallery.manifest["settings"].get("precision", "fp32"))
+    model.set_inference_precision(gallery.precision)
     encoded = encode_records(model, records, args.device, args.batch_size, args.num_workers, args.skip_bad)
     for s in encoded.skipped:
         print(f"skipped unreadable query {s['name']}: {s['error']}", file=sys.stderr)
@@ -142,33 +147,69 @@ def rank1_summary(results: list[dict[str, Any]]) -> str:
     return f"rank-1 same identity: {hits} / {len(known)} queries"
 
 
+@dataclass
+class Gallery:
+    """The searched gallery: its index (built here or saved), rows and the weights it came from."""
+
+    index: Any  # GalleryIndex or MilvusGallery
+    rows: list[dict[str, Any]]
+    model_sha256: str
+    precision: str
+    label: str  # the feature folder or saved index, as given
+    seconds: float  # to build or open the index
+
+
+def open_gallery(args: argparse.Namespace, junk_rows: bool) -> Gallery:
+    """A saved ``--index``, or an index of ``--features`` built here (with junk labels when ``junk_rows``)."""
+    if is_index_spec(args.index):
+        if args.features:
+            raise ValueError("--index is a saved gallery index: it holds the gallery's rows; drop --features.")
+        start = time.perf_counter()
+        index = open_index(args.index)
+        return Gallery(index, index_rows(index), str(index.info.get("model_sha256")),
+                       str(index.info.get("precision", "fp32")), args.index, time.perf_counter() - start)
+    if args.index not in INDEX_KINDS:
+        raise ValueError(f"--index '{args.index}': use {'|'.join(INDEX_KINDS)}, or a saved index (FILE.sgi, "
+                         "milvus:FILE.db, milvus://HOST:PORT).")
+    if not args.features:
+        raise ValueError("give --features FEATS (a feature folder), or a saved --index.")
+    features, rows, manifest = read_features(args.features)
+    if len(features) == 0:
+        raise ValueError(f"the gallery feature folder '{args.features}' holds no features.")
+    metadata = ({k: v for k, v in rows_metadata(rows).items() if k in ("pid", "camid", "sceneid")}  # -1: unknown
+                if junk_rows else None)
+    start = time.perf_counter()
+    index = GalleryIndex.build(features, kind=args.index, metadata=metadata)
+    return Gallery(index, rows, manifest["model"]["sha256"], manifest["settings"].get("precision", "fp32"),
+                   args.features, time.perf_counter() - start)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
-    gallery = read_features(args.features)
-    if len(gallery.features) == 0:
-        raise ValueError(f"the gallery feature folder '{args.features}' holds no features.")
+    gallery = open_gallery(args, args.drop_junk)
     q_feats, q_rows = query_features(args, gallery)
     if len(q_feats) == 0:
         raise ValueError(f"no readable query triples in '{args.queries}'.")
-    if q_feats.shape[1] != gallery.features.shape[1]:
-        raise ValueError(f"query features have dimension {q_feats.shape[1]}, the gallery's {gallery.features.shape[1]}.")
+    if q_feats.shape[1] != gallery.index.dim:
+        raise ValueError(f"query features have dimension {q_feats.shape[1]}, the gallery's {gallery.index.dim}.")
     start = time.perf_counter()
-    junk = junk_labels(q_rows, gallery.metadata) if args.drop_junk else None
-    index = GalleryIndex.build(gallery.features, kind=args.index, metadata=junk and junk[1])
-    scores, rows = index.search(q_feats, min(args.top_k, len(gallery.features)),  # [M, k], [M, k]
-                                **(junk[0] if junk else {}))
-    seconds = time.perf_counter() - start
-    results = rank_results(q_rows, gallery.metadata, np.asarray(scores), np.asarray(rows))
-    payload = {"gallery": str(Path(args.features).resolve()), "queries": str(Path(args.queries).resolve()),
-               "top_k": args.top_k, "index": index.kind, "drop_junk": args.drop_junk,
-               "model_sha256": gallery.manifest["model"]["sha256"], "results": results}
+    junk = junk_labels(q_rows, gallery.rows) if args.drop_junk else None
+    scores, rows = gallery.index.search(q_feats, min(args.top_k, len(gallery.index)),  # [M, k], [M, k]
+                                        **(junk[0] if junk else {}))
+    seconds = time.perf_counter() - start + gallery.seconds
+    results = rank_results(q_rows, gallery.rows, np.asarray(scores), np.asarray(rows))
+    where = gallery.label if is_index_spec(args.index) else str(Path(args.features).resolve())
+    payload = {"gallery": where, "queries": str(Path(args.queries).resolve()), "top_k": args.top_k,
+               "index": gallery.index.kind, "drop_junk": args.drop_junk, "model_sha256": gallery.model_sha256,
+               "results": results}
     write_json(args.out, payload)
-    print(f"{len(results)} queries x {len(gallery.features)} gallery triples, top {args.top_k}, index {index.kind} "
-          f"(build + search {seconds:.2f} s); {rank1_summary(results)}; wrote {args.out}")
+    step = "open" if is_index_spec(args.index) else "build"
+    print(f"{len(results)} queries x {len(gallery.rows)} gallery triples, top {args.top_k}, index {gallery.index.kind} "
+          f"({step} + search {seconds:.2f} s); {rank1_summary(results)}; wrote {args.out}")
     if args.html:
         lists = [RankList(_ranked(r), [_ranked(m) for m in r["matches"]]) for r in results]
-        page = write_rank_page(args.html, lists, notes=[f"gallery: {args.features}", f"queries: {args.queries}"],
+        page = write_rank_page(args.html, lists, notes=[f"gallery: {gallery.label}", f"queries: {args.queries}"],
                                max_queries=args.html_queries)
         print(f"wrote {page.path}: {page.queries_shown} of {page.queries_total} queries, {page.hits} green and "
               f"{page.misses} red borders")

@@ -5,6 +5,9 @@
     feature_store    a feature folder: shards, manifest, checksums, verified on read
     index            GalleryIndex on faiss: exact or IVF, junk filtering (needs the index extra)
     index_file       the index's one-file, checksummed container
+    milvus_index     MilvusGallery: the same interface on a Milvus collection (Milvus Lite or a server)
+    gallery_open     one opener for a saved gallery: an index file or a milvus: URI
+    ray_extraction   the feature folder of many triples on Ray Data (an actor pool; scale extra)
 """
 from __future__ import annotations
 

@@ -23,6 +23,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ..config import SignalConfig
 from ..data import DatasetError, TripleRecord, build_transforms, load_triple
 from ..modalities import MODALITIES
 from ..model.signal_model import SignalModel
@@ -116,6 +117,14 @@ def encode_records(model: SignalModel, records: Sequence[TripleRecord], device: 
     return EncodedRecords(features.astype(np.float32, copy=False), rows, skipped)
 
 
+def folder_settings(cfg: SignalConfig, records: Sequence[TripleRecord], settings: dict[str, Any],
+                    shard_size: int) -> dict[str, Any]:
+    """The settings a feature folder records (compared on resume): the run's, plus the model's input
+    size and feature dimension, the shard size and the plan's hash."""
+    return {**settings, "image_size": list(cfg.image_size), "feature_dim": cfg.feature_dim,
+            "shard_size": int(shard_size), "plan_sha256": plan_sha256(records), "normalised": True}
+
+
 @dataclass
 class ExtractionSummary:
     """What :func:`extract_to_folder` did."""
@@ -149,8 +158,7 @@ def extract_to_folder(model: SignalModel, records: Sequence[TripleRecord], out: 
         FeatureStoreError: ``out`` holds another run's features (the message lists the differences).
         DatasetError: an image cannot be read and ``skip_bad`` is False.
     """
-    settings = {**settings, "image_size": list(model.cfg.image_size), "feature_dim": model.cfg.feature_dim,
-                "shard_size": int(shard_size), "plan_sha256": plan_sha256(records), "normalised": True}
+    settings = folder_settings(model.cfg, records, settings, shard_size)
     writer = FeatureWriter(out, model_info, settings, len(records))
     starts = range(0, len(records), shard_size)
     done = writer.finished_shards

@@ -131,6 +131,7 @@ class GalleryIndex:
 
     def __init__(self, index: faiss.Index, kind: str, metadata: dict[str, np.ndarray], config: IvfPqConfig) -> None:
         self._index, self.kind, self.metadata, self.config = index, kind, metadata, config
+        self.info: dict[str, Any] = {}  # saved with the index (e.g. the weights' sha256: signal_core.retrieval.gallery_open)
         self._gpu: faiss.Index | None = None
         self._apply_search_params()
 
@@ -290,9 +291,9 @@ class GalleryIndex:
 
     # ---- persistence --------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
-        """Write the index, its settings and metadata to one file, atomically, with a checksum."""
+        """Write the index, its settings, ``info`` and metadata to one file, atomically, with a checksum."""
         header = {"format": "signal-gallery-index", "version": FORMAT_VERSION, "kind": self.kind,
-                  "dim": self.dim, "rows": len(self), "config": asdict(self.config)}
+                  "dim": self.dim, "rows": len(self), "config": asdict(self.config), "info": self.info}
         write_index_file(path, IndexFileContent(header, self.metadata, self._index))
 
     @classmethod
@@ -304,6 +305,7 @@ class GalleryIndex:
             raise IndexFileError(f"{path} is a gallery index of an unknown format/version "
                                  f"({header.get('format')!r} v{header.get('version')}); rebuild it with this version")
         index = cls(content.index, header["kind"], content.metadata, IvfPqConfig(**header["config"]))
+        index.info = dict(header.get("info") or {})
         if len(index) != header["rows"] or any(len(v) != len(index) for v in index.metadata.values()):
             raise IndexFileError(f"gallery index file {path} is inconsistent (row counts differ); rebuild it")
         return index

@@ -17,7 +17,17 @@ EXTRAS = {  # import name -> (pip package, extra)
     "onnx": ("onnx", "deploy"),
     "onnxruntime": ("onnxruntime", "deploy"),
     "openvino": ("openvino", "deploy"),
+    "ray": ("ray[data]", "scale"),
+    "ray.data": ("ray[data]", "scale"),
+    "pymilvus": ("pymilvus", "scale"),
+    "milvus_lite": ("milvus-lite", "scale"),
 }
+
+
+class MissingExtraError(ModuleNotFoundError, ValueError):
+    """An optional package is not installed; the message names the extra that installs it. A
+    ModuleNotFoundError for the import machinery, and a ValueError, so a command line shows it as
+    one ``error:`` line."""
 
 
 def missing_message(name: str, needed_for: str) -> str:
@@ -31,11 +41,11 @@ def require(name: str, needed_for: str) -> ModuleType:
     """Import the optional package ``name`` (a key of :data:`EXTRAS`).
 
     Raises:
-        ModuleNotFoundError: it is not installed; the message names the extra to install.
+        MissingExtraError: it is not installed; the message names the extra to install.
     """
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:
-        if exc.name != name:  # the package is there but something it imports is not: not ours to rename
+        if exc.name is not None and not name.startswith(exc.name):  # something it imports is missing: not ours
             raise
-        raise ModuleNotFoundError(missing_message(name, needed_for), name=name) from None
+        raise MissingExtraError(missing_message(name, needed_for), name=name) from None
