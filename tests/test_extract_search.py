@@ -65,9 +65,11 @@ def run_extract(weights: Path, triples: Path, out: Path, *extra: str) -> int:
 
 
 def error_line(capsys) -> str:
+    """The one ``error:`` line on stderr (log lines, ``INFO: ...`` / ``WARNING: ...``, may come before it)."""
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and "Traceback" not in err and "\n" not in err, err
-    return err
+    lines = [line for line in err.splitlines() if not line.startswith(("INFO: ", "WARNING: "))]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    return lines[0]
 
 
 def test_parse_triple_name_and_unknown_names(tmp_path):

@@ -89,12 +89,8 @@ def read_records(args: argparse.Namespace) -> tuple[list[TripleRecord], dict]:
     return records, source
 
 
-def check_numbers(args: argparse.Namespace) -> None:
-    for name in ("batch_size", "shard_size"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1.")
-    if args.num_workers < 0 or (args.threads is not None and args.threads < 1):
-        raise ValueError("--num-workers must be 0 or more, --threads at least 1.")
+def check_arguments(args: argparse.Namespace) -> None:
+    """The checks that need several flags at once (each flag's own range is checked while parsing)."""
     check_engine_arguments(args)
     if args.actors is not None and (args.ray is None or args.actors < 1):
         raise ValueError("--actors needs --ray and must be at least 1.")
@@ -106,7 +102,7 @@ def check_numbers(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> ExtractionSummary:
-    check_engine_arguments(args)
+    check_arguments(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     records, source = read_records(args)

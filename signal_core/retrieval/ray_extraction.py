@@ -60,7 +60,7 @@ class _Encoder:
     def __init__(self, source: ModelSource, threads: int, use_gpu: bool) -> None:
         import torch
 
-        from . import SignalConfig, load_weights
+        from .. import SignalConfig, load_weights
 
         torch.set_num_threads(max(1, threads))
         self.device = torch.device("cuda" if use_gpu else "cpu")
