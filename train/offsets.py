@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from signal_core import SignalModel
+from signal_core import SignalModel, build_model
 from signal_core.data import TripleDataset, TripleRecord, build_transforms
 from signal_core.modalities import MODALITIES
 from signal_core.viz.overlays import grid_to_pixels
@@ -107,12 +107,28 @@ def offset_tracking(model: SignalModel, records: Sequence[TripleRecord], data_ro
     return tracking_summary(predicted_offsets(model, records, device, batch_size), true_shifts(data_root, records))
 
 
-def format_tracking(summary: dict[str, dict]) -> str:
+def lam_tracking(model: SignalModel, dataset, data_root: str | Path, device: torch.device | str = "cpu",
+                 untrained_seed: int | None = None) -> dict | None:
+    """Offset tracking for the report: None unless ``model`` has LAM and ``data_root`` is a generated
+    benchmark (``synthetic.json``); else {"model": :func:`offset_tracking` on the test split, and with
+    ``untrained_seed`` "untrained": the same of the same architecture at its initialisation under that
+    seed (as ``python -m train`` builds it)}."""
+    if model.lam is None or not (Path(data_root) / "synthetic.json").is_file():
+        return None
+    out = {"model": offset_tracking(model, dataset.query, data_root, device)}
+    if untrained_seed is not None:
+        torch.manual_seed(untrained_seed)
+        fresh = build_model(model.cfg.replace(pretrained=None))
+        out["untrained"] = offset_tracking(fresh, dataset.query, data_root, device)
+    return out
+
+
+def format_tracking(summary: dict[str, dict], label: str = "") -> str:
     """One line per shifted modality: r and slope of the relative offset, mean lengths."""
     lines = []
     for name in MODALITIES[1:]:
         e = summary[name]
         rel = e["relative"]
-        lines.append(f"{name.upper()}: offset - RGB offset vs true shift r {rel['r']:.3f}, slope {rel['slope']:.3f} "
+        lines.append(f"{label}{name.upper()}: offset - RGB offset vs true shift r {rel['r']:.3f}, slope {rel['slope']:.3f} "
                      f"(mean offset {e['mean_offset_px']:.2f} px, mean shift {e['mean_shift_px']:.2f} px)")
     return "\n".join(lines)
