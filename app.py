@@ -18,9 +18,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which SIMD build it tried is noise here
     from demo.options import StartupError, parse_options
     from demo.startup import blocked_paths, build_engine, served_paths
-    from signal_core.runtime import keep_freed_memory
+    from signal_core.utils.allocator import keep_freed_memory
 
-    keep_freed_memory()  # faster large CPU tensors (signal_core/runtime.py)
+    keep_freed_memory()  # faster large CPU tensors (signal_core/utils/allocator.py)
     try:
         options = parse_options(argv)
         engine, examples = build_engine(options, check_port=True)  # the port is checked before loading

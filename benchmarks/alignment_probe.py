@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from signal_core import build_model, load_checkpoint
 from signal_core.data import TripleDataset, build_transforms
 from signal_core.data.rgbnt201 import parse_split
-from signal_core.gam import GlobalAlignment
-from signal_core.lam import LocalAlignment, reference_points
+from signal_core.model.gam import GlobalAlignment
+from signal_core.model.lam import LocalAlignment, reference_points
 from signal_core.viz.overlays import offset_pixels
 
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from demo.engine import SearchEngine
+from demo.search import SearchEngine
 
 
 def measure_query_latency(engine: SearchEngine, queries: Sequence[Sequence[str]] | None = None, n: int = 50,

@@ -71,7 +71,7 @@ def write_large_gallery(out: Path, size: int, noise: float = 0.02, seed: int = 0
     from demo.gallery import load_gallery
     from demo.options import DEFAULT_GALLERY, DEFAULT_WEIGHTS
     from demo.startup import load_model
-    from signal_core.feature_store import FeatureWriter, sha256_file
+    from signal_core.retrieval.feature_store import FeatureWriter, sha256_file
 
     weights = REPO / DEFAULT_WEIGHTS
     model, _ = load_model(weights, None, torch.device("cpu"), "fp32")

@@ -32,11 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 from benchmarks.inference_bench import machine_info, random_model, synthetic_split, timed
 from signal_core import load_weights
-from signal_core.atomic import write_json
-from signal_core.engines import load_engine
-from signal_core.export import export_onnx
-from signal_core.quantize import quantize_int8
-from signal_core.runtime import keep_freed_memory
+from signal_core.deploy.engines import load_engine
+from signal_core.deploy.export import export_onnx
+from signal_core.deploy.quantize import quantize_int8
+from signal_core.utils.allocator import keep_freed_memory
+from signal_core.utils.atomic import write_json
 
 FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 

@@ -1,4 +1,4 @@
-"""Large-gallery benchmark of signal_core.index.GalleryIndex: build time, memory, latency, recall@10.
+"""Large-gallery benchmark of signal_core.retrieval.index.GalleryIndex: build time, memory, latency, recall@10.
 
     python -m benchmarks.index_bench                                  # N = 100k, 200k, 1M at D = 3072
     python -m benchmarks.index_bench --sizes 20000 --dim 512 --queries 200   # quick smoke run
@@ -34,8 +34,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from signal_core.atomic import write_json
-from signal_core.index import GalleryIndex, IvfPqConfig
+from signal_core.retrieval.index import GalleryIndex, IvfPqConfig
+from signal_core.utils.atomic import write_json
 
 LATENT = 384  # latent dimension of the identity centres
 N_CAMS = 8  # shared camera/background directions

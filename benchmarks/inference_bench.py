@@ -31,9 +31,9 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from signal_core import SignalConfig, build_model
-from signal_core.atomic import write_json
 from signal_core.metrics import evaluate_rank, pairwise_distance
-from signal_core.runtime import keep_freed_memory
+from signal_core.utils.allocator import keep_freed_memory
+from signal_core.utils.atomic import write_json
 
 DEMO_WEIGHTS = Path("assets/demo_model.safetensors")
 DEMO_GALLERY = Path("assets/demo/gallery")
@@ -163,9 +163,9 @@ def demo_latency(model, weights: Path | None, searches: int) -> dict:
     """p50 / p95 of the demo's search (encode + explain + overlays + ranking) over the bundled
     gallery, with the demo's default precision ("auto"); gallery features computed first."""
     from benchmarks.demo_bench import measure_query_latency
-    from demo.engine import SearchEngine
     from demo.feature_cache import FeatureCache
     from demo.gallery import load_gallery
+    from demo.search import SearchEngine
 
     model.set_inference_precision("auto")
     gallery, queries = load_gallery(DEMO_GALLERY), load_gallery(DEMO_QUERIES)
@@ -235,7 +235,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv=None) -> int:
-    keep_freed_memory()  # as every entry point does (signal_core/runtime.py)
+    keep_freed_memory()  # as every entry point does (signal_core/utils/allocator.py)
     run(parse_args(argv))
     return 0
 

@@ -18,7 +18,7 @@ import argparse
 import torch
 import torch.nn.functional as F
 
-from signal_core.lam import LocalAlignment
+from signal_core.model.lam import LocalAlignment
 
 H, W, D, B = 8, 4, 32, 32
 VARIANTS = {"authors (1 channel, official grid)": dict(offset_channels=1, reference_mode="official"),

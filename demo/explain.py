@@ -18,8 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from signal_core.index import GalleryIndex
 from signal_core.modalities import MODALITIES
+from signal_core.retrieval.index import GalleryIndex
 from signal_core.viz import annotate, auto_offset_scale, explanation_overlay, overlay_size, resize_for_overlay, score_maps_overlay
 
 VIEWS = ("kept tokens", "SIM scores")  # the page's view switch, first = default

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from signal_core.atomic import atomic_write
+from signal_core.utils.atomic import atomic_write
 
 from .gallery import Gallery
 

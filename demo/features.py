@@ -3,7 +3,7 @@
 Both sides go through the same path: :func:`demo.images.decode_image` (8-bit RGB), the authors' test
 transform (bilinear resize to the model's input size, normalise with mean / std 0.5), and a
 missing modality's normalised input replaced by zeros, as in the missing-modality protocol
-(:func:`signal_core.inference.drop_modalities`).
+(:func:`signal_core.retrieval.split_features.drop_modalities`).
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from signal_core.data import build_transforms
-from signal_core.inference import drop_modalities, run_features
 from signal_core.modalities import MODALITIES, missing_code
+from signal_core.retrieval.split_features import drop_modalities, run_features
 
 from .gallery import Gallery, camera_tensor, load_entry_images
 
@@ -68,7 +68,7 @@ def extract_gallery_features(model, gallery: Gallery, device: torch.device | str
 
     Entries whose camera is known (and within the model's cameras) are encoded with it, the others
     with the mean camera embedding (``cam_ids=None``); each batch holds one kind only.
-    ``features_fn``: a feature engine (signal_core.engines) instead of ``model.extract_features``.
+    ``features_fn``: a feature engine (signal_core.deploy.engines) instead of ``model.extract_features``.
     """
     num_cameras = model.num_cameras
     transform = InputTransform(model.cfg.image_size)

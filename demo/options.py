@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from signal_core.data import DATASETS
-from signal_core.engines import ENGINES
+from signal_core.deploy.engines import ENGINES
 
 log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -2,7 +2,7 @@
 
 Gradio copies returned arrays and files into its own cache without an atomic rename: two identical
 concurrent searches can race and a client reads a zero-byte overlay. Instead, every image the demo
-returns is a file it wrote itself, atomically (:func:`signal_core.atomic.atomic_write`), under a
+returns is a file it wrote itself, atomically (:func:`signal_core.utils.atomic.atomic_write`), under a
 content-hash name, in a folder that is registered with gradio as a static path (served as is,
 never copied). :class:`ServedFolder` is that folder for per-search images (the overlays): one
 temporary folder per process, old files pruned, removed at exit.
@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from signal_core.atomic import atomic_write
+from signal_core.utils.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 MAX_AGE_S = 3600.0  # per-search images older than this (unused for that long) are deleted

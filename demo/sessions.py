@@ -4,7 +4,7 @@ A visitor is a gradio session (``gr.Request.session_hash``: a browser tab, or on
 ``gradio_client.Client``). :meth:`SessionGalleries.load` takes the upload in (:mod:`demo.uploads`),
 extracts its features in small chunks with the default engine's model (loaded once; other
 visitors' searches run alongside, and the engine's lock serialises a feature engine's calls), and keeps a
-:class:`~demo.engine.SearchEngine` sharing the model for that session. Each upload has two
+:class:`~demo.search.SearchEngine` sharing the model for that session. Each upload has two
 temporary folders: its images (never served) and its thumbnails (served: the thumbnail root is a
 gradio static path). Both are removed when the session ends (the page's ``unload`` event), when the
 visitor uploads again, when the gallery has been unused for :data:`IDLE_S` (a background sweep,
@@ -60,7 +60,7 @@ class SessionGalleries:
     """The uploaded galleries of all sessions, over ``engine``'s model.
 
     Args:
-        engine: the default :class:`~demo.engine.SearchEngine`.
+        engine: the default :class:`~demo.search.SearchEngine`.
         limits: what one upload may hold.
         root: folder of the uploads' images (default: a new temporary folder, removed at exit).
         thumbs_root: folder of their thumbnails, the one to serve (default likewise).

@@ -1,5 +1,5 @@
 """Demo start-up: resolve the weights (local file or ``hf://``), load the model, read the gallery and
-the example queries, build the :class:`~demo.engine.SearchEngine`, and say which files the page serves.
+the example queries, build the :class:`~demo.search.SearchEngine`, and say which files the page serves.
 """
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from pathlib import Path
 
 import torch
 
-from signal_core.atomic import atomic_write
 from signal_core.data import DATASETS
-from signal_core.feature_store import FeatureStoreError, is_feature_folder
 from signal_core.modalities import FOLDERS
+from signal_core.retrieval.feature_store import FeatureStoreError, is_feature_folder
+from signal_core.utils.atomic import atomic_write
 
 from .feature_cache import FeatureCache, default_cache_dir
 from .gallery import GalleryEntry, GalleryError, load_gallery, read_triples_folder
@@ -164,7 +164,7 @@ def load_features_engine(options: DemoOptions, model):
     ``(None, None, "")`` for torch (the model itself computes the features)."""
     if options.engine == "torch":
         return None, None, ""
-    from signal_core.model_engine import EngineError, engine_for_model
+    from signal_core.deploy.engine_choice import EngineError, engine_for_model
 
     try:
         engine = engine_for_model(model, options.engine, options.onnx)
@@ -176,7 +176,7 @@ def load_features_engine(options: DemoOptions, model):
 
 def _gallery_engine(options: DemoOptions, gallery_dir: Path, weights: Path, device: torch.device, progress: bool):
     """A triples or dataset folder: features from the cache, or computed once."""
-    from .engine import SearchEngine
+    from .search import SearchEngine
 
     try:
         gallery = load_gallery(gallery_dir, options.dataset)
@@ -196,7 +196,7 @@ def _gallery_engine(options: DemoOptions, gallery_dir: Path, weights: Path, devi
 
 def _feature_folder_engine(options: DemoOptions, folder: Path, weights: Path, device: torch.device):
     """A feature folder of ``python -m train.extract``, searched through the gallery index."""
-    from .engine import SearchEngine
+    from .search import SearchEngine
 
     model, precision = load_model(weights, options.dataset, device, options.precision)
     features_fn, _, words = load_features_engine(options, model)

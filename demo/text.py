@@ -6,7 +6,7 @@ import re
 from signal_core.metrics.parts import PART_LETTERS
 from signal_core.modalities import LABELS
 
-from .engine import RankedMatch, SearchResult
+from .search import RankedMatch, SearchResult
 
 PART_LABELS = {"rgb": "RGB class token", "nir": "NIR class token", "tir": "TIR class token",
                "fused": "fused SIM tokens"}

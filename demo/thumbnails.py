@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from signal_core.atomic import atomic_write
+from signal_core.utils.atomic import atomic_write
 
 from .gallery import GalleryEntry, load_entry_images
 from .images import ImageDecodeError

@@ -26,9 +26,9 @@ from signal_core.modalities import LABELS, MODALITIES
 from signal_core.viz import heat_legend_html, legend_html
 
 from . import text
-from .engine import MAX_TOP_K, UNKNOWN_CAMERA, QueryError, SearchEngine
 from .explain import VIEWS
 from .gallery import GalleryEntry
+from .search import MAX_TOP_K, UNKNOWN_CAMERA, QueryError, SearchEngine
 from .sessions import SessionGalleries
 from .upload_ui import add_upload_section
 

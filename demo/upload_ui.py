@@ -14,7 +14,7 @@ import gradio as gr
 
 from signal_core.data.triples import TRIPLE_IMAGE_EXTENSIONS
 
-from .engine import MAX_TOP_K
+from .search import MAX_TOP_K
 from .sessions import SessionGalleries
 from .uploads import UploadError
 

@@ -17,7 +17,7 @@ from .checkpoint import (
                          save_checkpoint,
 )
 from .config import SignalConfig
-from .model import Explanation, ModalityExplanation, SignalModel, SignalOutput, build_model
+from .model.signal_model import Explanation, ModalityExplanation, SignalModel, SignalOutput, build_model
 
 __all__ = [
     "CheckpointError", "Explanation", "ModalityExplanation", "SignalConfig", "SignalModel", "SignalOutput",

@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from .atomic import atomic_write
 from .config import SignalConfig
-from .model import SignalModel
+from .model.signal_model import SignalModel
+from .utils.atomic import atomic_write
 
 StateDict = dict[str, torch.Tensor]
 log = logging.getLogger(__name__)

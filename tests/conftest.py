@@ -23,9 +23,9 @@ def assets(tmp_path_factory):
 @pytest.fixture(scope="module")
 def engine(assets, tmp_path_factory):
     """A demo SearchEngine over ``assets``."""
-    from demo.engine import SearchEngine
     from demo.feature_cache import FeatureCache
     from demo.gallery import load_gallery
+    from demo.search import SearchEngine
     from demo.startup import load_model
 
     weights, gallery_dir = assets

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from signal_core import SignalConfig, build_model
-from signal_core.gam import GlobalAlignment, _masked_smoothed_ce
-from signal_core.lam import LocalAlignment, reference_points
+from signal_core.model.gam import GlobalAlignment, _masked_smoothed_ce
+from signal_core.model.lam import LocalAlignment, reference_points
 from train.config import TrainConfig
 from train.optim import parameter_groups
 

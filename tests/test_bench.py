@@ -22,7 +22,7 @@ def test_bench_writes_all_figures(tmp_path):
 def test_keep_freed_memory_is_safe_to_call():
     import platform
 
-    from signal_core.runtime import keep_freed_memory
+    from signal_core.utils.allocator import keep_freed_memory
 
     applied = keep_freed_memory()
     assert isinstance(applied, bool) and (applied or platform.system() != "Linux" or not platform.libc_ver()[0])

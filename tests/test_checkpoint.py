@@ -7,7 +7,7 @@ from open_clip.transformer import QuickGELU, VisionTransformer
 from safetensors.torch import save_file
 
 from signal_core import CheckpointError, build_model, load_checkpoint, read_checkpoint_config, save_checkpoint
-from signal_core.clip_weights import resize_positional_embedding
+from signal_core.model.clip_weights import resize_positional_embedding
 from tests.helpers import make_batch
 
 

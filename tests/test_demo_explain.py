@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from signal_core.index import GalleryIndex, IvfPqConfig
 from signal_core.metrics.parts import feature_layout, part_scores
-from signal_core.sim import topk_mask
+from signal_core.model.sim import topk_mask
+from signal_core.retrieval.index import GalleryIndex, IvfPqConfig
 from signal_core.viz import annotate, score_heatmap, score_maps_overlay
 from signal_core.viz.overlays import overlay_size
 
@@ -108,7 +108,7 @@ def test_matches_carry_their_parts(engine):
 
 
 def test_index_path_gives_the_same_parts(engine):
-    from demo.engine import SearchEngine
+    from demo.search import SearchEngine
 
     entry = engine.gallery.entries[2]
     in_memory = engine.search(*entry.paths, top_k=5, explain=False, switched_on=("rgb", "tir"))
@@ -127,7 +127,7 @@ def test_index_path_gives_the_same_parts(engine):
 
 def test_modality_switch_zeroes_and_compares_ranks(engine):
     from demo import text
-    from demo.engine import QueryError
+    from demo.search import QueryError
 
     entry = engine.gallery.entries[7]
     full = engine.search(*entry.paths, top_k=12, explain=False)

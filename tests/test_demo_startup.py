@@ -127,8 +127,8 @@ def test_feature_folder_gallery_is_searched_through_the_index(assets, tmp_path):
     from demo.options import DemoOptions, StartupError
     from demo.startup import build_engine, load_model
     from signal_core.data import read_triples_folder
-    from signal_core.extraction import extract_to_folder
-    from signal_core.feature_store import sha256_file
+    from signal_core.retrieval.feature_store import sha256_file
+    from signal_core.retrieval.folder_features import extract_to_folder
     from tests.demo_helpers import make_checkpoint
 
     weights, gallery_dir = assets

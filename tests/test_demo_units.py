@@ -11,11 +11,11 @@ import torch
 from PIL import Image
 
 from demo import text
-from demo.engine import QueryError, SearchEngine
 from demo.feature_cache import FeatureCache, cache_key, gallery_fingerprint, model_fingerprint
 from demo.features import InputTransform, triple_batch
 from demo.gallery import GalleryError, load_gallery, parse_triple_name, read_triples_folder
 from demo.images import ImageDecodeError, decode_image
+from demo.search import QueryError, SearchEngine
 from signal_core.viz.overlays import explanation_overlay, grid_to_pixels, overlay_size
 from tests.demo_helpers import make_checkpoint, make_triples_folder, write_png_header
 

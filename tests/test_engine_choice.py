@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from signal_core import SignalConfig, build_model, load_weights, save_checkpoint
-from signal_core.export import export_onnx
-from signal_core.feature_store import read_features, read_manifest
+from signal_core.deploy.export import export_onnx
+from signal_core.retrieval.feature_store import read_features, read_manifest
 from train import evaluate, extract
 from train.synthetic import SyntheticSpec, generate
 

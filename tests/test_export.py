@@ -1,5 +1,5 @@
-"""ONNX export (signal_core/export.py, python -m train.export), int8 (signal_core/quantize.py) and the
-feature engines (signal_core/engines.py) against PyTorch's extract_features."""
+"""ONNX export (signal_core/deploy/export.py, python -m train.export), int8 (signal_core/deploy/quantize.py) and the
+feature engines (signal_core/deploy/engines.py) against PyTorch's extract_features."""
 import sys
 from pathlib import Path
 
@@ -9,8 +9,8 @@ import torch
 
 from signal_core import SignalConfig, build_model, load_weights, save_checkpoint
 from signal_core.checkpoint import official_key_to_ours
-from signal_core.engines import load_engine
-from signal_core.export import export_onnx
+from signal_core.deploy.engines import load_engine
+from signal_core.deploy.export import export_onnx
 from tests.official_format import official_keys
 from train import export as export_cli
 

@@ -15,8 +15,8 @@ from PIL import Image
 from signal_core import SignalConfig, SignalModel, build_model, load_checkpoint, save_checkpoint
 from signal_core.data import build_transforms, load_triple, parse_triple_name, read_triples_folder
 from signal_core.data.errors import DatasetError
-from signal_core.extraction import extract_to_folder
-from signal_core.feature_store import FeatureStoreError, read_features, read_manifest, sha256_file
+from signal_core.retrieval.feature_store import FeatureStoreError, read_features, read_manifest, sha256_file
+from signal_core.retrieval.folder_features import extract_to_folder
 from train import extract, search
 from train.rank_page import RankedTriple, RankList, write_rank_page
 

@@ -1,11 +1,11 @@
-"""signal_core.index.GalleryIndex: exact = brute force, ivfpq recall, save/load, corrupt files, add, junk."""
+"""signal_core.retrieval.index.GalleryIndex: exact = brute force, ivfpq recall, save/load, corrupt files, add, junk."""
 from __future__ import annotations
 
 import faiss
 import numpy as np
 import pytest
 
-from signal_core.index import AUTO_EXACT_MAX_ROWS, GalleryIndex, IndexFileError, IvfPqConfig, JunkFilter
+from signal_core.retrieval.index import AUTO_EXACT_MAX_ROWS, GalleryIndex, IndexFileError, IvfPqConfig, JunkFilter
 
 SMALL_IVFPQ = IvfPqConfig(pca_dim=32, nlist=16, nprobe=8, k_factor=8)
 
@@ -159,7 +159,7 @@ def test_junk_filtering_same_identity_and_camera_or_scene():
 def test_auto_picks_by_size(monkeypatch):
     gallery, _ = clustered(600, 32, 20)
     assert GalleryIndex.build(gallery, kind="auto").kind == "exact"
-    monkeypatch.setattr("signal_core.index.AUTO_EXACT_MAX_ROWS", 500)
+    monkeypatch.setattr("signal_core.retrieval.index.AUTO_EXACT_MAX_ROWS", 500)
     tiny = IvfPqConfig(pca_dim=16, nlist=4, nprobe=4)
     assert GalleryIndex.build(gallery, kind="auto", config=tiny).kind == "ivfpq"
     assert AUTO_EXACT_MAX_ROWS == 50_000

@@ -4,10 +4,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from signal_core.gam import GlobalAlignment, gram_volume
-from signal_core.lam import LocalAlignment, reference_points
-from signal_core.losses import batch_hard_triplet, label_smoothed_ce
-from signal_core.sim import TokenSelection
+from signal_core.model.gam import GlobalAlignment, gram_volume
+from signal_core.model.lam import LocalAlignment, reference_points
+from signal_core.model.losses import batch_hard_triplet, label_smoothed_ce
+from signal_core.model.sim import TokenSelection
 
 
 def test_gram_volume_orthonormal_is_one_and_dependent_is_zero():

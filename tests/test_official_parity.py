@@ -22,7 +22,7 @@ def test_every_official_key_maps_to_a_distinct_parameter(layout):
     assert len(set(ours)) == len(ours)
     cfg = SignalConfig.preset("rgbnt201" if layout == "concat" else "rgbnt100", num_classes=10, num_cameras=3)
     with torch.device("meta"):
-        from signal_core.model import SignalModel
+        from signal_core.model.signal_model import SignalModel
 
         model_keys = set(SignalModel(cfg).state_dict())
     assert set(ours) == model_keys

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from signal_core import build_model
-from signal_core.precision import bf16_is_fast, cpu_bf16_speedup, resolve_precision
+from signal_core.model.precision import bf16_is_fast, cpu_bf16_speedup, resolve_precision
 from tests.helpers import make_batch
 
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from signal_core import SignalConfig, build_model, save_checkpoint
 from signal_core.data import load_dataset
-from signal_core.inference import extract_dataset_features
+from signal_core.retrieval.split_features import extract_dataset_features
 from signal_core.viz import (
     ARROW_COLOUR,
     BOTH_COLOUR,

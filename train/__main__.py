@@ -18,9 +18,9 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from signal_core import SignalConfig, SignalModel, build_model
-from signal_core.atomic import write_json
 from signal_core.data import IdentitySampler, TripleDataset, build_transforms, load_dataset
-from signal_core.runtime import keep_freed_memory
+from signal_core.utils.allocator import keep_freed_memory
+from signal_core.utils.atomic import write_json
 
 from .checkpoints import TrainingCheckpoint, load_optimizer_state, read_training_checkpoint, save_training_checkpoint
 from .cli import configure_logging, run_command
@@ -167,7 +167,7 @@ def test_metrics(net, dataset, device: torch.device, cfg: TrainConfig, args: arg
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    keep_freed_memory()  # faster large CPU tensors (signal_core/runtime.py)
+    keep_freed_memory()  # faster large CPU tensors (signal_core/utils/allocator.py)
     configure_logging()
     return run_command(run, args)
 

@@ -20,10 +20,10 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from signal_core.atomic import write_json
 from signal_core.data import TripleRecord, load_dataset, load_triple
 from signal_core.metrics import RankResult, evaluate_rank
 from signal_core.modalities import MODALITIES
+from signal_core.utils.atomic import write_json
 
 from .cli import run_command
 from .protocol import format_metrics

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from signal_core import CheckpointError, SignalModel, load_checkpoint, read_checkpoint_metadata, save_checkpoint
-from signal_core.atomic import atomic_write
+from signal_core.utils.atomic import atomic_write
 
 _NAME = re.compile(r"^epoch_(\d+)\.safetensors$")
 TRAIN_CONFIG_KEY = "train_config"  # the safetensors header entry holding the training config (JSON)

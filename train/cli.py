@@ -55,7 +55,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser, uses: str) -> None:
     Args:
         uses: what the engine's features are used for, said in ``--engine``'s help.
     """
-    from signal_core.engines import ENGINES
+    from signal_core.deploy.engines import ENGINES
 
     parser.add_argument("--engine", default="torch", help=f"what computes the features: {'|'.join(ENGINES)} "
                         f"(default torch). {uses}")
@@ -66,7 +66,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser, uses: str) -> None:
 
 def check_engine_arguments(args: argparse.Namespace) -> None:
     """Raise ``ValueError`` for an unknown ``--engine`` or an ``--onnx`` without one that reads it."""
-    from signal_core.engines import ENGINES
+    from signal_core.deploy.engines import ENGINES
 
     if args.engine not in ENGINES:
         raise ValueError(f"--engine {args.engine!r}: use one of {', '.join(ENGINES)}.")

@@ -16,12 +16,12 @@ from pathlib import Path
 import torch
 
 from signal_core import build_model, load_weights
-from signal_core.atomic import write_json
 from signal_core.data import load_dataset
-from signal_core.inference import MISSING_SETTINGS
-from signal_core.model_engine import engine_for_model
-from signal_core.precision import PRECISIONS
-from signal_core.runtime import keep_freed_memory
+from signal_core.deploy.engine_choice import engine_for_model
+from signal_core.model.precision import PRECISIONS
+from signal_core.retrieval.split_features import MISSING_SETTINGS
+from signal_core.utils.allocator import keep_freed_memory
+from signal_core.utils.atomic import write_json
 
 from .cli import add_engine_arguments, check_engine_arguments, configure_logging, run_command
 from .config import load_config
@@ -125,7 +125,7 @@ def _report(args: argparse.Namespace, model, dataset, device, batch_size: int, w
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    keep_freed_memory()  # faster large CPU tensors (signal_core/runtime.py)
+    keep_freed_memory()  # faster large CPU tensors (signal_core/utils/allocator.py)
     configure_logging()
     return run_command(run, args)
 

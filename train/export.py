@@ -32,11 +32,11 @@ from signal_core.data import (
     load_dataset,
     read_triples_folder,
 )
-from signal_core.engines import load_engine
-from signal_core.export import export_onnx
+from signal_core.deploy.engines import load_engine
+from signal_core.deploy.export import export_onnx
+from signal_core.deploy.quantize import quantize_int8
 from signal_core.modalities import MODALITIES
-from signal_core.quantize import quantize_int8
-from signal_core.runtime import keep_freed_memory
+from signal_core.utils.allocator import keep_freed_memory
 
 from .cli import run_command
 

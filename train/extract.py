@@ -1,7 +1,7 @@
 """Extract the features of a folder of triples or a dataset split into a feature folder:
 ``python -m train.extract --weights W (--triples DIR | --dataset NAME --data-root DIR --split S) --out FEATS``.
 
-The feature folder (see ``signal_core/feature_store.py``) holds the L2-normalised features in
+The feature folder (see ``signal_core/retrieval/feature_store.py``) holds the L2-normalised features in
 shards, per row the triple's name, paths, identity, camera (and scene), and a manifest with the
 weights' sha256 and the settings. A killed run continues where it stopped when started again with
 the same arguments (finished shards are kept, not recomputed); other weights or settings are
@@ -21,11 +21,11 @@ import torch
 
 from signal_core import SignalConfig, load_weights
 from signal_core.data import DATASETS, DatasetError, TripleRecord, load_dataset, read_triples_folder
-from signal_core.extraction import ExtractionSummary, extract_to_folder
-from signal_core.feature_store import is_feature_folder, read_manifest, sha256_file
-from signal_core.model_engine import engine_for_model
-from signal_core.precision import PRECISIONS
-from signal_core.runtime import keep_freed_memory
+from signal_core.deploy.engine_choice import engine_for_model
+from signal_core.model.precision import PRECISIONS
+from signal_core.retrieval.feature_store import is_feature_folder, read_manifest, sha256_file
+from signal_core.retrieval.folder_features import ExtractionSummary, extract_to_folder
+from signal_core.utils.allocator import keep_freed_memory
 
 from .cli import add_engine_arguments, check_engine_arguments, run_command
 
@@ -128,7 +128,7 @@ def report(summary: ExtractionSummary, precision: str) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    keep_freed_memory()  # faster large CPU tensors (signal_core/runtime.py)
+    keep_freed_memory()  # faster large CPU tensors (signal_core/utils/allocator.py)
     try:
         return run_command(run, args)
     except KeyboardInterrupt:

@@ -6,8 +6,8 @@ from torch.utils.data import DataLoader
 
 from signal_core import SignalModel
 from signal_core.data import ReIDDataset, TripleDataset, build_transforms
-from signal_core.inference import FeaturesFn, extract_dataset_features
 from signal_core.metrics import RankResult, evaluate_rank, pairwise_distance, re_ranking
+from signal_core.retrieval.split_features import FeaturesFn, extract_dataset_features
 
 
 def test_loader(records, image_size: tuple[int, int], batch_size: int, num_workers: int) -> DataLoader:
@@ -20,7 +20,7 @@ def evaluate_model(model: SignalModel, dataset: ReIDDataset, device: torch.devic
                    progress: bool = True, features_fn: FeaturesFn | None = None) -> RankResult:
     """mAP / mINP / CMC of ``model`` on ``dataset`` with the authors' protocol (scene ids if any);
     ``rerank`` applies k-reciprocal re-ranking (the authors report results without it);
-    ``features_fn``: a feature engine (signal_core.engines) computing the features instead of ``model``."""
+    ``features_fn``: a feature engine (signal_core.deploy.engines) computing the features instead of ``model``."""
     size = model.cfg.image_size
     q = extract_dataset_features(model, test_loader(dataset.query, size, batch_size, num_workers), device,
                                  missing=missing, progress=progress, desc="query", features_fn=features_fn)

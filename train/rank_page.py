@@ -16,9 +16,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from signal_core.atomic import atomic_write
 from signal_core.data import load_triple
 from signal_core.modalities import LABELS
+from signal_core.utils.atomic import atomic_write
 
 BORDER = {"hit": "#1a9850", "miss": "#d73027", "unknown": "#bdbdbd"}
 STYLE = """

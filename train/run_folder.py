@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from signal_core.atomic import atomic_write
+from signal_core.utils.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 CONFIG_FILE = "config.yaml"

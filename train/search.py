@@ -4,7 +4,7 @@
 ``--features`` is a feature folder written by ``python -m train.extract``. ``--queries`` is either
 another feature folder (extracted with the same weights) or a triples folder, whose features are
 computed here with ``--weights`` (the same weights as the gallery: the sha256 is checked) in the
-gallery's precision. The gallery is searched through ``signal_core.index.GalleryIndex`` (exact
+gallery's precision. The gallery is searched through ``signal_core.retrieval.index.GalleryIndex`` (exact
 search, or IVF-PQ for large galleries; ``--index auto`` picks by size).
 
 ``results.json``::
@@ -28,12 +28,12 @@ import numpy as np
 import torch
 
 from signal_core import SignalConfig, load_weights
-from signal_core.atomic import write_json
 from signal_core.data import DATASETS, is_triples_folder, read_triples_folder
-from signal_core.extraction import encode_records
-from signal_core.feature_store import FeatureSet, is_feature_folder, read_features, sha256_file
-from signal_core.index import GalleryIndex
-from signal_core.runtime import keep_freed_memory
+from signal_core.retrieval.feature_store import FeatureSet, is_feature_folder, read_features, sha256_file
+from signal_core.retrieval.folder_features import encode_records
+from signal_core.retrieval.index import GalleryIndex
+from signal_core.utils.allocator import keep_freed_memory
+from signal_core.utils.atomic import write_json
 
 from .cli import run_command
 from .rank_page import RankedTriple, RankList, write_rank_page
@@ -177,7 +177,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    keep_freed_memory()  # faster large CPU tensors when queries are extracted (signal_core/runtime.py)
+    keep_freed_memory()  # faster large CPU tensors when queries are extracted (signal_core/utils/allocator.py)
     return run_command(run, args)
 
 

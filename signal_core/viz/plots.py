@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_write
+from ..utils.atomic import atomic_write
 
 METRIC_NAMES = ("mAP", "mINP", "R1", "R5", "R10")
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from signal_core import build_model, load_checkpoint
-from signal_core.atomic import write_json
 from signal_core.data import load_dataset
+from signal_core.utils.atomic import write_json
 
 from ..checkpoints import find_checkpoint
 from ..offsets import offset_tracking

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from signal_core.atomic import atomic_write, write_json
+from signal_core.utils.atomic import atomic_write, write_json
 
 from .grid import COMPARISONS, ROWS, GridSpec, read_cell
 from .stats import mean_std, paired_difference

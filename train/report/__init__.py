@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 
 from signal_core import SignalModel
-from signal_core.atomic import atomic_write, write_json
 from signal_core.data import ReIDDataset
+from signal_core.utils.atomic import atomic_write, write_json
 
 from . import figures
 from .features import SETTINGS, SettingResult, evaluate_all_settings
@@ -56,7 +56,7 @@ def write_report(model: SignalModel, dataset: ReIDDataset, out_dir: str | Path, 
         history: a run folder's ``history.jsonl``: adds the training curves.
         seed: seeds the samples (rank-list queries, t-SNE identities, explained triples).
         meta: extra label -> value lines for the page's header (weights, config, command...).
-        features_fn: a feature engine (signal_core.engines) for every feature behind the metrics,
+        features_fn: a feature engine (signal_core.deploy.engines) for every feature behind the metrics,
             rankings and similarity figures; the drawings of SIM / LAM still use ``model``.
         extra_metrics: more top-level entries of metrics.json (e.g. ``"lam_offsets"``, train/offsets.py).
     """

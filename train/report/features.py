@@ -1,7 +1,7 @@
 """Features of a split under every missing-modality setting in one pass over the data, and their ranking.
 
 Each batch is read once and encoded seven times (full triple, then each of the six settings of
-:data:`signal_core.inference.MISSING_SETTINGS` with those inputs zeroed), so the images are decoded
+:data:`signal_core.retrieval.split_features.MISSING_SETTINGS` with those inputs zeroed), so the images are decoded
 once. The full setting is computed exactly as :func:`train.protocol.evaluate_model` computes it
 (same loader, same batches, same model call), so its metrics equal a plain evaluation bit for bit.
 """
@@ -17,9 +17,9 @@ from tqdm.auto import tqdm
 
 from signal_core import SignalModel
 from signal_core.data import ReIDDataset, TripleRecord
-from signal_core.inference import DatasetFeatures, FeaturesFn, drop_modalities, run_features
 from signal_core.metrics import RankResult, evaluate_rank, pairwise_distance
 from signal_core.modalities import MISSING_SETTINGS, missing_names
+from signal_core.retrieval.split_features import DatasetFeatures, FeaturesFn, drop_modalities, run_features
 
 from ..protocol import test_loader
 

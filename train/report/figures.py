@@ -16,10 +16,10 @@ import torch
 from PIL import Image
 
 from signal_core import SignalModel
-from signal_core.atomic import atomic_write
 from signal_core.data import TripleRecord, build_transforms, load_triple
-from signal_core.inference import DatasetFeatures
 from signal_core.modalities import LABELS, MODALITIES
+from signal_core.retrieval.split_features import DatasetFeatures
+from signal_core.utils.atomic import atomic_write
 from signal_core.viz import RankedTriple, auto_offset_scale, explanation_overlay, offset_pixels, plots, ranklist_image
 from signal_core.viz.overlays import overlay_size, resize_for_overlay
 

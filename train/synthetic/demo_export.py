@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from signal_core.atomic import write_json
+from signal_core.utils.atomic import write_json
 
 from .spec import MODALITY_DIRS
 from .writer import read_spec

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from signal_core.atomic import write_json
+from signal_core.utils.atomic import write_json
 
 from .identity import make_identity
 from .render import render_frame

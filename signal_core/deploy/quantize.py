@@ -55,7 +55,7 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
     """Write the int8 version of an exported fp32 graph.
 
     Args:
-        fp32_path: a graph written by :func:`signal_core.export.export_onnx`.
+        fp32_path: a graph written by :func:`signal_core.deploy.export.export_onnx`.
         out_path: the int8 graph (QDQ), with the same inputs, output and metadata (precision "int8").
         calibration: batches {rgb, nir, tir: [B, 3, H, W] float32, cam_ids: [B] int64}, e.g. a few
             hundred triples of the target data.

@@ -21,11 +21,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from signal_core.feature_store import FeatureStoreError, read_features, sha256_file
-from signal_core.index import GalleryIndex
-from signal_core.inference import run_features
 from signal_core.metrics.parts import PartScore, feature_layout, part_scores
 from signal_core.modalities import LABELS, MODALITIES
+from signal_core.retrieval.feature_store import FeatureStoreError, read_features, sha256_file
+from signal_core.retrieval.index import GalleryIndex
+from signal_core.retrieval.split_features import run_features
 
 from .explain import Drawings, draw_explanation, gallery_vectors, ranks_of, switched_images
 from .feature_cache import FeatureCache, cache_key, gallery_fingerprint, model_fingerprint
@@ -93,7 +93,7 @@ class SearchEngine:
                  device: str | torch.device = "cpu", thumbnails: ThumbnailStore | None = None, description: str = "",
                  served: ServedFolder | None = None, features_fn=None):
         """``gallery_features``: [N, F] features (ranked by one matrix product) or a GalleryIndex of N rows;
-        ``features_fn``: a feature engine (signal_core.engines) for the query features instead of the
+        ``features_fn``: a feature engine (signal_core.deploy.engines) for the query features instead of the
         model (the model still draws the SIM / LAM overlays)."""
         self.features_fn = features_fn
         if len(gallery_features) != len(gallery):

@@ -177,7 +177,7 @@ def load_engine(source, kind: str = "onnxruntime", precision: str | None = None,
     if kind == "torch":
         model = source
         if isinstance(source, (str, os.PathLike)):
-            from .checkpoint import load_weights
+            from ..checkpoint import load_weights
 
             model = load_weights(source, options.pop("official_cfg", None), options.pop("device", "cpu"))
         return TorchEngine(model, precision or "fp32")

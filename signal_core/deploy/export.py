@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .modalities import MODALITIES
-from .model import SignalModel
+from ..modalities import MODALITIES
+from ..model.signal_model import SignalModel
 
 INPUT_NAMES = (*MODALITIES, "cam_ids")
 OUTPUT_NAME = "features"
@@ -209,7 +209,7 @@ def save_onnx(proto, path: str | os.PathLike) -> None:
     """Check and write an ONNX model atomically, weights inside the file (external data above 2 GB)."""
     import onnx
 
-    from .atomic import atomic_write
+    from ..utils.atomic import atomic_write
 
     onnx.checker.check_model(proto)
     large = proto.ByteSize() > 2_000_000_000 if hasattr(proto, "ByteSize") else False

@@ -1,5 +1,5 @@
 """Features of many triples, in batches: in memory (:func:`encode_records`) or into a resumable
-feature folder (:func:`extract_to_folder`, see :mod:`signal_core.feature_store`).
+feature folder (:func:`extract_to_folder`, see :mod:`signal_core.retrieval.feature_store`).
 
 Every triple goes through the authors' test transform (bilinear resize to the model's input size,
 normalise with mean / std 0.5). A triple whose camera is known (and within the model's cameras) is
@@ -23,11 +23,11 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .data import DatasetError, TripleRecord, build_transforms, load_triple
+from ..data import DatasetError, TripleRecord, build_transforms, load_triple
+from ..modalities import MODALITIES
+from ..model.signal_model import SignalModel
 from .feature_store import FeatureWriter
-from .inference import FeaturesFn, run_features
-from .modalities import MODALITIES
-from .model import SignalModel
+from .split_features import FeaturesFn, run_features
 
 SKIP_HINT = "pass --skip-bad to skip unreadable triples (they are listed in the manifest)"
 
@@ -112,7 +112,7 @@ def encode_records(model: SignalModel, records: Sequence[TripleRecord], device: 
     Args:
         model: in eval mode, on ``device``, with its inference precision set.
         on_batch: called with the number of triples done after each batch (progress).
-        features_fn: a feature engine (signal_core.engines) used instead of ``model.extract_features``.
+        features_fn: a feature engine (signal_core.deploy.engines) used instead of ``model.extract_features``.
 
     Raises:
         DatasetError: an image cannot be read and ``skip_bad`` is False (the message names the file).

@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .atomic import atomic_write, write_json
+from ..utils.atomic import atomic_write, write_json
 
 FORMAT = "signal-features/1"
 MANIFEST = "manifest.json"

@@ -13,13 +13,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .modalities import MISSING_SETTINGS, missing_names
-from .model import SignalModel
+from ..modalities import MISSING_SETTINGS, missing_names
+from ..model.signal_model import SignalModel
 
 __all__ = ["MISSING_SETTINGS", "DatasetFeatures", "FeaturesFn", "drop_modalities", "extract_dataset_features",
            "run_features"]
 
-# A feature engine (signal_core.engines): (rgb, nir, tir [B, 3, H, W], cam_ids [B] or None) -> [B, F] numpy
+# A feature engine (signal_core.deploy.engines): (rgb, nir, tir [B, 3, H, W], cam_ids [B] or None) -> [B, F] numpy
 FeaturesFn = Callable[..., np.ndarray]
 
 

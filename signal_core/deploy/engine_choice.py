@@ -78,7 +78,7 @@ def engine_for_model(model, kind: str = "torch", onnx: str | os.PathLike | None 
         engine = load_engine(path, kind=kind, precision=precision, **options)
     except (ImportError, RuntimeError) as exc:
         raise EngineError(f"{kind} cannot run {path} ({_one_line(exc)}).") from None
-    from .feature_store import sha256_file
+    from ..retrieval.feature_store import sha256_file
 
     return ModelEngine(engine, kind, engine.precision, Path(path), sha256_file(path))
 

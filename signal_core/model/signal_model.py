@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..config import SignalConfig
+from ..modalities import MODALITIES
 from .backbone import CLIPVisionBackbone
-from .config import SignalConfig
 from .gam import GlobalAlignment
 from .heads import build_heads
 from .lam import LAMOutput, LocalAlignment
 from .losses import batch_hard_triplet, label_smoothed_ce
-from .modalities import MODALITIES
 from .precision import PRECISION_DTYPES, ShadowWeights, resolve_precision
 from .sim import SelectionMasks, SelectiveInteraction
 

@@ -7,7 +7,7 @@ Layout (all integers little-endian uint64)::
 
 The faiss index is streamed to and from the file (``faiss.write_index`` / ``faiss.read_index`` with
 Python callbacks), so a 3 GB index is never held twice in memory. The file is written atomically
-(``signal_core.atomic``) and its checksum is verified before anything in it is parsed. No pickle:
+(``signal_core.utils.atomic``) and its checksum is verified before anything in it is parsed. No pickle:
 metadata is a plain ``.npz`` read with ``allow_pickle=False``.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 import faiss
 import numpy as np
 
-from .atomic import atomic_write
+from ..utils.atomic import atomic_write
 
 MAGIC = b"SIGIDX01"
 _U64 = struct.Struct("<Q")

@@ -10,7 +10,7 @@ import torch
 from open_clip.transformer import LayerNormFp32, QuickGELU, VisionTransformer
 from torch import nn
 
-from .config import SignalConfig
+from ..config import SignalConfig
 
 
 class CLIPVisionBackbone(nn.Module):

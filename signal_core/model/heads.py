@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .modalities import MODALITIES
+from ..modalities import MODALITIES
 
 
 class BNNeckHead(nn.Module):
