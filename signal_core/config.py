@@ -2,7 +2,9 @@
 
 The defaults follow the authors' code (github.com/010129/Signal), which produced the paper's
 numbers and the released checkpoints. Where the paper reads differently, an opt-in switch offers
-the paper's reading (``trainable_selection``, ``offset_channels=2``, ``reference_points="paper"``).
+the paper's reading (``trainable_selection``, ``offset_channels=2``, ``reference_points="paper"``);
+where the authors' GAM / LAM cannot learn, opt-in fixes (docs/alignment.md): ``gam_standardise``,
+``gam_learn_tau``, ``gam_identity_negatives``, ``reference_points="centred"``, ``lam_detach``.
 
 Example:
     >>> cfg = SignalConfig.preset("rgbnt201", k1=64, use_lam=False)
@@ -22,7 +24,7 @@ POSITIVE_FIELDS = ("patch_size", "width", "layers", "heads", "embed_dim", "k1", 
 NON_NEGATIVE_FIELDS = ("camera_embed_scale", "gam_label_smoothing", "lam_offset_range", "id_weight", "triplet_weight",
                        "label_smoothing", "alpha", "beta")
 SELECTIONS = ("union", "intersection")
-REFERENCE_POINTS = ("official", "paper")
+REFERENCE_POINTS = ("official", "paper", "centred")
 
 
 @dataclass
@@ -59,12 +61,18 @@ class SignalConfig:
     use_gam: bool = True  # ablation switch: Gram-volume contrastive loss
     gam_tau: float = 0.07  # initial value of the learnable temperature (a plain divisor)
     gam_label_smoothing: float = 0.1  # label smoothing of the two volume cross-entropies
+    # The authors' GAM sits at chance (ln B; docs/alignment.md). Fixes, off by default:
+    gam_standardise: bool = False  # standardise mean-patch features over the batch before L2 norm
+    gam_learn_tau: bool = True  # False: tau stays at gam_tau (the fix pairs it with gam_standardise)
+    gam_identity_negatives: bool = False  # True: same-identity samples are not negatives
 
     # --- LAM: local alignment with deformable sampling -------------------------------------------
     use_lam: bool = True  # ablation switch: deformable sampling + MSE alignment loss
     share_offsets: bool = False  # one sampler for all modalities (paper Table 5 "Sharing")
-    offset_channels: int = 1  # 1 = authors' code (broadcast to dy, dx); 2 = paper reading
-    reference_points: str = "official"  # "official" (linspace(.5, n-.5)/(n-1)) | "paper" (-1..1)
+    offset_channels: int = 1  # 1 = authors' code (broadcast to dy, dx); 2 = paper reading (the fix)
+    # "official" (linspace(.5, n-.5)/(n-1), overshoots +1) | "paper" (-1..1) | "centred" (window centres, the fix)
+    reference_points: str = "official"
+    lam_detach: bool = False  # True: LAM samples detached tokens (no feature collapse; the fix)
     lam_stride: int = 4  # kernel = stride of the depthwise offset conv: grid h/s x w/s points
     lam_offset_range: float = 2.0  # offsets are tanh(o) * range / (n - 1)
 

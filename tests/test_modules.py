@@ -29,11 +29,16 @@ def test_gram_volume_is_sqrt_det_of_each_triple_and_asymmetric():
 
 
 def test_gam_loss_prefers_aligned_triples():
-    gam = GlobalAlignment()
-    base = torch.randn(6, 1, 4, 16)
-    aligned = base.expand(6, 3, 4, 16) + 0.01 * torch.randn(6, 3, 4, 16)
-    random = torch.randn(6, 3, 4, 16)
-    assert gam.loss(gam.volumes(aligned)) < gam.loss(gam.volumes(random))
+    """Seeded: the authors' loss prefers nearly aligned triples to random ones in most draws, not in all
+    (about 97 % of random draws; it is at chance for exactly aligned features, docs/alignment.md)."""
+    gam, wins = GlobalAlignment(), 0
+    for seed in range(50):
+        g = torch.Generator().manual_seed(seed)
+        base = torch.randn(6, 1, 4, 16, generator=g)
+        aligned = base.expand(6, 3, 4, 16) + 0.01 * torch.randn(6, 3, 4, 16, generator=g)
+        random = torch.randn(6, 3, 4, 16, generator=g)
+        wins += bool(gam.loss(gam.volumes(aligned)) < gam.loss(gam.volumes(random)))
+    assert wins >= 45  # 46-48 of 50 here (the exact count moves with thread count: near-ties)
 
 
 def _loop_masks(sel, cls, patches):

@@ -32,6 +32,7 @@ class TrainConfig:
     backbone_lr: float = 5e-6  # fixed learning rate of the CLIP backbone (biases included)
     bias_lr_factor: float = 2.0  # parameters named '*bias*' outside the backbone get this x base_lr
     classifier_lr_factor: float = 1.0  # classifiers get this x base_lr (MSVR310: 100)
+    lam_lr_factor: float = 1.0  # LAM's parameters (biases too) get this x base_lr (authors: 1, as base)
     weight_decay: float = 1e-4  # Adam's coupled L2 weight decay
     schedule: str = "cosine"  # "cosine" (timm-style, with warmup and noise) | "multistep"
     warmup_epochs: int = 10  # linear warmup from warmup_lr_factor * base_lr
@@ -57,7 +58,8 @@ SCHEDULES = ("cosine", "multistep")
 # (field, lowest allowed value, inclusive): checked by TrainConfig.validate
 _LOWER_BOUNDS = [("epochs", 1, True), ("batch_size", 1, True), ("num_instances", 1, True),
                  ("base_lr", 0.0, False), ("backbone_lr", 0.0, True), ("bias_lr_factor", 0.0, True),
-                 ("classifier_lr_factor", 0.0, True), ("weight_decay", 0.0, True), ("warmup_epochs", 0, True),
+                 ("classifier_lr_factor", 0.0, True), ("lam_lr_factor", 0.0, True),
+                 ("weight_decay", 0.0, True), ("warmup_epochs", 0, True),
                  ("warmup_lr_factor", 0.0, True), ("min_lr_factor", 0.0, True), ("lr_noise_pct", 0.0, True),
                  ("gamma", 0.0, False), ("num_workers", 0, True), ("checkpoint_every", 1, True),
                  ("eval_batch_size", 1, True), ("eval_every", 0, True)]

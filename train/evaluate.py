@@ -25,6 +25,7 @@ from signal_core.utils.atomic import write_json
 from .cli import add_engine_arguments, check_engine_arguments, command_main, command_parser
 from .config import load_config
 from .flags import MAX_PROCESSES, default_device, device_flag, output_file, output_folder, whole
+from .offsets import format_tracking, lam_tracking
 from .protocol import evaluate_model, format_metrics
 from .report import check_report_folder, write_report
 
@@ -96,7 +97,7 @@ def run(args: argparse.Namespace) -> dict:
     batch_size = cfg.eval_batch_size if args.batch_size is None else args.batch_size
     workers = cfg.num_workers if args.num_workers is None else args.num_workers
     if args.report:
-        metrics = _report(args, model, dataset, device, batch_size, workers, features_fn, label)
+        metrics = _report(args, model, dataset, device, batch_size, workers, features_fn, label, cfg.seed)
     else:
         result = evaluate_model(model, dataset, device, batch_size, workers, missing=args.missing,
                                 rerank=args.rerank, progress=not args.no_progress, features_fn=features_fn)
@@ -110,18 +111,25 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def _report(args: argparse.Namespace, model, dataset, device, batch_size: int, workers: int,
-            features_fn=None, label: str = "fp32") -> dict:
+            features_fn=None, label: str = "fp32", untrained_seed: int | None = None) -> dict:
     """Write the report (train.report) and print its tables; returns its metrics."""
     history = args.history or (Path(args.weights).parent / "history.jsonl" if args.weights else None)
     meta = {"weights": args.weights or "untrained (random init)", "config": args.config, "data": args.data_root}
     if features_fn is not None:
         meta["engine"] = f"{label} (metrics and rankings; SIM / LAM drawings: torch)"
+    tracking = lam_tracking(model, dataset, args.data_root, device, None if args.untrained else untrained_seed)
+    if tracking is not None:
+        meta["LAM offset tracking"] = "; ".join(format_tracking(v, f"{k}: ") for k, v in tracking.items()).replace("\n", "; ")
     report = write_report(model, dataset, args.report, device, batch_size, workers, history=history,
-                          seed=args.seed, meta=meta, progress=not args.no_progress, features_fn=features_fn)
+                          seed=args.seed, meta=meta, progress=not args.no_progress, features_fn=features_fn,
+                          extra_metrics={"lam_offsets": tracking} if tracking is not None else None)
     print(f"{dataset.name} test, {label}:\n{format_metrics(report.metrics)}\n")
     print(f"{'zeroed':>8} | " + format_metrics(report.metrics["missing"]["none"]).splitlines()[0])
     for name, values in report.metrics["missing"].items():
         print(f"{name:>8} | " + format_metrics(values).splitlines()[2])
+    if tracking is not None:
+        print("LAM offsets against the true NIR / TIR shifts:\n"
+              + "\n".join(format_tracking(v, f"{k}: ") for k, v in tracking.items()))
     print(f"report: {Path(args.report) / 'index.html'} ({len(report.files)} files, {report.seconds:.1f} s)")
     return report.metrics
 

@@ -2,7 +2,8 @@
 
 Groups (Adam, coupled weight decay): the CLIP backbone at a fixed ``backbone_lr`` (its biases
 too), other ``*bias*`` parameters at ``bias_lr_factor x base_lr``, classifiers at
-``classifier_lr_factor x base_lr``, everything else (camera embedding, SIM, GAM tau, LAM, BN) at
+``classifier_lr_factor x base_lr``, LAM at ``lam_lr_factor x base_lr`` (its own group only when the
+factor is not 1; the fix of docs/alignment.md), everything else (camera embedding, SIM, GAM tau, LAM, BN) at
 ``base_lr``. Frozen parameters are left out.
 
 Schedules are set once per epoch, with epochs counted from 1 as in the authors' loop:
@@ -33,6 +34,8 @@ def parameter_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
             continue
         if name.startswith("backbone.visual."):
             role, lr = "backbone", cfg.backbone_lr
+        elif name.startswith("lam.") and cfg.lam_lr_factor != 1.0:  # its own group only when asked
+            role, lr = "lam", cfg.base_lr * cfg.lam_lr_factor
         elif "classifier" in name:
             role, lr = "classifier", cfg.base_lr * cfg.classifier_lr_factor
         elif "bias" in name:

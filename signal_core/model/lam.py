@@ -22,18 +22,30 @@ class LAMOutput:
     positions: torch.Tensor  # [B, 3, Hk, Wk, 2] sampling positions (x, y) after the offsets
 
 
-def reference_points(hk: int, wk: int, mode: str = "official", device=None, dtype=None) -> torch.Tensor:
+def reference_points(hk: int, wk: int, mode: str = "official", device=None, dtype=None,
+                     grid: tuple[int, int] | None = None) -> torch.Tensor:
     """Reference grid [Hk, Wk, 2] in (y, x) order, before clamping.
 
     "official": linspace(0.5, n - 0.5, n) / (n - 1) * 2 - 1, as the authors' code (it reaches past
     +1 and is clamped when sampling). "paper": linspace(-1, 1, n), the grid the paper describes.
+    "centred": the centre of each stride x stride window of the (h, w) patch grid,
+    ((i + 0.5) * s - 0.5) / (h - 1) * 2 - 1 with s = h / n (needs ``grid``).
     """
-    def axis(n: int) -> torch.Tensor:
+    if mode not in ("official", "paper", "centred"):
+        raise ValueError(f"reference mode must be 'official', 'paper' or 'centred', got {mode!r}.")
+    if mode == "centred" and grid is None:
+        raise ValueError("the centred reference grid needs the patch grid (h, w).")
+
+    def axis(n: int, size: int | None) -> torch.Tensor:
         if mode == "paper":
             return torch.linspace(-1.0, 1.0, n, device=device, dtype=dtype)
+        if mode == "centred":
+            step = size / n
+            return ((torch.arange(n, device=device, dtype=dtype) + 0.5) * step - 0.5) / max(size - 1, 1) * 2 - 1
         return torch.linspace(0.5, n - 0.5, n, device=device, dtype=dtype) / (n - 1.0) * 2.0 - 1.0
 
-    ref_y, ref_x = torch.meshgrid(axis(hk), axis(wk), indexing="ij")
+    h, w = grid if grid is not None else (None, None)
+    ref_y, ref_x = torch.meshgrid(axis(hk, h), axis(wk, w), indexing="ij")
     return torch.stack([ref_y, ref_x], dim=-1)
 
 
@@ -41,7 +53,8 @@ class DeformableSampler(nn.Module):
     """Offsets from a small conv net on proj_q(x); bilinear sampling of the ORIGINAL map x.
 
     offset net: 1x1 conv -> GELU -> depthwise s x s conv, stride s -> GELU -> 1x1 conv to
-    ``offset_channels`` (no bias). One channel (authors' code) is broadcast to (dy, dx).
+    ``offset_channels`` (no bias). One channel (authors' code) is broadcast to (dy, dx), so every
+    offset lies on one fixed diagonal; two channels move y and x independently.
     """
 
     def __init__(self, dim: int, stride: int = 4, offset_channels: int = 1, offset_range: float = 2.0,
@@ -64,19 +77,25 @@ class DeformableSampler(nn.Module):
         hk, wk = offset.shape[-2:]
         scale = torch.tensor([1.0 / (hk - 1.0), 1.0 / (wk - 1.0)], device=x.device, dtype=offset.dtype)
         offset = offset.tanh() * scale.view(1, 2, 1, 1) * self.offset_range  # [B, 2, Hk, Wk] (dy, dx)
-        ref = reference_points(hk, wk, self.reference_mode, device=x.device, dtype=offset.dtype)
+        ref = reference_points(hk, wk, self.reference_mode, x.device, offset.dtype, grid=tuple(x.shape[-2:]))
         pos = (offset.permute(0, 2, 3, 1) + ref).clamp(-1.0, 1.0)  # [B, Hk, Wk, 2] (y, x)
         sampled = F.grid_sample(x, pos.flip(-1).to(x.dtype), mode="bilinear", align_corners=True)
         return sampled, ref, pos
 
 
 class LocalAlignment(nn.Module):
-    """One deformable sampler per modality (or one shared, ``share_offsets=True``)."""
+    """One deformable sampler per modality (or one shared, ``share_offsets=True``).
+
+    ``detach=True`` samples detached patch tokens: without it the MSE is lowest when the encoder
+    makes every token the same (feature collapse, docs/alignment.md) and the offsets learn nothing.
+    """
 
     def __init__(self, dim: int, grid: tuple[int, int], stride: int = 4, offset_channels: int = 1,
-                 offset_range: float = 2.0, reference_mode: str = "official", share_offsets: bool = False):
+                 offset_range: float = 2.0, reference_mode: str = "official", share_offsets: bool = False,
+                 detach: bool = False):
         super().__init__()
         self.grid = grid
+        self.detach = detach  # sample detached tokens: the MSE moves the offsets, never the encoder
         n = 1 if share_offsets else 3
         self.samplers = nn.ModuleList(
             DeformableSampler(dim, stride, offset_channels, offset_range, reference_mode) for _ in range(n)
@@ -85,6 +104,8 @@ class LocalAlignment(nn.Module):
     def forward(self, patches: torch.Tensor) -> LAMOutput:
         """[B, 3, L, D] patch tokens -> :class:`LAMOutput`."""
         b, m, l, d = patches.shape
+        if self.detach:
+            patches = patches.detach()
         maps = patches.reshape(b, m, *self.grid, d).permute(0, 1, 4, 2, 3)  # [B, 3, D, h, w]
         if len(self.samplers) == 1:  # shared weights: one call over the three modalities
             sampled, ref, pos = self.samplers[0](maps.flatten(0, 1))

@@ -78,9 +78,10 @@ class SignalModel(nn.Module):
         self.backbone = CLIPVisionBackbone(cfg)
         self.sim = (SelectiveInteraction(d, cfg.k1, cfg.k2_effective, cfg.selection, cfg.interaction_heads,
                                          cfg.trainable_selection) if cfg.use_sim else None)
-        self.gam = GlobalAlignment(cfg.gam_tau, cfg.gam_label_smoothing) if cfg.use_gam else None
+        self.gam = (GlobalAlignment(cfg.gam_tau, cfg.gam_label_smoothing, cfg.gam_standardise, cfg.gam_learn_tau,
+                                    cfg.gam_identity_negatives) if cfg.use_gam else None)
         self.lam = (LocalAlignment(d, cfg.grid_size, cfg.lam_stride, cfg.offset_channels, cfg.lam_offset_range,
-                                   cfg.reference_points, cfg.share_offsets) if cfg.use_lam else None)
+                                   cfg.reference_points, cfg.share_offsets, cfg.lam_detach) if cfg.use_lam else None)
         self.heads = (build_heads(cfg.head_layout or "concat", d, cfg.num_classes, cfg.use_sim)
                       if cfg.num_classes else None)
         self.inference_precision = "fp32"  # set_inference_precision(); training always runs in fp32
@@ -168,7 +169,7 @@ class SignalModel(nn.Module):
             feat = self._head_input(name, out)
             terms[f"triplet_{name}"] = cfg.triplet_weight * batch_hard_triplet(feat, targets)
         if out.volume is not None:
-            terms["gam"] = cfg.alpha * self.gam.loss(out.volume)
+            terms["gam"] = cfg.alpha * self.gam.loss(out.volume, targets)
         if out.lam is not None:
             terms["lam"] = cfg.beta * LocalAlignment.loss(out.lam)
         return terms

@@ -48,7 +48,8 @@ class Report:
 def write_report(model: SignalModel, dataset: ReIDDataset, out_dir: str | Path, device: torch.device | str = "cpu",
                  batch_size: int = 128, num_workers: int = 0, history: str | Path | None = None, seed: int = 0,
                  num_ranklists: int = 6, num_tsne_ids: int = 10, num_explained: int = 4,
-                 meta: Mapping[str, str] | None = None, progress: bool = True, features_fn=None) -> Report:
+                 meta: Mapping[str, str] | None = None, progress: bool = True, features_fn=None,
+                 extra_metrics: Mapping[str, object] | None = None) -> Report:
     """Evaluate ``model`` on ``dataset``'s test split under every missing-modality setting and write the
     report into ``out_dir`` (created; the files of an earlier report there are replaced, another
     ``index.html`` or ``metrics.json`` is refused: :func:`check_report_folder`).
@@ -59,6 +60,7 @@ def write_report(model: SignalModel, dataset: ReIDDataset, out_dir: str | Path, 
         meta: extra label -> value lines for the page's header (weights, config, command...).
         features_fn: a feature engine (signal_core.deploy.engines) for every feature behind the metrics,
             rankings and similarity figures; the drawings of SIM / LAM still use ``model``.
+        extra_metrics: more top-level entries of metrics.json (e.g. ``"lam_offsets"``, train/offsets.py).
     """
     start = time.perf_counter()
     out = Path(out_dir)
@@ -71,7 +73,8 @@ def write_report(model: SignalModel, dataset: ReIDDataset, out_dir: str | Path, 
     missing = {name: r.result.as_percent_dict() for name, r in results.items()}
     figs, sim_stats = _write_figures(model, dataset, results, out, device, history, seed, num_ranklists,
                                      num_tsne_ids, num_explained, timings)
-    metrics = {**missing["none"], "missing": missing, "similarity": dataclasses.asdict(sim_stats)}
+    metrics = {**missing["none"], "missing": missing, "similarity": dataclasses.asdict(sim_stats),
+               **(extra_metrics or {})}
     files = [write_json(out / "metrics.json", metrics)]
     seconds = time.perf_counter() - start
     info = {"queries / gallery": f"{len(dataset.query)} / {len(dataset.gallery)} triples "

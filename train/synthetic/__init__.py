@@ -49,6 +49,11 @@ Difficulty switches (``SyntheticSpec`` field = CLI flag; level 0 disables that d
 * ``misalign`` (``--misalign``, default 3 pixels) and ``misalign_scale`` (``--misalign-scale``,
   default 0.04): NIR and TIR shift (uniform in +-misalign px per axis) and scale (1 +- misalign_scale)
   relative to RGB, independent per image and modality. ``misalign 0`` disables both.
+* ``rig_shift`` (``--rig-shift``, default 0) and ``misalign_rotation`` (``--misalign-rotation``, default
+  0): a fixed NIR / TIR shift per camera rig (uniform in +-rig_shift px per axis, the same for every
+  image of that camera) and a per-image rotation in degrees. ``--preset alignment`` sets them (see
+  ``spec.PRESETS`` and docs/alignment.md); every image's warp is recorded in ``synthetic.json``
+  (``nir_shift`` / ``tir_shift``, and ``*_scale`` / ``*_rotation`` when these are on).
 * ``noise`` (``--noise``, default 1): Gaussian sensor noise in every modality (sigma about 4 / 255 x
   level). 0: none (night images keep their own low-light noise, part of the night switch).
 

@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 
 from .spec import VIEWS, SyntheticSpec
-from .streams import SPLIT_CODE, T_CAMERA, T_VIEW, stream
+from .streams import SPLIT_CODE, T_CAMERA, T_RIG, T_VIEW, stream
 
 
 def view_of(spec: SyntheticSpec, split: str, pid: int, camera: int) -> str:
@@ -35,12 +35,27 @@ def object_matrix(spec: SyntheticSpec, rng: np.random.Generator) -> np.ndarray:
     return m
 
 
-def misalign_matrix(spec: SyntheticSpec, rng: np.random.Generator) -> np.ndarray:
-    """``[2, 3]`` affine shift + scale about the centre of a NIR or TIR frame relative to RGB."""
-    t = rng.uniform(-1, 1, 2) * spec.misalign
-    s = 1.0 + rng.uniform(-1, 1) * spec.misalign_scale if spec.misalign > 0 else 1.0
+def misalign_matrix(spec: SyntheticSpec, rng: np.random.Generator, rig: tuple[float, float] = (0.0, 0.0),
+                    rotation: float = 0.0) -> np.ndarray:
+    """``[2, 3]`` affine map about the centre of a NIR or TIR frame relative to RGB: the camera rig's
+    fixed shift ``rig`` (x, y pixels) plus this image's jitter shift and scale, rotated ``rotation`` degrees."""
+    t = rng.uniform(-1, 1, 2) * spec.misalign + np.asarray(rig, float)
+    s = 1.0 + rng.uniform(-1, 1) * spec.misalign_scale if spec.misaligned else 1.0
     cx, cy = spec.width / 2, spec.height / 2
-    return np.array([[s, 0.0, cx - s * cx + t[0]], [0.0, s, cy - s * cy + t[1]]])
+    if rotation == 0.0:
+        return np.array([[s, 0.0, cx - s * cx + t[0]], [0.0, s, cy - s * cy + t[1]]])
+    a = np.deg2rad(rotation)
+    lin = s * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    return np.hstack([lin, (np.array([cx, cy]) - lin @ (cx, cy) + t)[:, None]])
+
+
+def rig_shifts(spec: SyntheticSpec, camera: int) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The fixed (x, y) pixel shifts of ``camera``'s NIR and TIR sensors relative to its RGB sensor
+    (uniform in +-``rig_shift`` per axis; the same for every image of that camera)."""
+    if spec.rig_shift <= 0:
+        return (0.0, 0.0), (0.0, 0.0)
+    d = stream(spec.seed, T_RIG, camera).uniform(-1, 1, (2, 2)) * spec.rig_shift
+    return (float(d[0, 0]), float(d[0, 1])), (float(d[1, 0]), float(d[1, 1]))
 
 
 def warp(img: np.ndarray, m: np.ndarray, w: int, h: int, border=cv2.BORDER_CONSTANT) -> np.ndarray:

@@ -9,7 +9,7 @@ from ..cli import command_main, command_parser
 from ..flags import output_file, output_folder, real, whole
 from .demo_export import export_demo_assets
 from .sheet import contact_sheet
-from .spec import SyntheticSpec
+from .spec import PRESETS, SyntheticSpec
 from .writer import generate
 
 
@@ -17,16 +17,25 @@ def _dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
+def _preset_name(argv) -> str:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--preset", default="default")
+    name = pre.parse_known_args(argv)[0].preset
+    return name if name in PRESETS else "default"  # the full parser reports an unknown one
+
+
 def parse_args(argv=None) -> argparse.Namespace:
-    """Command-line options; every spec field has a flag with the spec's default (a whole or finite number,
-    not negative, checked here; the spec checks its own ranges)."""
-    d = SyntheticSpec()
+    """Command-line options; every spec field has a flag whose default is the chosen preset's (a whole or
+    finite number, not negative, checked here; the spec checks its own ranges)."""
+    d = SyntheticSpec.preset(_preset_name(argv))
     p = command_parser("python -m train.synthetic",
                                 description="Generate the procedural RGB / NIR / TIR ReID benchmark (RGBNT201 layout). "
                                             "Every difficulty level 0 disables that difficulty.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", required=True, type=output_folder,
                    help="output folder (gets train_171/, test/, synthetic.json)")
+    p.add_argument("--preset", default="default", choices=sorted(PRESETS),
+                   help="named spec whose values the other flags default to (alignment: camera-rig shifts)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a benchmark (demo assets) generated before in --out (--demo-assets): only the files "
                         "its synthetic.json (demo.json) lists are removed; any other file there stops the run")
@@ -50,7 +59,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="[0,2] background scenes and distractor objects (0: plain background)")
     p.add_argument("--misalign", type=real(0), default=d.misalign, help="max NIR/TIR shift vs RGB (pixels)")
     p.add_argument("--misalign-scale", type=real(0), default=d.misalign_scale,
-                   help="max relative NIR/TIR scale change (used when --misalign > 0)")
+                   help="max relative NIR/TIR scale change (used when --misalign or --rig-shift > 0)")
+    p.add_argument("--rig-shift", type=real(0), default=d.rig_shift,
+                   help="max fixed NIR/TIR shift per camera rig (pixels, per axis)")
+    p.add_argument("--misalign-rotation", type=real(0), default=d.misalign_rotation,
+                   help="max per-image NIR/TIR rotation (degrees)")
     p.add_argument("--noise", type=real(0), default=d.noise, help="sensor noise level")
     p.add_argument("--jpeg-quality", type=whole(0), default=d.jpeg_quality, help="JPEG quality")
     p.add_argument("--demo-assets", metavar="OUT", type=output_folder,

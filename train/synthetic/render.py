@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from .appearance import render_object
-from .camera import camera_params, misalign_matrix, object_matrix, view_of, warp
+from .camera import camera_params, misalign_matrix, object_matrix, rig_shifts, view_of, warp
 from .canvas import grid
 from .distractors import distractor, draw_distractor
 from .identity import Identity, make_identity
@@ -23,6 +23,7 @@ from .streams import (
     T_NOISE,
     T_PLACE,
     T_POSE,
+    T_ROTATION,
     stream,
 )
 
@@ -53,7 +54,7 @@ def render_frame(spec: SyntheticSpec, split: str, pid: int, camera: int, index: 
     nir, tir, masks, m_nir, m_tir = _misalign(spec, key, nir, tir, alpha)
     rgb, nir, tir = _sensor_noise(spec, key, rgb, nir, tir)
     meta = {"view": view, "kind": ident.kind, "night": night, "scene": scene_k if spec.clutter > 0 else -1,
-            "nir_shift": _shift(spec, m_nir), "tir_shift": _shift(spec, m_tir)}
+            "nir_shift": _shift(spec, m_nir), "tir_shift": _shift(spec, m_tir), **_alignment_meta(spec, m_nir, m_tir)}
     return Frame(_quantise(rgb), _quantise(nir), _quantise(tir), masks, meta)
 
 
@@ -165,16 +166,20 @@ def _night(spec: SyntheticSpec, key: tuple, rgb):
 
 
 def _misalign(spec: SyntheticSpec, key: tuple, nir, tir, alpha: np.ndarray):
-    """NIR / TIR misalignment relative to RGB (whole frame, independent per image and modality), TIR blur.
+    """NIR / TIR misalignment relative to RGB (whole frame: the camera rig's shift plus per-image shift,
+    scale and rotation, independent per modality), then TIR blur.
 
     Returns:
         (nir, tir, masks [3,H,W] object coverage per modality, NIR matrix, TIR matrix).
     """
     h, w = spec.height, spec.width
     rm = stream(spec.seed, T_MISALIGN, *key)
-    m_nir, m_tir = misalign_matrix(spec, rm), misalign_matrix(spec, rm)
+    rig_nir, rig_tir = rig_shifts(spec, key[2])
+    rot = (stream(spec.seed, T_ROTATION, *key).uniform(-1, 1, 2) * spec.misalign_rotation
+           if spec.misalign_rotation > 0 else (0.0, 0.0))
+    m_nir, m_tir = misalign_matrix(spec, rm, rig_nir, float(rot[0])), misalign_matrix(spec, rm, rig_tir, float(rot[1]))
     masks = np.stack([alpha, alpha, alpha]).astype(np.float32)
-    if spec.misalign > 0:
+    if spec.misaligned:
         nir = warp(nir.astype(np.float32), m_nir, w, h, cv2.BORDER_REFLECT)
         tir = warp(tir.astype(np.float32), m_tir, w, h, cv2.BORDER_REFLECT)
         masks[1] = warp(alpha, m_nir, w, h)
@@ -197,11 +202,24 @@ def _sensor_noise(spec: SyntheticSpec, key: tuple, rgb, nir, tir):
 
 
 def _shift(spec: SyntheticSpec, m: np.ndarray) -> list[float]:
-    """The (x, y) pixel shift of misalignment matrix ``m`` (rounded to 0.01; 0 when misalign is off)."""
-    if not spec.misalign > 0:
+    """The (x, y) pixel shift of the image centre under misalignment matrix ``m`` (rounded to 0.01; 0 when
+    misalignment is off): where the content at the RGB frame's centre lies in the NIR / TIR frame."""
+    if not spec.misaligned:
         return [0.0, 0.0]
-    w, h = spec.width, spec.height
-    return [round(float(m[0, 2] - (1 - m[0, 0]) * w / 2), 2), round(float(m[1, 2] - (1 - m[1, 1]) * h / 2), 2)]
+    cx, cy = spec.width / 2, spec.height / 2
+    return [round(float(m[0, 0] * cx + m[0, 1] * cy + m[0, 2] - cx), 2),
+            round(float(m[1, 0] * cx + m[1, 1] * cy + m[1, 2] - cy), 2)]
+
+
+def _alignment_meta(spec: SyntheticSpec, m_nir: np.ndarray, m_tir: np.ndarray) -> dict:
+    """Scale and rotation (degrees) of each misalignment (only for specs with rig shifts or rotations)."""
+    if spec.rig_shift <= 0 and spec.misalign_rotation <= 0:
+        return {}
+    out = {}
+    for name, m in (("nir", m_nir), ("tir", m_tir)):
+        out[f"{name}_scale"] = round(float(np.hypot(m[0, 0], m[1, 0])), 4)
+        out[f"{name}_rotation"] = round(float(np.degrees(np.arctan2(m[1, 0], m[0, 0]))), 3)
+    return out
 
 
 def _quantise(a) -> np.ndarray:

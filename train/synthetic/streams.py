@@ -11,6 +11,7 @@ import numpy as np
 # Random-stream tags (first entries of every SeedSequence key): never reorder.
 T_IDENTITY, T_SET, T_CAMERA, T_SCENE, T_DISTRACTOR, T_VIEW = 1, 2, 3, 4, 5, 6
 T_POSE, T_PLACE, T_BACKGROUND, T_ILLUM, T_NIGHT, T_NOISE, T_MISALIGN = 10, 11, 12, 13, 14, 15, 16
+T_RIG, T_ROTATION = 17, 18  # the alignment preset's camera-rig shifts and per-image rotations
 SPLIT_CODE = {"train": 0, "test": 1}
 
 
