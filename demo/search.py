@@ -65,7 +65,7 @@ class RankedMatch:
 
 
 @dataclass
-class SearchResult:
+class SearchAnswer:
     """What one search returns."""
 
     matches: list[RankedMatch]
@@ -259,7 +259,7 @@ class SearchEngine:
     # --- search -------------------------------------------------------------------------------
     def search(self, rgb: ImageSource | None, nir: ImageSource | None, tir: ImageSource | None,
                top_k: int = 10, camera=None, explain: bool = True,
-               switched_on: Sequence[str] | None = None) -> SearchResult:
+               switched_on: Sequence[str] | None = None) -> SearchAnswer:
         """Rank the gallery for one query triple; every match's score split by feature part.
 
         Args:
@@ -304,7 +304,7 @@ class SearchEngine:
                                        standing={} if standing is None else standing.row(rank - 1)))
         missing = tuple(m for m, img in zip(MODALITIES, given) if img is None)
         drawings = draw_explanation(images, explanation, self.grid_size, self.image_size) if explain else None
-        return SearchResult(matches, missing, query_pid, camid, drawings, time.perf_counter() - start, off, depth)
+        return SearchAnswer(matches, missing, query_pid, camid, drawings, time.perf_counter() - start, off, depth)
 
     def explain_entry(self, index: int) -> Drawings:
         """Both explanation views of gallery entry ``index`` (encoded with its camera if known)."""

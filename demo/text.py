@@ -7,7 +7,7 @@ from signal_core.metrics.parts import PART_LETTERS
 from signal_core.modalities import LABELS
 from signal_core.utils.messages import markdown_text
 
-from .search import RankedMatch, SearchResult
+from .search import RankedMatch, SearchAnswer
 
 PART_LABELS = {"rgb": "RGB class token", "nir": "NIR class token", "tir": "TIR class token",
                "fused": "fused SIM tokens"}
@@ -42,12 +42,12 @@ def rank_move(match: RankedMatch, depth: int | None = None) -> str:
     return f" (was {match.previous_rank}, {arrow})"
 
 
-def missing_names(result: SearchResult, which: str = "missing") -> str:
+def modality_list(result: SearchAnswer, which: str = "missing") -> str:
     """E.g. "NIR and TIR" (``which``: "missing" or "switched_off")."""
     return " and ".join(LABELS[m] for m in getattr(result, which))
 
 
-def summary(result: SearchResult, gallery_size: int, gallery_name: str = "default gallery") -> str:
+def summary(result: SearchAnswer, gallery_size: int, gallery_name: str = "default gallery") -> str:
     """A short markdown status line, naming the gallery searched ("default gallery", "your gallery 'x.zip'")."""
     top = len(result.matches)
     parts = [f"**Top {top}** of {gallery_size} gallery triples ({markdown_text(gallery_name)}) in "
@@ -58,11 +58,11 @@ def summary(result: SearchResult, gallery_size: int, gallery_name: str = "defaul
     text = " · ".join(parts)
     if result.missing:
         its = "their inputs were" if len(result.missing) > 1 else "its input was"
-        text += (f"\n\n⚠️ Missing modality: **{missing_names(result)}** not given; {its} zeroed "
+        text += (f"\n\n⚠️ Missing modality: **{modality_list(result)}** not given; {its} zeroed "
                  "(missing-modality protocol) and the search used the other modalities.")
     if result.switched_off:
         moved = sum(m.previous_rank != m.rank for m in result.matches)
-        text += (f"\n\nSwitched off: **{missing_names(result, 'switched_off')}** (zeroed). Under each result: its "
+        text += (f"\n\nSwitched off: **{modality_list(result, 'switched_off')}** (zeroed). Under each result: its "
                  f"rank now and (was N) with all given modalities; {moved} of the top {top} moved.")
     note = PARTS_NOTE if any(m.standing for m in result.matches) else SHARES_NOTE
     return text + f"\n\n<small>{note}.</small>"
@@ -88,7 +88,7 @@ def parts_table(match: RankedMatch, depth: int = 0) -> str:
     return text
 
 
-def result_json(result: SearchResult, gallery_name: str = "default gallery", gallery_size: int | None = None) -> dict:
+def result_json(result: SearchAnswer, gallery_name: str = "default gallery", gallery_size: int | None = None) -> dict:
     """The ``/search_json`` answer: the gallery searched, matches with their parts (each part's cosine,
     its rank in the gallery by that part alone and z-score against the gallery, null through an index,
     and its share of the score); identities and cameras null when unknown, cameras 1-based as on the page."""
