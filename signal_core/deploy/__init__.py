@@ -7,7 +7,7 @@
 """
 from __future__ import annotations
 
-import importlib
+from ..utils.lazy import lazy_exports
 
 _EXPORTS = {  # public name -> module (imported on first use: optional packages stay optional)
     "ExportInfo": "export",
@@ -22,14 +22,4 @@ _EXPORTS = {  # public name -> module (imported on first use: optional packages 
     "engine_for_model": "engine_choice",
     "quantize_int8": "quantize",
 }
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

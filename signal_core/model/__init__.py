@@ -12,7 +12,7 @@
 """
 from __future__ import annotations
 
-import importlib
+from ..utils.lazy import lazy_exports
 
 _EXPORTS = {  # public name -> module (imported on first use: optional packages stay optional)
     "SignalModel": "signal_model",
@@ -35,14 +35,4 @@ _EXPORTS = {  # public name -> module (imported on first use: optional packages 
     "resolve_precision": "precision",
     "bf16_is_fast": "precision",
 }
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

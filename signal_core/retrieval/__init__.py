@@ -11,7 +11,7 @@
 """
 from __future__ import annotations
 
-import importlib
+from ..utils.lazy import lazy_exports
 
 _EXPORTS = {  # public name -> module (imported on first use: optional packages stay optional)
     "DatasetFeatures": "split_features",
@@ -32,14 +32,4 @@ _EXPORTS = {  # public name -> module (imported on first use: optional packages 
     "SearchResult": "index",
     "IndexFileError": "index_file",
 }
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
