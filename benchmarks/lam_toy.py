@@ -23,7 +23,9 @@ from signal_core.model.lam import LocalAlignment
 H, W, D, B = 8, 4, 32, 32
 VARIANTS = {"authors (1 channel, official grid)": dict(offset_channels=1, reference_mode="official"),
             "fix (2 channels, centred grid)": dict(offset_channels=2, reference_mode="centred"),
-            "fix + offsets that see RGB (toy only)": dict(offset_channels=2, reference_mode="centred", guided=True)}
+            "fix + offsets that see RGB (toy only)": dict(offset_channels=2, reference_mode="centred", guided=True),
+            "fix + matched offsets (lam_offsets: matched)": dict(offset_channels=2, reference_mode="centred",
+                                                                 offsets="matched")}
 RIGS = torch.tensor([[1.0, 0.5], [-1.0, 1.0], [0.5, -1.0], [-0.5, -0.5]])  # (x, y) cells
 
 
@@ -123,10 +125,13 @@ def run(variant: dict, kind: str, steps: int, seed: int = 0) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.lam_toy", description=__doc__.split("\n")[0])
     p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--only", default="", help="run only the variants whose name contains this text")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     print("| variant | shift | r | slope | error (cells) | MSE / MSE at zero offset |\n|---|---|---|---|---|---|")
     for name, variant in VARIANTS.items():
+        if args.only not in name:
+            continue
         for kind in ("constant", "rig", "random"):
             res = run(variant, kind, args.steps)
             print(f"| {name} | {kind} | {res['r']:.3f} | {res['slope']:.3f} | {res['error']:.2f} | "

@@ -25,6 +25,7 @@ NON_NEGATIVE_FIELDS = ("camera_embed_scale", "gam_label_smoothing", "lam_offset_
                        "label_smoothing", "alpha", "beta")
 SELECTIONS = ("union", "intersection")
 REFERENCE_POINTS = ("official", "paper", "centred")
+LAM_OFFSETS = ("own", "matched")  # where NIR / TIR offsets come from (model/lam.py)
 
 
 @dataclass
@@ -75,6 +76,10 @@ class SignalConfig:
     lam_detach: bool = False  # True: LAM samples detached tokens (no feature collapse; the fix)
     lam_stride: int = 4  # kernel = stride of the depthwise offset conv: grid h/s x w/s points
     lam_offset_range: float = 2.0  # offsets are tanh(o) * range / (n - 1)
+    # "own" (paper, authors: each modality's offsets from its own tokens) | "matched" (NIR / TIR found by
+    # a local cost volume against RGB, up to lam_match_radius tokens; an extension, docs/alignment.md)
+    lam_offsets: str = "own"
+    lam_match_radius: int = 2
 
     # --- losses ------------------------------------------------------------------------------
     id_weight: float = 0.25  # weight of each label-smoothed cross-entropy
@@ -154,6 +159,12 @@ class SignalConfig:
                 raise ValueError(
                     f"embed_dim {self.embed_dim} must be divisible by interaction_heads {self.interaction_heads}."
                 )
+        if self.lam_offsets not in LAM_OFFSETS:
+            raise ValueError(f"lam_offsets must be one of {LAM_OFFSETS}, got {self.lam_offsets!r}.")
+        if self.lam_offsets == "matched" and self.share_offsets:
+            raise ValueError("lam_offsets='matched' needs one sampler per modality: set share_offsets=False.")
+        if self.lam_match_radius < 1:
+            raise ValueError(f"lam_match_radius must be at least 1 token, got {self.lam_match_radius}.")
         if self.use_lam:
             hk, wk = self.lam_grid_size
             if hk < 2 or wk < 2:

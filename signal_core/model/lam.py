@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..config import LAM_OFFSETS
 
 
 @dataclass
@@ -83,23 +87,73 @@ class DeformableSampler(nn.Module):
         return sampled, ref, pos
 
 
+class MatchedSampler(nn.Module):
+    """NIR / TIR positions found by matching the modality against RGB (``offsets="matched"``; not the paper's).
+
+    A local cost volume, as optical-flow networks build one: both maps go through one shared 1x1
+    projection (the identity at initialisation) and are L2-normalised per token; for every displacement
+    of up to ``radius`` tokens per axis, the cosine of each RGB token with the modality's displaced
+    token, averaged over each stride x stride window of the LAM grid; a softmax over the displacements
+    (learnable temperature) and its expectation give a sub-token displacement per grid point. The
+    modality samples where RGB samples, moved by that displacement: a shift that changes per camera
+    rig or per image can be followed, which an offset net that sees only its own modality cannot do.
+    """
+
+    def __init__(self, dim: int, stride: int = 4, radius: int = 2, tau: float = 0.1):
+        super().__init__()
+        self.stride = stride
+        self.radius = radius
+        self.proj = nn.Conv2d(dim, dim, kernel_size=1)
+        with torch.no_grad():
+            self.proj.weight.copy_(torch.eye(dim).view(dim, dim, 1, 1))
+            self.proj.bias.zero_()
+        self.log_tau = nn.Parameter(torch.tensor(math.log(tau)))
+        steps = torch.arange(-radius, radius + 1, dtype=torch.float32)
+        dy, dx = torch.meshgrid(steps, steps, indexing="ij")
+        self.register_buffer("displacements", torch.stack([dy, dx], -1).reshape(-1, 2), persistent=False)
+
+    def forward(self, x: torch.Tensor, rgb: torch.Tensor, rgb_positions: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x, rgb [B, D, h, w]; RGB's positions [B, Hk, Wk, 2] (y, x) -> sampled [B, D, Hk, Wk], positions."""
+        h, w = x.shape[-2:]
+        r = self.radius
+        query = F.pad(F.normalize(self.proj(x), dim=1), (r, r, r, r))  # zero outside the map: cosine 0
+        key = F.normalize(self.proj(rgb), dim=1)
+        costs = torch.stack([(key * query[:, :, r + dy:r + dy + h, r + dx:r + dx + w]).sum(1)
+                             for dy, dx in self.displacements.long().tolist()], dim=1)  # [B, n, h, w]
+        weights = (F.avg_pool2d(costs, self.stride) / self.log_tau.exp()).softmax(dim=1)  # [B, n, Hk, Wk]
+        tokens = torch.einsum("bnyx,nc->byxc", weights, self.displacements.to(weights.dtype))  # (dy, dx)
+        scale = torch.tensor([2.0 / max(h - 1, 1), 2.0 / max(w - 1, 1)], device=x.device, dtype=tokens.dtype)
+        pos = (rgb_positions + tokens * scale).clamp(-1.0, 1.0)
+        sampled = F.grid_sample(x, pos.flip(-1).to(x.dtype), mode="bilinear", align_corners=True)
+        return sampled, pos
+
+
 class LocalAlignment(nn.Module):
     """One deformable sampler per modality (or one shared, ``share_offsets=True``).
 
     ``detach=True`` samples detached patch tokens: without it the MSE is lowest when the encoder
     makes every token the same (feature collapse, docs/alignment.md) and the offsets learn nothing.
+    ``offsets="matched"``: RGB keeps its deformable sampler; NIR and TIR sample where RGB does, moved
+    by the displacement a :class:`MatchedSampler` finds against RGB (``match_radius`` tokens at most).
     """
 
     def __init__(self, dim: int, grid: tuple[int, int], stride: int = 4, offset_channels: int = 1,
                  offset_range: float = 2.0, reference_mode: str = "official", share_offsets: bool = False,
-                 detach: bool = False):
+                 detach: bool = False, offsets: str = "own", match_radius: int = 2):
         super().__init__()
+        if offsets not in LAM_OFFSETS:
+            raise ValueError(f"LAM offsets must be one of {LAM_OFFSETS}, got {offsets!r}.")
+        if offsets == "matched" and share_offsets:
+            raise ValueError("matched LAM offsets need one sampler per modality: set share_offsets=False.")
         self.grid = grid
         self.detach = detach  # sample detached tokens: the MSE moves the offsets, never the encoder
-        n = 1 if share_offsets else 3
-        self.samplers = nn.ModuleList(
-            DeformableSampler(dim, stride, offset_channels, offset_range, reference_mode) for _ in range(n)
-        )
+        self.offsets = offsets
+        n = 1 if share_offsets or offsets == "matched" else 3
+        samplers = [DeformableSampler(dim, stride, offset_channels, offset_range, reference_mode) for _ in range(n)]
+        if offsets == "matched":
+            samplers += [MatchedSampler(dim, stride, match_radius) for _ in range(2)]
+        self.samplers = nn.ModuleList(samplers)
 
     def forward(self, patches: torch.Tensor) -> LAMOutput:
         """[B, 3, L, D] patch tokens -> :class:`LAMOutput`."""
@@ -107,7 +161,12 @@ class LocalAlignment(nn.Module):
         if self.detach:
             patches = patches.detach()
         maps = patches.reshape(b, m, *self.grid, d).permute(0, 1, 4, 2, 3)  # [B, 3, D, h, w]
-        if len(self.samplers) == 1:  # shared weights: one call over the three modalities
+        if self.offsets == "matched":
+            rgb, ref, rgb_pos = self.samplers[0](maps[:, 0])
+            outs = [sampler(maps[:, i], maps[:, 0], rgb_pos) for i, sampler in enumerate(self.samplers[1:], 1)]
+            sampled = torch.stack([rgb] + [o[0] for o in outs], dim=1)
+            pos = torch.stack([rgb_pos] + [o[1] for o in outs], dim=1)
+        elif len(self.samplers) == 1:  # shared weights: one call over the three modalities
             sampled, ref, pos = self.samplers[0](maps.flatten(0, 1))
             sampled = sampled.unflatten(0, (b, m))
             pos = pos.unflatten(0, (b, m))

@@ -81,7 +81,8 @@ class SignalModel(nn.Module):
         self.gam = (GlobalAlignment(cfg.gam_tau, cfg.gam_label_smoothing, cfg.gam_standardise, cfg.gam_learn_tau,
                                     cfg.gam_identity_negatives) if cfg.use_gam else None)
         self.lam = (LocalAlignment(d, cfg.grid_size, cfg.lam_stride, cfg.offset_channels, cfg.lam_offset_range,
-                                   cfg.reference_points, cfg.share_offsets, cfg.lam_detach) if cfg.use_lam else None)
+                                   cfg.reference_points, cfg.share_offsets, cfg.lam_detach,
+                                   cfg.lam_offsets, cfg.lam_match_radius) if cfg.use_lam else None)
         self.heads = (build_heads(cfg.head_layout or "concat", d, cfg.num_classes, cfg.use_sim)
                       if cfg.num_classes else None)
         self.inference_precision = "fp32"  # set_inference_precision(); training always runs in fp32

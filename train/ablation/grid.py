@@ -63,10 +63,12 @@ ROWS = {row.key: row for row in (
     Row("full", "full (SIM + GAM + LAM)", {"use_sim": True, "use_gam": True, "use_lam": True}),
     Row("full_fix", "full, GAM / LAM fixed", {"use_sim": True, "use_gam": True, "use_lam": True, **FIX_MODEL},
         dict(FIX_TRAIN)),
+    Row("full_matched", "full fixed, matched LAM offsets",
+        {"use_sim": True, "use_gam": True, "use_lam": True, **FIX_MODEL, "lam_offsets": "matched"}, dict(FIX_TRAIN)),
 )}
 # (row, reference row): the paired differences reported, each "what the row adds"
 COMPARISONS = (("sim", "baseline"), ("sim_gam", "sim"), ("full", "sim_gam"), ("full_fix", "sim_gam"),
-               ("full_fix", "full"))
+               ("full_fix", "full"), ("full_matched", "full_fix"))
 
 
 @dataclass(frozen=True)
