@@ -43,8 +43,8 @@ def best_displacement(ref: torch.Tensor, moved: torch.Tensor, radius: int) -> to
     h, w = ref.shape[-2:]
     ref, padded = standardise(ref), F.pad(standardise(moved), (radius,) * 4)
     steps = [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
-    cost = torch.stack([(ref * padded[:, :, radius + dy:radius + dy + h, radius + dx:radius + dx + w]).mean(dim=(1, 2, 3))
-                        for dy, dx in steps], dim=1)
+    windows = (padded[:, :, radius + dy:radius + dy + h, radius + dx:radius + dx + w] for dy, dx in steps)
+    cost = torch.stack([(ref * moved_d).mean(dim=(1, 2, 3)) for moved_d in windows], dim=1)
     grid = torch.tensor(steps, dtype=torch.float32).flip(-1)  # (x, y)
     return grid[cost.argmax(dim=1)]
 
@@ -52,7 +52,8 @@ def best_displacement(ref: torch.Tensor, moved: torch.Tensor, radius: int) -> to
 def fit(found: np.ndarray, true: np.ndarray) -> tuple[float, float]:
     """Pearson r and least-squares slope of found on true, x and y pooled, each axis centred."""
     t, f = true - true.mean(0), found - found.mean(0)
-    return float((t * f).sum() / np.sqrt((t ** 2).sum() * (f ** 2).sum() + 1e-12)), float((t * f).sum() / (t ** 2).sum())
+    cov = (t * f).sum()
+    return float(cov / np.sqrt((t ** 2).sum() * (f ** 2).sum() + 1e-12)), float(cov / (t ** 2).sum())
 
 
 def grey(images: torch.Tensor) -> torch.Tensor:
@@ -61,7 +62,9 @@ def grey(images: torch.Tensor) -> torch.Tensor:
 
 def edges(images: torch.Tensor) -> torch.Tensor:
     g = grey(images)
-    return (F.pad(g[..., :, 1:] - g[..., :, :-1], (0, 1)).abs() + F.pad(g[..., 1:, :] - g[..., :-1, :], (0, 0, 0, 1)).abs())
+    dx = F.pad(g[..., :, 1:] - g[..., :, :-1], (0, 1))
+    dy = F.pad(g[..., 1:, :] - g[..., :-1, :], (0, 0, 0, 1))
+    return dx.abs() + dy.abs()
 
 
 def patch_pixels(images: torch.Tensor, patch: int) -> torch.Tensor:
@@ -87,7 +90,8 @@ def model_maps(model, batch: dict) -> dict[str, list[torch.Tensor]]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.shift_visibility", description=__doc__.split("\n")[0])
-    p.add_argument("--data-root", required=True, help="a generated benchmark (python -m train.synthetic --preset alignment)")
+    p.add_argument("--data-root", required=True,
+                   help="a generated benchmark (python -m train.synthetic --preset alignment)")
     p.add_argument("--weights", help="a checkpoint trained on it (adds its patch embeddings and tokens)")
     p.add_argument("--size", type=int, nargs=2, default=(64, 32), metavar=("H", "W"), help="model input size")
     p.add_argument("--patch", type=int, default=8, help="patch size in pixels (the token grid)")

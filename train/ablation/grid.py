@@ -161,5 +161,6 @@ def read_cell(cell: Path) -> dict | None:
     history = cell / HISTORY_FILE
     if history.is_file():
         lines = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
-        out["final_losses"] = {k: v for k, v in lines[-1].items() if isinstance(v, float) and k != "lr"} if lines else {}
+        last = lines[-1] if lines else {}
+        out["final_losses"] = {k: v for k, v in last.items() if isinstance(v, float) and k != "lr"}
     return out
