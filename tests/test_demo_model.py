@@ -4,6 +4,7 @@ assets/demo_model.json (recomputed here), and bf16 inference keeps its features 
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -51,6 +52,27 @@ def test_bundled_model_ranks_bundled_gallery_as_stated(bundled):
     for name in ("mAP", "R1", "R5"):
         assert result[name] == pytest.approx(stated[name], abs=0.5), name
     assert result["mAP"] >= 60
+
+
+def test_bundled_model_lam_arrows_are_lengthened_at_most_five_times(bundled):
+    """The bundled model's LAM offsets are below a pixel (docs/alignment.md); the demo draws them at most x5
+    and writes the real mean on the image, instead of lengthening them x200 to look like a mechanism."""
+    from demo.explain import draw_explanation
+    from signal_core.data import build_transforms, load_triple
+    from signal_core.viz import offset_pixels
+
+    model, query, _ = bundled
+    size, grid = tuple(model.cfg.image_size), tuple(model.cfg.grid_size)
+    images = load_triple(query.entries[0].paths)
+    batch = build_transforms(size, train=False)(images)
+    with torch.no_grad():
+        e = model.explain(*(t.unsqueeze(0) for t in batch), cam_ids=torch.tensor([query.entries[0].camid]))
+    drawings = draw_explanation([np.asarray(i) for i in images], e, grid, size)
+    assert all(1.0 <= s <= 5.0 for s in drawings.offset_scales)
+    means = [offset_pixels(e.rgb.reference_points.numpy(), e[m].sampled_positions[0].numpy(), grid, size).mean()
+             for m in ("rgb", "nir", "tir")]
+    assert max(means) < 1.0  # sub-pixel: the arrows are (honestly) short
+    assert all(d.shape[:2] == drawings.kept[0].shape[:2] for d in drawings.kept)
 
 
 @pytest.mark.slow

@@ -169,7 +169,9 @@ def test_sampling_overlay_draws_scaled_arrows_from_the_reference_points():
     image = np.zeros((384, 192, 3), dtype=np.uint8)
     reference = np.array([[0.0, 0.0]])  # the centre of the grid
     positions = np.array([[0.02, 0.0]])  # 0.02 * 1.5 patches * 48 px = 1.44 px to the right: sub-pixel at scale 1
-    assert auto_offset_scale(reference, positions, GRID, (384, 192)) == 20.0  # 28.8 px, about 3/4 of a 48 px patch
+    assert auto_offset_scale(reference, positions, GRID, (384, 192), max_scale=None) == 20.0  # 28.8 px: 3/4 patch
+    assert auto_offset_scale(reference, positions, GRID, (384, 192)) == 5.0  # never lengthened more than x5
+    assert auto_offset_scale(reference, positions * 10, GRID, (384, 192)) == 2.0  # 14.4 px -> x2 (28.8 px)
     assert auto_offset_scale(reference, reference, GRID, (384, 192)) == 1.0
     out = sampling_overlay(image, GRID, reference, positions, offset_scale=20.0)
     assert out.shape == image.shape

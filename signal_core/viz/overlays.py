@@ -7,7 +7,8 @@
 * LAM deformable sampling: each reference point (white dot) with a red arrow to where it sampled.
   Learned offsets are often a fraction of a pixel; ``offset_scale`` lengthens every arrow by that
   factor (the caller states it) and :func:`auto_offset_scale` picks a round factor that makes the
-  typical arrow about three quarters of a patch long.
+  typical arrow about three quarters of a patch long, at most x5 (:data:`MAX_OFFSET_SCALE`): a
+  mechanism that moved nothing is shown as moving nothing, not blown up to look as if it had.
 
 Coordinates from :meth:`signal_core.SignalModel.explain` are in [-1, 1] (x, y) over the patch grid
 with ``align_corners=True``: -1 is the centre of the first patch, +1 the centre of the last.
@@ -29,6 +30,7 @@ TINT_ALPHA = 0.45
 DIM_FACTOR = 0.35  # removed="dim": removed patches at 35 % brightness
 MIN_OVERLAY_HEIGHT = 384
 REMOVED_MODES = ("keep", "dim", "black")
+MAX_OFFSET_SCALE = 5.0  # the most auto_offset_scale lengthens LAM arrows (docs/alignment.md)
 
 
 def overlay_size(image_size: tuple[int, int], min_height: int = MIN_OVERLAY_HEIGHT) -> tuple[int, int]:
@@ -101,9 +103,11 @@ def offset_pixels(reference: np.ndarray, positions: np.ndarray, grid_size: tuple
 
 
 def auto_offset_scale(reference: np.ndarray, positions: np.ndarray, grid_size: tuple[int, int],
-                      image_hw: tuple[int, int], target_patches: float = 0.75, quantile: float = 0.9) -> float:
+                      image_hw: tuple[int, int], target_patches: float = 0.75, quantile: float = 0.9,
+                      max_scale: float | None = MAX_OFFSET_SCALE) -> float:
     """A round factor (1, 2, 5, 10, 20, 50, ...) that draws the ``quantile`` of the offset lengths at
-    about ``target_patches`` patches (never longer); 1 when they are already that long (or all zero).
+    about ``target_patches`` patches (never longer), at most ``max_scale`` (None: no cap); 1 when they
+    are already that long (or all zero).
 
     Args:
         reference: [K, 2]; positions: [..., K, 2] (x, y) in [-1, 1], as from ``explain``.
@@ -114,6 +118,8 @@ def auto_offset_scale(reference: np.ndarray, positions: np.ndarray, grid_size: t
     if typical <= 1e-9 or typical >= target_patches * patch:
         return 1.0
     wanted = target_patches * patch / typical
+    if max_scale is not None:
+        wanted = min(wanted, max_scale)
     decade = 10.0 ** math.floor(math.log10(wanted))
     return max(1.0, max(m * decade for m in (1, 2, 5) if m * decade <= wanted))
 

@@ -190,9 +190,9 @@ def write_sampling(model: SignalModel, records: Sequence[TripleRecord], explanat
     scales = ", ".join(f"{label} x{scale[m]:g}" for label, m in zip((LABELS[m] for m in names), names))
     means = ", ".join(f"{label} {offsets[m].mean():.2f}" for label, m in zip((LABELS[m] for m in names), names))
     return Figure("lam.png", "LAM reference points and sampled positions (paper Fig. 9)",
-                  f"White dots: LAM's reference points; red arrows: to where each modality sampled, drawn longer "
-                  f"than the real offsets so that they are visible ({scales}). Mean real offsets in pixels of the "
-                  f"{size[0]} x {size[1]} model input: {means}.")
+                  f"White dots: LAM's reference points; red arrows: to where each modality sampled, lengthened "
+                  f"by at most x5 ({scales}): offsets still shorter than a pixel mean LAM moved little. Mean real "
+                  f"offsets in pixels of the {size[0]} x {size[1]} model input: {means}.")
 
 
 def write_training_curves(history_path: Path, out_dir: Path) -> Figure | None:
