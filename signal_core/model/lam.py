@@ -6,9 +6,8 @@ Coordinates are normalised to [-1, 1] over the patch grid with ``align_corners=T
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
