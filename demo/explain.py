@@ -26,7 +26,14 @@ import torch.nn.functional as F
 
 from signal_core.modalities import MODALITIES
 from signal_core.retrieval.index import GalleryIndex
-from signal_core.viz import annotate, auto_offset_scale, explanation_overlay, overlay_size, resize_for_overlay, score_maps_overlay
+from signal_core.viz import (
+    annotate,
+    auto_offset_scale,
+    explanation_overlay,
+    overlay_size,
+    resize_for_overlay,
+    score_maps_overlay,
+)
 
 VIEWS = ("kept tokens", "SIM scores")  # the page's view switch, first = default
 RANK_DEPTH = 100  # through an index, earlier ranks are looked up among this many (or 2 top k) results

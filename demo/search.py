@@ -106,7 +106,8 @@ class SearchEngine:
         self.model = model.eval()
         self.gallery = gallery
         self.device = torch.device(device)
-        self.index = None if isinstance(gallery_features, torch.Tensor) else gallery_features  # GalleryIndex, MilvusGallery
+        # a GalleryIndex or MilvusGallery searches itself; a feature tensor is searched here
+        self.index = None if isinstance(gallery_features, torch.Tensor) else gallery_features
         self.gallery_features = (None if self.index is not None
                                  else F.normalize(gallery_features.float(), dim=1).to(self.device))
         self.gallery_pids = [e.pid for e in gallery.entries]

@@ -48,14 +48,16 @@ INDEX_KINDS = ("exact", "ivfpq", "auto")
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = command_parser("python -m train.search", __doc__.split("\n")[0])
-    p.add_argument("--features", help="the gallery's feature folder (python -m train.extract); not with a saved --index")
+    p.add_argument("--features",
+                   help="the gallery's feature folder (python -m train.extract); not with a saved --index")
     p.add_argument("--queries", required=True, help="a triples folder (needs --weights) or a feature folder")
     p.add_argument("--top-k", type=whole(1), default=10)
     p.add_argument("--out", required=True, type=output_file, help="results.json to write")
     p.add_argument("--html", type=output_file, help="also write this HTML page of rank lists (thumbnails embedded)")
     p.add_argument("--html-queries", type=whole(0), default=50, help="queries shown on the HTML page (default 50)")
-    p.add_argument("--index", default="auto", help="gallery index built here: exact|ivfpq|auto (default auto: by "
-                   "size); or a saved one: FILE.sgi, milvus:FILE.db, milvus://HOST:PORT (python -m train.extract --index)")
+    p.add_argument("--index", default="auto",
+                   help="gallery index built here: exact|ivfpq|auto (default auto: by size); or a saved one: "
+                        "FILE.sgi, milvus:FILE.db, milvus://HOST:PORT (python -m train.extract --index)")
     p.add_argument("--drop-junk", action="store_true",
                    help="leave out gallery triples of the query's identity seen by the query's camera (or scene, "
                         "when both carry scene ids), as the evaluation protocols do; unknown identities are kept")

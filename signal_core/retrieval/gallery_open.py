@@ -36,7 +36,8 @@ def is_index_spec(spec: str | os.PathLike) -> bool:
 def rows_metadata(rows: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
     """Index metadata columns of feature-folder rows (``signal_core.retrieval.feature_store``): unknown labels -> -1."""
     label = lambda row, key: -1 if row.get(key) is None else int(row[key])  # noqa: E731
-    columns: dict[str, np.ndarray] = {key: np.asarray([label(r, key) for r in rows], dtype=np.int64) for key in ROW_FIELDS}
+    columns: dict[str, np.ndarray] = {key: np.asarray([label(r, key) for r in rows], dtype=np.int64)
+                                      for key in ROW_FIELDS}
     columns["name"] = np.asarray([str(r.get("name", "")) for r in rows], dtype=str)
     columns["paths"] = np.asarray([json.dumps(list(r.get("paths", []))) for r in rows], dtype=str)
     return columns
