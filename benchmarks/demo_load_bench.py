@@ -72,6 +72,7 @@ def write_large_gallery(out: Path, size: int, noise: float = 0.02, seed: int = 0
     from demo.gallery import load_gallery
     from demo.options import DEFAULT_GALLERY, DEFAULT_WEIGHTS
     from demo.startup import load_model
+    from signal_core.data import label_or_none
     from signal_core.retrieval.feature_store import FeatureWriter
     from signal_core.utils.hashing import sha256_file
 
@@ -89,8 +90,9 @@ def write_large_gallery(out: Path, size: int, noise: float = 0.02, seed: int = 0
         feats = base[rows] + rng.normal(0, noise, (len(rows), base.shape[1])).astype(np.float32)
         feats /= np.linalg.norm(feats, axis=1, keepdims=True)
         entries = [gallery.entries[r] for r in rows]
-        writer.write_shard(index, feats, [{"name": f"{start + i:07d}_{e.name}", "paths": list(e.paths), "pid": e.pid,
-                                           "camid": e.camid} for i, e in enumerate(entries)])
+        writer.write_shard(index, feats, [{"name": f"{start + i:07d}_{e.name}", "paths": list(e.paths),
+                                           "pid": label_or_none(e.pid), "camid": label_or_none(e.camid)}
+                                          for i, e in enumerate(entries)])
     writer.finish()
     return out
 

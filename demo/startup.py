@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from signal_core.data import DATASETS
+from signal_core.data import DATASETS, label_from
 from signal_core.data.images import ImageDecodeError
 from signal_core.modalities import FOLDERS
 from signal_core.retrieval.feature_store import FeatureStoreError, is_feature_folder
@@ -239,7 +239,7 @@ def _saved_index_engine(options: DemoOptions, weights: Path, device: torch.devic
         rows = index_rows(index)
     except ValueError as exc:  # IndexFileError, MilvusGalleryError, MissingExtraError, an index without rows
         raise StartupError(str(exc)) from None
-    gallery = Gallery([GalleryEntry(tuple(r["paths"]), r["pid"], r["camid"]) for r in rows],
+    gallery = Gallery([GalleryEntry(tuple(r["paths"]), label_from(r["pid"]), label_from(r["camid"])) for r in rows],
                       f"gallery index {options.gallery}")
     served = ServedFolder()
     thumbs = served.subfolder("thumbs")

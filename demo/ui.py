@@ -244,7 +244,7 @@ def add_apis(handlers: PageHandlers, query: QueryInputs, status: gr.Markdown, re
 
 def _camera_label(entry: GalleryEntry, engine: SearchEngine) -> str:
     """The dropdown value for an example's camera ("unknown" when not known to the model)."""
-    if entry.camid is None or not 0 <= entry.camid < engine.num_cameras:
+    if not 0 <= entry.camid < engine.num_cameras:
         return UNKNOWN_CAMERA
     return str(entry.camid + 1)
 

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from signal_core import SignalConfig, load_weights
-from signal_core.data import DATASETS, is_triples_folder, read_triples_folder
+from signal_core.data import DATASETS, UNKNOWN, is_triples_folder, label_from, read_triples_folder
 from signal_core.retrieval.feature_store import is_feature_folder, read_features
 from signal_core.retrieval.folder_features import encode_records
 from signal_core.retrieval.gallery_open import index_rows, is_index_spec, open_index, rows_metadata
@@ -105,13 +105,13 @@ def query_features(args: argparse.Namespace, gallery: Gallery) -> tuple[np.ndarr
 def junk_labels(q_rows: list[dict[str, Any]], g_rows: list[dict[str, Any]]) -> tuple[dict, dict]:
     """(query keyword arguments of ``GalleryIndex.search``, gallery metadata) for junk filtering.
 
-    Unknown identities never match: -2 for a query, -1 in the gallery. Scenes are used when every
+    Unknown identities never match: -2 for a query, UNKNOWN (-1) in the gallery. Scenes are used when every
     query and gallery row has one (MSVR310), else cameras.
     """
     by = "sceneid" if all(r.get("sceneid") is not None for r in q_rows + g_rows) else "camid"
     value = lambda row, key, unknown: unknown if row.get(key) is None else int(row[key])  # noqa: E731
     queries = {"query_pids": [value(r, "pid", -2) for r in q_rows], f"query_{by}s": [value(r, by, -2) for r in q_rows]}
-    gallery = {"pid": [value(r, "pid", -1) for r in g_rows], by: [value(r, by, -1) for r in g_rows]}
+    gallery = {"pid": [label_from(r.get("pid")) for r in g_rows], by: [label_from(r.get(by)) for r in g_rows]}
     return queries, gallery
 
 
@@ -134,9 +134,9 @@ def rank_results(q_rows: list[dict[str, Any]], g_rows: list[dict[str, Any]], sco
 
 def _ranked(item: dict[str, Any]) -> PageTriple:
     """A result entry (query or match) as a triple of the HTML page."""
-    camera = item["camera"]
-    return PageTriple(item["name"], item["paths"], item["identity"], None if camera is None else camera - 1,
-                        item.get("score"), item.get("rank"))
+    camera = item["camera"]  # 1-based, null when unknown
+    return PageTriple(item["name"], item["paths"], label_from(item["identity"]),
+                      UNKNOWN if camera is None else camera - 1, item.get("score"), item.get("rank"))
 
 
 def rank1_summary(results: list[dict[str, Any]]) -> str:
