@@ -66,12 +66,14 @@ def bundled(weights: str = "assets/demo_model.safetensors") -> None:
           f"top singular value's energy {s[0] ** 2 / (s ** 2).sum():.3f}")
     v = m.gam.volumes(patches)
     same_id = pids[:, None] == pids[None]
-    print(f"volumes: own triple {v.diag().mean():.3e}, same identity {v[same_id & ~torch.eye(32, dtype=torch.bool)].mean():.3e}, "
+    other_triple = ~torch.eye(32, dtype=torch.bool)
+    print(f"volumes: own triple {v.diag().mean():.3e}, same identity {v[same_id & other_triple].mean():.3e}, "
           f"other identity {v[~same_id].mean():.3e}; tau {m.gam.tau.item():.4f}")
     logits = -v / m.gam.tau
     print(f"logit spread per row {(logits.max(1).values - logits.min(1).values).mean():.4f}")
     raw = m.gam.loss(v)
-    print(f"raw GAM loss {raw:.5f} (ln 32 = {math.log(32):.5f}), logged (x alpha {m.cfg.alpha}) {m.cfg.alpha * raw:.5f}")
+    print(f"raw GAM loss {raw:.5f} (ln 32 = {math.log(32):.5f}), "
+          f"logged (x alpha {m.cfg.alpha}) {m.cfg.alpha * raw:.5f}")
     fixed = GlobalAlignment(0.07, 0.1, standardise=True, learn_tau=False)
     aware = GlobalAlignment(0.07, 0.1, identity_negatives=True)
     print(f"same features: standardised + tau 0.07 {fixed.loss(fixed.volumes(patches)):.5f}, "
@@ -90,8 +92,9 @@ def bundled(weights: str = "assets/demo_model.safetensors") -> None:
     torch.manual_seed(1234)
     u = build_model(m.cfg.replace(num_classes=None)).eval()
     _, p0 = u.encode(rgb, nir, tir, cams)
+    proj_q_norms = [round(float(s.proj_q.weight.norm()), 4) for s in u.lam.samplers]
     print(f"at initialisation: per-channel variance {u.lam(p0).sampled.var(dim=(0, 3, 4)).mean():.4f}, token std "
-          f"{p0.std(dim=2).mean():.4f}, proj_q norms {[round(float(s.proj_q.weight.norm()), 4) for s in u.lam.samplers]}")
+          f"{p0.std(dim=2).mean():.4f}, proj_q norms {proj_q_norms}")
 
 
 if __name__ == "__main__":

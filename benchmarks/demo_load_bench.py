@@ -72,6 +72,7 @@ def write_large_gallery(out: Path, size: int, noise: float = 0.02, seed: int = 0
     from demo.gallery import load_gallery
     from demo.options import DEFAULT_GALLERY, DEFAULT_WEIGHTS
     from demo.startup import load_model
+    from signal_core.data import label_or_none
     from signal_core.retrieval.feature_store import FeatureWriter
     from signal_core.utils.hashing import sha256_file
 
@@ -89,17 +90,20 @@ def write_large_gallery(out: Path, size: int, noise: float = 0.02, seed: int = 0
         feats = base[rows] + rng.normal(0, noise, (len(rows), base.shape[1])).astype(np.float32)
         feats /= np.linalg.norm(feats, axis=1, keepdims=True)
         entries = [gallery.entries[r] for r in rows]
-        writer.write_shard(index, feats, [{"name": f"{start + i:07d}_{e.name}", "paths": list(e.paths), "pid": e.pid,
-                                           "camid": e.camid} for i, e in enumerate(entries)])
+        writer.write_shard(index, feats, [{"name": f"{start + i:07d}_{e.name}", "paths": list(e.paths),
+                                           "pid": label_or_none(e.pid), "camid": label_or_none(e.camid)}
+                                          for i, e in enumerate(entries)])
     writer.finish()
     return out
 
 
-def start_demo(port: int, log_path: Path, gallery: Path | None = None, precision: str | None = None) -> subprocess.Popen:
+def start_demo(port: int, log_path: Path, gallery: Path | None = None,
+               precision: str | None = None) -> subprocess.Popen:
     """``python app.py`` (bundled model and gallery, or ``gallery``; ``precision``: its ``--precision``, default
     auto) on ``port``; returns once the page answers."""
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
-    extra = ([] if gallery is None else ["--gallery", str(gallery)]) + ([] if precision is None else ["--precision", precision])
+    extra = [] if gallery is None else ["--gallery", str(gallery)]
+    extra += [] if precision is None else ["--precision", precision]
     proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), *extra], cwd=REPO, env=env,
                             stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 600
@@ -176,13 +180,15 @@ def run_clients(url: str, clients: int, searches: int, top_k: int = 10, ssl_veri
     return {"clients": clients, "searches_per_client": searches, "ssl_verify": verify, "fetch_images": fetch_images,
             "searches": len(results), "wall_s": wall,
             "searches_per_s": len(results) / wall, "errors": len(errors), "first_errors": errors[:3],
-            "latency_p50_ms": float(np.percentile(latencies, 50)), "latency_p95_ms": float(np.percentile(latencies, 95))}
+            "latency_p50_ms": float(np.percentile(latencies, 50)),
+            "latency_p95_ms": float(np.percentile(latencies, 95))}
 
 
 _RESULTS_READY = """([previous]) => {
   const status = document.querySelector('#status');
   const imgs = [...document.querySelectorAll('#results .thumbnail-item img')];
-  return status && status.innerText !== previous && imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0);
+  return status && status.innerText !== previous && imgs.length > 0
+    && imgs.every(i => i.complete && i.naturalWidth > 0);
 }"""
 
 
@@ -214,7 +220,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--browser-clicks", type=int, default=20, help="0: no browser measurement")
     parser.add_argument("--no-fetch", action="store_true", help="API calls only: do not fetch the answers' images")
     parser.add_argument("--ssl-verify", action="store_true",
-                        help="gradio_client's default SSL context per request even for http:// (costly; see run_clients)")
+                        help="gradio_client's default SSL context per request even for http:// "
+                             "(costly; see run_clients)")
     parser.add_argument("--large-gallery", type=int, metavar="N",
                         help="serve a feature folder of N triples made from the bundled gallery (see above)")
     parser.add_argument("--precision", choices=("fp32", "bf16", "auto"),
@@ -228,7 +235,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.large_gallery:
         start = time.perf_counter()
         gallery = write_large_gallery(Path(scratch.name) / "features", args.large_gallery)
-        print(f"feature folder of {args.large_gallery} triples written in {time.perf_counter() - start:.0f} s", flush=True)
+        took = time.perf_counter() - start
+        print(f"feature folder of {args.large_gallery} triples written in {took:.0f} s", flush=True)
     if url is None:
         start = time.perf_counter()
         proc = start_demo(args.port, Path(tempfile.gettempdir()) / f"demo_load_bench_{args.port}.log", gallery,

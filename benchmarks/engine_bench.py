@@ -89,9 +89,9 @@ def run(args) -> dict:
     data = [t[0::2].numpy() for t in (rgb, nir, tir)] + [cams[0::2].numpy()]  # scored
     calib = [t[1::2].numpy() for t in (rgb, nir, tir)] + [cams[1::2].numpy()]  # int8 calibration
     bench_batch = [x[:args.batch] for x in data]
-    report = {"machine": {**machine_info(), "flags": cpu_flags()}, "model": f"Signal, random weights, {args.preset} preset",
-              "image_size": list(size), "batch": args.batch, "triples_scored": len(data[0]),
-              "calibration_triples": len(calib[0]), "rows": []}
+    report = {"machine": {**machine_info(), "flags": cpu_flags()},
+              "model": f"Signal, random weights, {args.preset} preset", "image_size": list(size),
+              "batch": args.batch, "triples_scored": len(data[0]), "calibration_triples": len(calib[0]), "rows": []}
     with tempfile.TemporaryDirectory(prefix="signal-engines-") as tmp:
         fp32, int8 = str(Path(tmp) / "fp32.onnx"), str(Path(tmp) / "int8.onnx")
         t = time.perf_counter()
@@ -183,7 +183,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--triples", type=int, default=64, help="scored triples (as many again calibrate int8)")
-    p.add_argument("--preset", default="rgbnt201", help="model preset (rgbnt201: ViT-B/16 at 256 x 128; tiny: a smoke test)")
+    p.add_argument("--preset", default="rgbnt201",
+                   help="model preset (rgbnt201: ViT-B/16 at 256 x 128; tiny: a smoke test)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--authors-code", metavar="DIR", help="a checkout of github.com/010129/Signal (outside this "
                    "repository): adds the authors' fp32 forward, timed in the same run")

@@ -86,14 +86,16 @@ def latency(index: GalleryIndex, queries: np.ndarray, k: int = 10, threads: int 
         index.search(q[None], k)
         times.append((time.perf_counter() - t) * 1e3)
     faiss.omp_set_num_threads(before)
-    return {"p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95)), "faiss_threads": threads}
+    return {"p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95)),
+            "faiss_threads": threads}
 
 
 def same_identity_cosine(gallery: np.ndarray, g_pids: np.ndarray, queries: np.ndarray, q_pids: np.ndarray) -> dict:
     """Mean cosine of a query with the gallery samples of its identity, and with random other rows."""
-    same = [float(np.mean(np.asarray(gallery[np.flatnonzero(g_pids == p)]) @ q)) for q, p in zip(queries[:50], q_pids[:50])
-            if (g_pids == p).any()]
-    other = np.asarray(gallery[np.sort(np.random.default_rng(5).choice(len(gallery), 2000, replace=False))]) @ queries[:50].T
+    same = [float(np.mean(np.asarray(gallery[np.flatnonzero(g_pids == p)]) @ q))
+            for q, p in zip(queries[:50], q_pids[:50]) if (g_pids == p).any()]
+    random_rows = np.sort(np.random.default_rng(5).choice(len(gallery), 2000, replace=False))
+    other = np.asarray(gallery[random_rows]) @ queries[:50].T
     return {"same_identity_mean": float(np.mean(same)), "random_pair_mean": float(np.mean(other)),
             "random_pair_p99": float(np.percentile(other, 99))}
 
@@ -160,8 +162,9 @@ def measure(index: GalleryIndex, queries: np.ndarray, truth: np.ndarray, nprobe:
 def machine() -> dict:
     flags = next((line.split(":")[1].split() for line in open("/proc/cpuinfo") if line.startswith("flags")), [])
     model = next((line.split(":")[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "")
-    return {"cpu": model, "cpu_count": os.cpu_count(), "faiss": faiss.__version__, "faiss_threads": faiss.omp_get_max_threads(),
-            "faiss_gpus": faiss.get_num_gpus(), "python": platform.python_version(),
+    return {"cpu": model, "cpu_count": os.cpu_count(), "faiss": faiss.__version__,
+            "faiss_threads": faiss.omp_get_max_threads(), "faiss_gpus": faiss.get_num_gpus(),
+            "python": platform.python_version(),
             "avx2": "avx2" in flags, "avx512f": "avx512f" in flags, "amx": any(f.startswith("amx") for f in flags),
             "load_average_at_start": os.getloadavg()}
 

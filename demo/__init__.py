@@ -14,7 +14,8 @@ Modules, one concept each:
     upload_guard   a cap on gradio's upload folder (oldest files out, else 507)
     sessions       per-visitor galleries, their limits and clean-up
     text           the words, markdown and JSON the page and the API show
-    ui             the gr.Blocks page
+    ui             the gr.Blocks page: its sections and their wiring
+    handlers       the page's event functions (search, draw, select, view switch, APIs)
     upload_ui      the page's "your own gallery" section
 
 ``signal_core`` never imports this package or gradio.

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from signal_core.data import label_or_none
 from signal_core.utils.atomic import atomic_write
 from signal_core.utils.hashing import sha256_file
 
@@ -56,7 +57,9 @@ def gallery_fingerprint(gallery: Gallery) -> dict:
     for path in gallery.files():
         st = os.stat(path)
         files.append([os.path.abspath(path), st.st_size, st.st_mtime_ns])
-    return {"files": files, "entries": [[list(e.paths), e.pid, e.camid] for e in gallery.entries]}
+    # unknown labels as null, as in every JSON the project writes
+    entries = [[list(e.paths), label_or_none(e.pid), label_or_none(e.camid)] for e in gallery.entries]
+    return {"files": files, "entries": entries}
 
 
 def cache_key(model_fp: dict, gallery_fp: dict, precision: str, device_type: str,

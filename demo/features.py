@@ -67,7 +67,7 @@ def extract_gallery_features(model, gallery: Gallery, device: torch.device | str
     """Retrieval features ``[N, F]`` (float32, CPU, not normalised) of every gallery entry, in order.
 
     Entries whose camera is known (and within the model's cameras) are encoded with it, the others
-    with the mean camera embedding (``cam_ids=None``); each batch holds one kind only.
+    with the mean camera embedding (:func:`signal_core.retrieval.split_features.batch_features`).
     ``features_fn``: a feature engine (signal_core.deploy.engines) instead of ``model.extract_features``.
     """
     engine = as_engine(model, features_fn)

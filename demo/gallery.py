@@ -5,7 +5,8 @@ A triples folder holds three modality folders with the same file names in each::
     DIR/RGB/000001_cam1_000.jpg   DIR/NI/000001_cam1_000.jpg   DIR/TI/000001_cam1_000.jpg
 
 Names of the form ``PPPPPP_camK_*.ext`` (the RGBNT201 convention) give identity PPPPPP and
-camera K (0-based K - 1); other names are accepted with identity and camera unknown. A dataset
+camera K (0-based K - 1); other names are accepted with identity and camera unknown
+(:data:`signal_core.data.UNKNOWN`, as everywhere in the project; the library reads the folder). A dataset
 folder (RGBNT201 / RGBNT100 / MSVR310 layout) is read with :func:`signal_core.data.load_dataset`
 and its test gallery split is used.
 """
@@ -20,6 +21,7 @@ import torch
 from PIL import Image
 
 from signal_core import data
+from signal_core.data import UNKNOWN
 from signal_core.data.images import ImageDecodeError, decode_image
 from signal_core.modalities import FOLDERS
 
@@ -30,14 +32,15 @@ class GalleryError(ValueError):
 
 @dataclass(frozen=True)
 class GalleryEntry:
-    """One gallery object: its (RGB, NIR, TIR) image paths, identity and 0-based camera if known.
+    """One gallery object: its (RGB, NIR, TIR) image paths, identity and 0-based camera
+    (:data:`~signal_core.data.UNKNOWN` when not known).
 
     Three identical paths mean one RGBNT100 image holding the three modalities side by side.
     """
 
     paths: tuple[str, str, str]
-    pid: int | None = None
-    camid: int | None = None
+    pid: int = UNKNOWN
+    camid: int = UNKNOWN
 
     @property
     def name(self) -> str:
@@ -54,28 +57,9 @@ class Gallery:
     def __len__(self) -> int:
         return len(self.entries)
 
-    @property
-    def pids(self) -> list[int | None]:
-        return [e.pid for e in self.entries]
-
-    @property
-    def camids(self) -> list[int | None]:
-        return [e.camid for e in self.entries]
-
     def files(self) -> list[str]:
         """Every distinct file the gallery reads, in entry order (for the feature-cache key)."""
         return list(dict.fromkeys(p for e in self.entries for p in e.paths))
-
-
-def parse_triple_name(name: str) -> tuple[int | None, int | None]:
-    """(pid, 0-based camid) from a name like ``000123_cam2_0.jpg`` -> (123, 1); (None, None) if it
-    does not follow that pattern (the library's rule, :func:`signal_core.data.parse_triple_name`)."""
-    pid, camid = data.parse_triple_name(name)
-    return _known(pid), _known(camid)
-
-
-def _known(value: int) -> int | None:
-    return None if value < 0 else int(value)
 
 
 def read_triples_folder(root: str | Path) -> list[GalleryEntry]:
@@ -89,7 +73,7 @@ def read_triples_folder(root: str | Path) -> list[GalleryEntry]:
         records = data.read_triples_folder(root)
     except data.DatasetError as exc:
         raise GalleryError(str(exc)) from None
-    return [GalleryEntry(tuple(r.paths), _known(r.pid), _known(r.camid)) for r in records]
+    return [GalleryEntry(tuple(r.paths), r.pid, r.camid) for r in records]
 
 
 def load_gallery(root: str | Path, dataset: str | None = None) -> Gallery:
@@ -132,8 +116,8 @@ def load_entry_images(entry: GalleryEntry) -> tuple[np.ndarray, np.ndarray, np.n
     return tuple(decode_image(p) for p in entry.paths)  # type: ignore[return-value]
 
 
-def camera_tensor(camids: Sequence[int | None], num_cameras: int) -> torch.Tensor | None:
+def camera_tensor(camids: Sequence[int], num_cameras: int) -> torch.Tensor | None:
     """Camera ids for the model, or None (mean camera embedding) when any is unknown or out of range."""
-    if not num_cameras or any(c is None or not 0 <= c < num_cameras for c in camids):
+    if not num_cameras or any(not 0 <= c < num_cameras for c in camids):
         return None
     return torch.tensor(list(camids), dtype=torch.long)

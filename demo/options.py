@@ -25,7 +25,8 @@ DEFAULT_QUERIES = "assets/demo/query"
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 MAX_EXAMPLES = 12
-CREATE_ASSETS_HINT = ("The bundled demo assets are made by the synthetic benchmark (python -m train.synthetic: it writes "
+CREATE_ASSETS_HINT = ("The bundled demo assets are made by the synthetic benchmark "
+                      "(python -m train.synthetic: it writes "
                       f"{DEFAULT_WEIGHTS}, {DEFAULT_GALLERY} and {DEFAULT_QUERIES}). Or point the demo at your own "
                       "files: --weights / SIGNAL_WEIGHTS (our .safetensors checkpoint, the authors' Signal_model.pth "
                       "with --dataset, or hf://owner/repo/path/file) and --gallery / SIGNAL_GALLERY (a triples "

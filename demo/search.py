@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from signal_core.data import UNKNOWN, label_from, parse_triple_name
 from signal_core.data.images import ImageDecodeError, ImageSource, decode_image
 from signal_core.metrics.parts import PartScore, feature_layout, part_scores
 from signal_core.modalities import LABELS, MODALITIES
@@ -33,7 +34,7 @@ from signal_core.utils.messages import quoted, shown
 from .explain import Drawings, draw_explanation, gallery_vectors, part_standing, ranks_of, switched_images
 from .feature_cache import FeatureCache, cache_key, gallery_fingerprint, model_fingerprint
 from .features import InputTransform, extract_gallery_features, triple_batch
-from .gallery import Gallery, GalleryEntry, camera_tensor, load_entry_images, parse_triple_name
+from .gallery import Gallery, GalleryEntry, camera_tensor, load_entry_images
 from .served import ServedFolder
 from .thumbnails import ThumbnailStore
 
@@ -52,8 +53,8 @@ class RankedMatch:
 
     rank: int  # 1-based
     index: int  # row in the gallery
-    pid: int | None
-    camid: int | None  # 0-based
+    pid: int  # UNKNOWN (-1) when not known
+    camid: int  # 0-based; UNKNOWN when not known
     similarity: float  # cosine similarity of the features
     is_match: bool | None  # same identity as the query; None when either is unknown
     thumbnail: str | None = None
@@ -70,8 +71,8 @@ class SearchAnswer:
 
     matches: list[RankedMatch]
     missing: tuple[str, ...]  # modalities not given (zeroed), e.g. ("nir",)
-    query_pid: int | None
-    camera: int | None  # 0-based camera used, None = mean camera embedding
+    query_pid: int  # from the query's file names; UNKNOWN when none names one
+    camera: int  # 0-based camera used, UNKNOWN = mean camera embedding
     drawings: Drawings | None = None  # the query's explanation views (explain=True)
     seconds: float = 0.0
     switched_off: tuple[str, ...] = ()  # given modalities the switch turned off (zeroed as well)
@@ -84,7 +85,7 @@ class SearchAnswer:
 
     @property
     def num_correct(self) -> int | None:
-        return None if self.query_pid is None else sum(bool(m.is_match) for m in self.matches)
+        return None if self.query_pid == UNKNOWN else sum(bool(m.is_match) for m in self.matches)
 
 
 class SearchEngine:
@@ -106,10 +107,10 @@ class SearchEngine:
         self.model = model.eval()
         self.gallery = gallery
         self.device = torch.device(device)
-        self.index = None if isinstance(gallery_features, torch.Tensor) else gallery_features  # GalleryIndex, MilvusGallery
+        # a GalleryIndex or MilvusGallery searches itself; a feature tensor is searched here
+        self.index = None if isinstance(gallery_features, torch.Tensor) else gallery_features
         self.gallery_features = (None if self.index is not None
                                  else F.normalize(gallery_features.float(), dim=1).to(self.device))
-        self.gallery_pids = [e.pid for e in gallery.entries]
         self.thumbnails = thumbnails
         self.description = description
         self.served = served if served is not None else ServedFolder()  # per-search images for the page
@@ -166,7 +167,8 @@ class SearchEngine:
         if weights is not None and made_with and made_with != sha256_file(weights):
             raise FeatureStoreError(f"the features in {folder} were made with other weights "
                                     f"({manifest['model'].get('path')}); extract them again with {weights}.")
-        gallery = Gallery([GalleryEntry(tuple(r["paths"]), r.get("pid"), r.get("camid")) for r in rows],
+        gallery = Gallery([GalleryEntry(tuple(r["paths"]), label_from(r.get("pid")), label_from(r.get("camid")))
+                           for r in rows],
                           f"feature folder {folder}")
         warn_unknown_cameras(gallery, model.num_cameras)
         index = GalleryIndex.build(features, kind="auto")
@@ -194,14 +196,14 @@ class SearchEngine:
         """"unknown" and the model's cameras, 1-based as in file names (camK)."""
         return [UNKNOWN_CAMERA] + [str(k) for k in range(1, self.num_cameras + 1)]
 
-    def parse_camera(self, camera, sources: Sequence[ImageSource | None] = ()) -> int | None:
-        """The 0-based camera id from "unknown" / None / "" (-> None) or a 1-based number.
+    def parse_camera(self, camera, sources: Sequence[ImageSource | None] = ()) -> int:
+        """The 0-based camera id from "unknown" / None / "" (-> UNKNOWN) or a 1-based number.
 
         Args:
             sources: the query's inputs; an error message names the query file.
         """
         if camera is None or str(camera).strip().lower() in ("", UNKNOWN_CAMERA, "none"):
-            return None
+            return UNKNOWN
         query = query_file_name(sources)
         of_query = f" given for the query '{shown(query)}'" if query else ""
         try:
@@ -247,14 +249,14 @@ class SearchEngine:
         return images
 
     @staticmethod
-    def query_identity(sources: Sequence[ImageSource | None]) -> int | None:
-        """The identity in the query's file names (``PPPPPP_camK_*``), if any of them has one."""
+    def query_identity(sources: Sequence[ImageSource | None]) -> int:
+        """The identity in the query's file names (``PPPPPP_camK_*``), if any of them has one, else UNKNOWN."""
         for source in sources:
             if isinstance(source, (str, os.PathLike)) and str(source).strip():
                 pid, _ = parse_triple_name(Path(source).name)
-                if pid is not None:
+                if pid != UNKNOWN:
                     return pid
-        return None
+        return UNKNOWN
 
     # --- search -------------------------------------------------------------------------------
     def search(self, rgb: ImageSource | None, nir: ImageSource | None, tir: ImageSource | None,
@@ -283,7 +285,7 @@ class SearchEngine:
         if all(img is None for img in images):
             raise QueryError("every given modality is switched off: switch on at least one of "
                              f"{', '.join(LABELS[m] for m, img in zip(MODALITIES, given) if img is not None)}.")
-        cams = None if camid is None else torch.tensor([camid])
+        cams = None if camid == UNKNOWN else torch.tensor([camid])
         feature, explanation = self._encode(triple_batch(images, self.transform), cams, explain)
         scores, indices = self._rank(feature, k)
         parts = part_scores(feature[0], gallery_vectors(self.gallery_features, self.index, indices), self.layout)
@@ -297,7 +299,7 @@ class SearchEngine:
         matches = []
         for rank, (score, index) in enumerate(zip(scores.tolist(), indices.tolist()), start=1):
             entry = self.gallery.entries[index]
-            same = None if query_pid is None or entry.pid is None else entry.pid == query_pid
+            same = None if UNKNOWN in (query_pid, entry.pid) else entry.pid == query_pid
             thumb = self.thumbnails.path(index, entry) if self.thumbnails is not None else None
             matches.append(RankedMatch(rank, index, entry.pid, entry.camid, score, same, thumb,
                                        parts=parts.row(rank - 1), previous_rank=previous[rank - 1], name=entry.name,
@@ -351,7 +353,7 @@ def query_file_name(sources: Sequence[ImageSource | None]) -> str | None:
 
 def warn_unknown_cameras(gallery: Gallery, num_cameras: int) -> None:
     """Log the gallery files whose camera the model does not have (they use the mean camera embedding)."""
-    names = [e.name for e in gallery.entries if e.camid is not None and not 0 <= e.camid < num_cameras]
+    names = [e.name for e in gallery.entries if e.camid != UNKNOWN and not 0 <= e.camid < num_cameras]
     if names:
         log.warning("%d gallery file(s) name a camera this model does not have (cameras 1-%d), e.g. %s: "
                     "they are encoded with the mean camera embedding", len(names), num_cameras, names[:3])

@@ -160,8 +160,9 @@ class SessionGalleries:
             intake = self._intake(paths, folder, deadline)
             gallery = Gallery(read_triples_folder(folder), f"your upload {_shown_name(paths)}")
             features = self._extract(gallery, deadline, progress)
+            shown = _shown_name(paths)
             engine = self.default.sharing(gallery, features, ThumbnailStore(thumbs, fallback=thumbs),
-                                          f"your gallery: {_shown_name(paths)}", name=f"your gallery {_shown_name(paths)}")
+                                          f"your gallery: {shown}", name=f"your gallery {shown}")
         except (UploadError, GalleryError, ImageDecodeError) as exc:
             shutil.rmtree(folder, ignore_errors=True)
             shutil.rmtree(thumbs, ignore_errors=True)
@@ -188,7 +189,8 @@ class SessionGalleries:
 
     @torch.no_grad()
     def _extract(self, gallery: Gallery, deadline: Deadline, progress: Progress) -> torch.Tensor:
-        """Features ``[N, F]`` in chunks of :data:`CHUNK` triples, searches go on beside it (the engines are thread-safe)."""
+        """Features ``[N, F]`` in chunks of :data:`CHUNK` triples; searches go on beside it (the engines are
+        thread-safe)."""
         engine, n = self.default, len(gallery)
         parts = []
         progress(0, n)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from signal_core.data import DATASETS
+from signal_core.data import DATASETS, label_from
 from signal_core.data.images import ImageDecodeError
 from signal_core.modalities import FOLDERS
 from signal_core.retrieval.feature_store import FeatureStoreError, is_feature_folder
@@ -86,7 +86,8 @@ def load_model(path: Path, dataset: str | None, device: torch.device, precision:
     except Exception as exc:  # noqa: BLE001 - CheckpointError, SafetensorError, UnpicklingError, ...: all bad files
         kind = "" if isinstance(exc, CheckpointError) else f"{exc.__class__.__name__}: "
         detail = " ".join(str(exc).split()) or "unreadable file"
-        raise StartupError(f"could not load the model from {path} ({kind}{detail}); is it a Signal checkpoint?") from None
+        raise StartupError(f"could not load the model from {path} ({kind}{detail}); "
+                           "is it a Signal checkpoint?") from None
     return model, model.set_inference_precision(precision)
 
 
@@ -150,7 +151,8 @@ def build_engine(options: DemoOptions, progress: bool = True, check_port: bool =
         ensure_port_free(options.host, options.port)
     if is_index_spec(options.gallery):
         engine = _saved_index_engine(options, weights, device)
-        return engine, stage_examples(load_examples(resolve_folder(options.queries)), engine.served.subfolder("examples"))
+        examples = load_examples(resolve_folder(options.queries))
+        return engine, stage_examples(examples, engine.served.subfolder("examples"))
     gallery_dir = resolve_folder(options.gallery)
     if gallery_dir is None or not gallery_dir.is_dir():
         if options.gallery == DEFAULT_GALLERY:
@@ -237,7 +239,7 @@ def _saved_index_engine(options: DemoOptions, weights: Path, device: torch.devic
         rows = index_rows(index)
     except ValueError as exc:  # IndexFileError, MilvusGalleryError, MissingExtraError, an index without rows
         raise StartupError(str(exc)) from None
-    gallery = Gallery([GalleryEntry(tuple(r["paths"]), r["pid"], r["camid"]) for r in rows],
+    gallery = Gallery([GalleryEntry(tuple(r["paths"]), label_from(r["pid"]), label_from(r["camid"])) for r in rows],
                       f"gallery index {options.gallery}")
     served = ServedFolder()
     thumbs = served.subfolder("thumbs")

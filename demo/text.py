@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 
+from signal_core.data import UNKNOWN, label_or_none
 from signal_core.metrics.parts import PART_LETTERS
 from signal_core.modalities import LABELS
 from signal_core.utils.messages import markdown_text
@@ -23,8 +24,8 @@ def caption(match: RankedMatch) -> str:
     part's own rank in the gallery), through an index the parts' shares "R.31 N.22 T.18 F.29"; after a
     modality switch "#3 (was 1, ↓2) ✓ id 12 · ..."."""
     mark = " ✓" if match.is_match else ""
-    pid = "?" if match.pid is None else match.pid
-    cam = "?" if match.camid is None else match.camid + 1
+    pid = "?" if match.pid == UNKNOWN else match.pid
+    cam = "?" if match.camid == UNKNOWN else match.camid + 1
     text = f"#{match.rank}{rank_move(match)}{mark} id {pid} · cam {cam} · {match.similarity:.3f}"
     if match.standing:
         text += " · " + " ".join(f"{PART_LETTERS[name]}#{rank}" for name, (rank, _) in match.standing.items())
@@ -52,8 +53,9 @@ def summary(result: SearchAnswer, gallery_size: int, gallery_name: str = "defaul
     top = len(result.matches)
     parts = [f"**Top {top}** of {gallery_size} gallery triples ({markdown_text(gallery_name)}) in "
              f"{result.seconds * 1000:.0f} ms"]
-    parts.append("camera unknown (mean camera embedding)" if result.camera is None else f"camera {result.camera + 1}")
-    if result.query_pid is not None:
+    parts.append("camera unknown (mean camera embedding)" if result.camera == UNKNOWN
+                 else f"camera {result.camera + 1}")
+    if result.query_pid != UNKNOWN:
         parts.append(f"query id {result.query_pid}: {result.num_correct} correct (✓) in the top {top}")
     text = " · ".join(parts)
     if result.missing:
@@ -92,16 +94,21 @@ def result_json(result: SearchAnswer, gallery_name: str = "default gallery", gal
     """The ``/search_json`` answer: the gallery searched, matches with their parts (each part's cosine,
     its rank in the gallery by that part alone and z-score against the gallery, null through an index,
     and its share of the score); identities and cameras null when unknown, cameras 1-based as on the page."""
-    matches = [{"rank": m.rank, "name": m.name, "score": round(m.similarity, 6), "identity": m.pid,
-                "camera": None if m.camid is None else m.camid + 1,
+    matches = [{"rank": m.rank, "name": m.name, "score": round(m.similarity, 6), "identity": label_or_none(m.pid),
+                "camera": _camera_number(m.camid),
                 "parts": {name: {"cosine": round(p.cosine, 6), "share": round(p.share, 6),
                                  "rank": m.standing[name][0] if m.standing else None,
                                  "z": round(m.standing[name][1], 4) if m.standing else None}
                           for name, p in m.parts.items()}}
                for m in result.matches]
     return {"gallery": {"name": gallery_name, "triples": gallery_size}, "matches": matches,
-            "missing": list(result.missing), "query_identity": result.query_pid,
-            "camera": None if result.camera is None else result.camera + 1, "seconds": round(result.seconds, 4)}
+            "missing": list(result.missing), "query_identity": label_or_none(result.query_pid),
+            "camera": _camera_number(result.camera), "seconds": round(result.seconds, 4)}
+
+
+def _camera_number(camid: int) -> int | None:
+    """The 1-based camera of the JSON answer, as on the page; null when unknown."""
+    return None if camid == UNKNOWN else camid + 1
 
 
 def _short(share: float) -> str:

@@ -7,7 +7,7 @@ the three query overlays of the "kept tokens" view), and ``/search_json`` with t
 returning the matches with their part scores as JSON, without drawing anything
 (:func:`demo.text.result_json`). A bad input is a ``gr.Error`` with the message (gradio's
 convention: the page shows it, ``gradio_client`` raises it); an unexpected error is logged and
-reported the same way, and the server keeps serving.
+reported the same way, and the server keeps serving (the event functions: :mod:`demo.handlers`).
 
 Every image sent to the page is a file the demo wrote atomically in a folder served as is
 (:mod:`demo.served`): gallery thumbnails, per-search overlays; plus the example query files.
@@ -15,26 +15,23 @@ Nothing else is served (see :func:`launch`).
 """
 from __future__ import annotations
 
-import html
-import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 
 from signal_core.modalities import LABELS, MODALITIES
-from signal_core.utils.messages import bounded, markdown_text, shown
 from signal_core.viz import heat_legend_html, legend_html
 
-from . import text
 from .explain import VIEWS
 from .gallery import GalleryEntry
-from .search import MAX_TOP_K, UNKNOWN_CAMERA, QueryError, SearchEngine
-from .sessions import GalleryDropped, SessionGalleries
+from .handlers import PageHandlers, user_error
+from .search import MAX_TOP_K, UNKNOWN_CAMERA, SearchEngine
+from .sessions import SessionGalleries
 from .upload_guard import UploadGuard
 from .upload_ui import add_upload_section
 
-log = logging.getLogger(__name__)
 TITLE = "Signal: multi-modal object re-identification"
 INTRO = ("Give a query object as up to three images (RGB, near infrared, thermal infrared), or click an "
          "example, and press **Search**: the gallery is ranked by the cosine similarity of Signal's "
@@ -49,11 +46,6 @@ CSS = (".signal-legend {font-size: 0.9em; padding: 0.3em 0;}\n"  # captions wrap
 MAX_FILE_SIZE_MB = 20  # default upload limit per file
 DELETE_CACHE = (3600, 3600)  # every hour, delete uploads older than an hour (gradio's delete_cache)
 UPLOAD_CACHE_MB = 1024  # default cap of gradio's upload folder (demo/upload_guard.py)
-
-
-def user_error(message: str) -> gr.Error:
-    """A ``gr.Error`` showing ``message`` as text (it is rendered as HTML otherwise), no traceback logged."""
-    return gr.Error(html.escape(bounded(message), quote=False), print_exception=False)
 
 
 class ImageInput(gr.Image):
@@ -110,199 +102,149 @@ class ModalitiesInput(_Checked, gr.CheckboxGroup):
     pass
 
 
-def run_safely(what: str, fn, *args, **kwargs):
-    """``fn(*args, **kwargs)``; a user's error (QueryError, a removed gallery) becomes its message, logged
-    as one line; anything else is our bug: its traceback is logged and the visitor told "``what`` failed"
-    with the kind of error only (its text may name server paths)."""
-    try:
-        return fn(*args, **kwargs)
-    except (QueryError, GalleryDropped) as exc:
-        log.info("%s refused: %s", what, shown(str(exc), 200))
-        raise user_error(str(exc)) from None
-    except Exception as exc:  # noqa: BLE001 - keep serving whatever happens
-        log.exception("%s failed", what)
-        raise user_error(f"{what} failed (internal error {exc.__class__.__name__}; it is logged on the "
-                         "server).") from None
+@dataclass
+class QueryInputs:
+    """The query section's components: three images, top k, the camera, the modality switch, Search."""
+
+    images: list[gr.Image]
+    top_k: gr.Slider
+    camera: gr.Dropdown
+    modalities: gr.CheckboxGroup
+    button: gr.Button
 
 
-def switched_on(labels: Sequence[str] | None) -> tuple[str, ...] | None:
-    """The modality switch's ticked labels ("RGB", ...) as modality names; None (not given): all on."""
-    if labels is None:
-        return None
-    if not isinstance(labels, (list, tuple)) or not all(isinstance(label, str) for label in labels):
-        raise QueryError(f"the modalities to search with must be a list of {', '.join(LABELS.values())}; got "
-                         f"{shown(labels)}.")
-    by_label = {LABELS[m]: m for m in MODALITIES}
-    return tuple(by_label[label] for label in labels if label in by_label)
+@dataclass
+class ExplanationOutputs:
+    """The explanation section's components: the view switch, the query's and the selected result's overlays."""
+
+    view: gr.Radio
+    query_overlays: list[gr.Image]
+    selected_text: gr.Markdown
+    selected_overlays: list[gr.Image]
 
 
 def build_ui(engine: SearchEngine, examples: Sequence[GalleryEntry] = (), title: str = TITLE,
              uploads: SessionGalleries | None = None) -> gr.Blocks:
     """The page for ``engine``; ``examples`` are query triples offered under the inputs; with ``uploads``,
     visitors may load their own gallery (:mod:`demo.upload_ui`) and their searches run on it."""
-    n = len(engine.gallery)
-    default_engine = engine
-
-    def saved(drawings, view: str) -> list[str | None]:
-        """The PNG files of one view of ``drawings`` (drawn now if not yet); three Nones without drawings."""
-        if drawings is None:
-            return [None] * 3
-        return run_safely("Drawing the explanation", lambda: [engine.served.save_png(o) for o in drawings.view(view)])
-
-    def ranked(rgb, nir, tir, top_k, camera, modalities, request, explain: bool = True):
-        """(engine, result) of a search on the caller's gallery; user errors raise ``gr.Error``."""
-        engine = run_safely("Search", session_engine, uploads, request, default_engine)
-        result = run_safely("Search", lambda: engine.search(rgb, nir, tir, top_k, camera, explain=explain,
-                                                            switched_on=switched_on(modalities)))
-        return engine, result
-
-    def rank(rgb: str | None, nir: str | None, tir: str | None, top_k: float = 10,
-             camera: str = UNKNOWN_CAMERA, modalities: list[str] | None = None, request: gr.Request = None):
-        """The page's search, step 1: the ranked results (the query's drawings follow in :func:`draw`).
-
-        A refused query clears the results and says why in the status: this is a direct request
-        (queue=False), whose errors gradio cannot show on the page (only an empty toast).
-        """
-        try:
-            engine, result = ranked(rgb, nir, tir, top_k, camera, modalities, request)
-        except gr.Error as exc:
-            return cleared(f"⚠️ {markdown_text(html.unescape(exc.message))}")  # user_error escaped it for HTML
-        # a missing modality is said in the status (a toast cannot reach the page from a direct request)
-        gallery_value = [(m.thumbnail, text.caption(m)) for m in result.matches]
-        matches = {"gallery": engine.gallery_id,  # a click on a list of another gallery is refused
-                   "matches": [{"index": m.index, "caption": text.caption(m),
-                                "parts": text.parts_table(m, result.previous_depth)} for m in result.matches]}
-        summary = text.summary(result, len(engine.gallery), engine.gallery_name)
-        return (gr.Gallery(value=gallery_value, selected_index=None), summary, matches, None, None, None,
-                "Click a result above to see what the model looked at in it and its score by part.",
-                result.drawings, None, None, None, None)
-
-    def cleared(status: str) -> tuple:
-        """The rank outputs with no results (and no highlight, no drawings), ``status`` shown."""
-        return (gr.Gallery(value=[], selected_index=None), status, {"gallery": None, "matches": []},
-                None, None, None, "", None, None, None, None, None)
-
-    def draw(drawings, view: str):
-        """The page's search, step 2: the query's explanation in the chosen view."""
-        return tuple(saved(drawings, view))
-
-    def search(rgb: str | None, nir: str | None, tir: str | None, top_k: float = 10,
-               camera: str = UNKNOWN_CAMERA, request: gr.Request = None):
-        """The ``/search`` API: the ranked gallery, the status text and the query's kept-token drawings."""
-        engine, result = ranked(rgb, nir, tir, top_k, camera, None, request)
-        gallery_value = [(m.thumbnail, text.caption(m)) for m in result.matches]
-        return (gallery_value, text.summary(result, len(engine.gallery), engine.gallery_name),
-                *saved(result.drawings, VIEWS[0]))
-
-    def rank_again(rgb: str | None, nir: str | None, tir: str | None, top_k: float, camera: str,
-                   modalities: list[str] | None, request: gr.Request = None):
-        """The modality switch re-runs a search once there are query images (nothing otherwise)."""
-        if not (rgb or nir or tir):
-            return tuple(gr.skip() for _ in rank_outputs)
-        return rank(rgb, nir, tir, top_k, camera, modalities, request=request)
-
-    def search_json(rgb: str | None, nir: str | None, tir: str | None, top_k: float = 10,
-                    camera: str = UNKNOWN_CAMERA, request: gr.Request = None) -> dict:
-        engine, result = ranked(rgb, nir, tir, top_k, camera, None, request, explain=False)
-        return text.result_json(result, engine.gallery_name, len(engine.gallery))
-
-    def select(matches: dict, view: str, evt: gr.SelectData, request: gr.Request = None):
-        engine = run_safely("Explaining this result", session_engine, uploads, request, default_engine)
-        listed = (matches or {}).get("matches", []) if isinstance(matches, dict) else []
-        if not isinstance(matches, dict) or matches.get("gallery") != engine.gallery_id:
-            raise user_error("This result list is from another gallery (the gallery changed since the search): "
-                             "press Search again.")
-        if not isinstance(evt.index, int) or not 0 <= evt.index < len(listed):
-            raise user_error(f"There is no result {shown(evt.index)} in the current list of {len(listed)}: "
-                             "press Search again.")
-        match = listed[evt.index]
-        drawings = run_safely("Explaining this result", engine.explain_entry, match["index"])
-        entry = engine.gallery.entries[match["index"]]
-        return (*saved(drawings, view), f"**Selected {markdown_text(match['caption'])}** · "
-                f"{markdown_text(entry.name)}\n\n{match['parts']}", drawings)
-
-    def show_view(view: str, query_drawings, selected_drawings):
-        return (*saved(query_drawings, view), *saved(selected_drawings, view))
-
+    handlers = PageHandlers(engine, uploads)
     with gr.Blocks(title="Signal ReID demo", delete_cache=DELETE_CACHE) as page:
-        gr.Markdown(f"# {title}\n{INTRO}")
-        if engine.description:
-            gr.Markdown(f"<small>{engine.description} · default gallery: {n} triples</small>")
-        with gr.Row():
-            inputs = [ImageInput(label=f"{LABELS[m]} query", type="filepath", image_mode=None,
-                                 sources=["upload", "clipboard"], height=240, elem_id=f"query-{m}")
-                      for m in MODALITIES]
-            for modality, image_input in zip(MODALITIES, inputs):
-                image_input.modality_label = LABELS[modality]
-        with gr.Row(equal_height=True):
-            top_k = TopKInput(1, max(1, min(MAX_TOP_K, n)), value=min(10, n), step=1, label="Top k",
-                              elem_id="top-k")
-            camera = CameraInput(engine.camera_choices, value=UNKNOWN_CAMERA, label="Query camera",
-                                 info="unknown = mean camera embedding", elem_id="camera",
-                                 allow_custom_value=True)  # checked by the engine, with a message naming the file
-            modalities = ModalitiesInput([LABELS[m] for m in MODALITIES], value=[LABELS[m] for m in MODALITIES],
-                                          label="Search with", info="untick one to see how the ranks move",
-                                          elem_id="modalities")
-            button = gr.Button("Search", variant="primary", elem_id="search-button")
-        if examples:
-            gr.Examples(examples=[[*e.paths, _camera_label(e, engine)] for e in examples],
-                        inputs=[*inputs, camera], label="Example queries (click one)", examples_per_page=6)
-        upload_section = add_upload_section(page, uploads, top_k) if uploads is not None else None
-        status = gr.Markdown("Give a query and press Search.", elem_id="status")
-        results = gr.Gallery(label="Ranked gallery (RGB | NIR | TIR)", columns=5, height="auto",
-                             object_fit="contain", allow_preview=False, elem_id="results")
-        gr.Markdown("### What the model looked at")
-        view = gr.Radio(list(VIEWS), value=VIEWS[0], label="View", elem_id="view",
-                        info="kept tokens: SIM's selection and LAM's sampling (arrows lengthened by the factor "
-                             "written on each image); SIM scores: the intra- and inter-modal scores SIM selects by")
-        gr.HTML(legend_html() + heat_legend_html())
-        with gr.Row():
-            query_overlays = [gr.Image(label=f"Query {LABELS[m]}", type="filepath", interactive=False,
-                                       height=300, elem_id=f"query-overlay-{m}") for m in MODALITIES]
-        selected_text = gr.Markdown("", elem_id="selected")
-        with gr.Row():
-            selected_overlays = [gr.Image(label=f"Selected result {LABELS[m]}", type="filepath",
-                                          interactive=False, height=300, elem_id=f"selected-overlay-{m}")
-                                 for m in MODALITIES]
-        # the drawings of the query and of the selected result (drawn per view when first shown)
-        matches_state = gr.State({"gallery": None, "matches": []})  # the listed results, keyed by their gallery
-        query_drawings, selected_drawings = gr.State(None), gr.State(None)
-        rank_inputs = [*inputs, top_k, camera, modalities]
-        rank_outputs = [results, status, matches_state, *selected_overlays, selected_text, query_drawings,
-                        selected_drawings, *query_overlays]
-        # results first, the query's drawings after (a click shows the ranking sooner); the ranking is a
-        # direct request (queue=False: no queue round trip, about 30 ms less per click), the drawing queued
-        button.click(rank, inputs=rank_inputs, outputs=rank_outputs, api_visibility="private", queue=False).success(
-            draw, inputs=[query_drawings, view], outputs=query_overlays, api_visibility="private")
-        modalities.input(rank_again, inputs=rank_inputs, outputs=rank_outputs, api_visibility="private").success(
-            draw, inputs=[query_drawings, view], outputs=query_overlays, api_visibility="private")
-        results.select(select, inputs=[matches_state, view],
-                       outputs=[*selected_overlays, selected_text, selected_drawings], api_visibility="private")
-        view.change(show_view, inputs=[view, query_drawings, selected_drawings],
-                    outputs=[*query_overlays, *selected_overlays], api_visibility="private")
-        search_trigger = gr.Button(visible=False)
-        search_trigger.click(search, inputs=[*inputs, top_k, camera], outputs=[results, status, *query_overlays],
-                             api_name="search")
-        json_trigger, json_out = gr.Button(visible=False), gr.JSON(visible=False)
-        json_trigger.click(search_json, inputs=[*inputs, top_k, camera], outputs=json_out, api_name="search_json")
+        add_header(engine, title)
+        query = add_query_inputs(engine)
+        add_examples(examples, query, engine)
+        upload_section = add_upload_section(page, uploads, query.top_k) if uploads is not None else None
+        status, results = add_results()
+        explanation = add_explanation()
+        rank_outputs = wire_page_events(handlers, query, status, results, explanation)
+        add_apis(handlers, query, status, results, explanation)
         if upload_section is not None:  # a new gallery, or back to the default: the old results go
-            upload_section.on_change(lambda: cleared("Give a query and press Search (the gallery changed)."),
+            upload_section.on_change(lambda: handlers.cleared("Give a query and press Search (the gallery changed)."),
                                      rank_outputs)
     return page
 
 
-def session_engine(uploads: SessionGalleries | None, request: gr.Request | None, default: SearchEngine):
-    """The engine of the caller's session: its uploaded gallery, else ``default``.
+def add_header(engine: SearchEngine, title: str) -> None:
+    """The title, the introduction and what the default gallery is."""
+    gr.Markdown(f"# {title}\n{INTRO}")
+    if engine.description:
+        gr.Markdown(f"<small>{engine.description} · default gallery: {len(engine.gallery)} triples</small>")
 
-    Raises:
-        GalleryDropped: the caller's gallery was removed (idle, or over the server's budget).
-    """
-    return default if uploads is None else uploads.engine_for(getattr(request, "session_hash", None))
+
+def add_query_inputs(engine: SearchEngine) -> QueryInputs:
+    """The query: one image input per modality, then top k, the camera, the modality switch and Search."""
+    n = len(engine.gallery)
+    with gr.Row():
+        images = [ImageInput(label=f"{LABELS[m]} query", type="filepath", image_mode=None,
+                             sources=["upload", "clipboard"], height=240, elem_id=f"query-{m}")
+                  for m in MODALITIES]
+        for modality, image_input in zip(MODALITIES, images):
+            image_input.modality_label = LABELS[modality]
+    with gr.Row(equal_height=True):
+        top_k = TopKInput(1, max(1, min(MAX_TOP_K, n)), value=min(10, n), step=1, label="Top k", elem_id="top-k")
+        camera = CameraInput(engine.camera_choices, value=UNKNOWN_CAMERA, label="Query camera",
+                             info="unknown = mean camera embedding", elem_id="camera",
+                             allow_custom_value=True)  # checked by the engine, with a message naming the file
+        modalities = ModalitiesInput([LABELS[m] for m in MODALITIES], value=[LABELS[m] for m in MODALITIES],
+                                     label="Search with", info="untick one to see how the ranks move",
+                                     elem_id="modalities")
+        button = gr.Button("Search", variant="primary", elem_id="search-button")
+    return QueryInputs(images, top_k, camera, modalities, button)
+
+
+def add_examples(examples: Sequence[GalleryEntry], query: QueryInputs, engine: SearchEngine) -> None:
+    """The example queries under the inputs (a click fills the images and the camera); none without examples."""
+    if examples:
+        gr.Examples(examples=[[*e.paths, _camera_label(e, engine)] for e in examples],
+                    inputs=[*query.images, query.camera], label="Example queries (click one)", examples_per_page=6)
+
+
+def add_results() -> tuple[gr.Markdown, gr.Gallery]:
+    """The status line and the ranked gallery."""
+    status = gr.Markdown("Give a query and press Search.", elem_id="status")
+    results = gr.Gallery(label="Ranked gallery (RGB | NIR | TIR)", columns=5, height="auto",
+                         object_fit="contain", allow_preview=False, elem_id="results")
+    return status, results
+
+
+def add_explanation() -> ExplanationOutputs:
+    """What the model looked at: the view switch, its legends, the query's and the selected result's overlays."""
+    gr.Markdown("### What the model looked at")
+    view = gr.Radio(list(VIEWS), value=VIEWS[0], label="View", elem_id="view",
+                    info="kept tokens: SIM's selection and LAM's sampling (arrows lengthened by the factor "
+                         "written on each image); SIM scores: the intra- and inter-modal scores SIM selects by")
+    gr.HTML(legend_html() + heat_legend_html())
+    with gr.Row():
+        query_overlays = [gr.Image(label=f"Query {LABELS[m]}", type="filepath", interactive=False,
+                                   height=300, elem_id=f"query-overlay-{m}") for m in MODALITIES]
+    selected_text = gr.Markdown("", elem_id="selected")
+    with gr.Row():
+        selected_overlays = [gr.Image(label=f"Selected result {LABELS[m]}", type="filepath",
+                                      interactive=False, height=300, elem_id=f"selected-overlay-{m}")
+                             for m in MODALITIES]
+    return ExplanationOutputs(view, query_overlays, selected_text, selected_overlays)
+
+
+def wire_page_events(handlers: PageHandlers, query: QueryInputs, status: gr.Markdown, results: gr.Gallery,
+                     explanation: ExplanationOutputs) -> list:
+    """Search, the modality switch, a click on a result and the view switch; returns the rank outputs."""
+    view, query_overlays = explanation.view, explanation.query_overlays
+    selected_overlays, selected_text = explanation.selected_overlays, explanation.selected_text
+    # the drawings of the query and of the selected result (drawn per view when first shown)
+    matches_state = gr.State({"gallery": None, "matches": []})  # the listed results, keyed by their gallery
+    query_drawings, selected_drawings = gr.State(None), gr.State(None)
+    rank_inputs = [*query.images, query.top_k, query.camera, query.modalities]
+    rank_outputs = [results, status, matches_state, *selected_overlays, selected_text, query_drawings,
+                    selected_drawings, *query_overlays]
+    # results first, the query's drawings after (a click shows the ranking sooner); the ranking is a
+    # direct request (queue=False: no queue round trip, about 30 ms less per click), the drawing queued
+    ranked = query.button.click(handlers.rank, inputs=rank_inputs, outputs=rank_outputs,
+                                api_visibility="private", queue=False)
+    ranked.success(handlers.draw, inputs=[query_drawings, view], outputs=query_overlays, api_visibility="private")
+    ranked_again = query.modalities.input(handlers.rank_again, inputs=rank_inputs, outputs=rank_outputs,
+                                          api_visibility="private")
+    ranked_again.success(handlers.draw, inputs=[query_drawings, view], outputs=query_overlays,
+                         api_visibility="private")
+    results.select(handlers.select, inputs=[matches_state, view],
+                   outputs=[*selected_overlays, selected_text, selected_drawings], api_visibility="private")
+    view.change(handlers.show_view, inputs=[view, query_drawings, selected_drawings],
+                outputs=[*query_overlays, *selected_overlays], api_visibility="private")
+    return rank_outputs
+
+
+def add_apis(handlers: PageHandlers, query: QueryInputs, status: gr.Markdown, results: gr.Gallery,
+             explanation: ExplanationOutputs) -> None:
+    """The ``/search`` and ``/search_json`` APIs, on hidden buttons: the query's inputs without the switch."""
+    api_inputs = [*query.images, query.top_k, query.camera]
+    search_trigger = gr.Button(visible=False)
+    search_trigger.click(handlers.search, inputs=api_inputs, outputs=[results, status, *explanation.query_overlays],
+                         api_name="search")
+    json_trigger, json_out = gr.Button(visible=False), gr.JSON(visible=False)
+    json_trigger.click(handlers.search_json, inputs=api_inputs, outputs=json_out, api_name="search_json")
 
 
 def _camera_label(entry: GalleryEntry, engine: SearchEngine) -> str:
     """The dropdown value for an example's camera ("unknown" when not known to the model)."""
-    if entry.camid is None or not 0 <= entry.camid < engine.num_cameras:
+    if not 0 <= entry.camid < engine.num_cameras:
         return UNKNOWN_CAMERA
     return str(entry.camid + 1)
 

@@ -169,7 +169,8 @@ def _check_image(path: Path, name: str, limits: UploadLimits) -> None:
         raise UploadError(f"'{shown(name)}' has {count}, over this demo's limit of {limits.max_pixels / 1e6:.0f} Mpx: "
                           "downscale it first.") from None
     except Exception:  # noqa: BLE001 - any unreadable file
-        raise UploadError(f"'{shown(name)}' is not an image this demo can read (PNG, JPEG, BMP, TIFF or WebP).") from None
+        raise UploadError(f"'{shown(name)}' is not an image this demo can read "
+                          "(PNG, JPEG, BMP, TIFF or WebP).") from None
 
 
 class _Budget:
@@ -226,12 +227,12 @@ def _check_declared(infos: Sequence[zipfile.ZipInfo], limits: UploadLimits) -> N
                           f"{_mb(limits.max_total_bytes)}: upload fewer or smaller images.")
     for info in infos:
         if info.file_size > limits.max_member_bytes:
-            raise UploadError(f"zip member '{shown(info.filename)}' would unpack to {_mb(info.file_size)}, over this demo's "
-                              f"limit of {_mb(limits.max_member_bytes)} per file: downscale it.")
+            raise UploadError(f"zip member '{shown(info.filename)}' would unpack to {_mb(info.file_size)}, "
+                              f"over this demo's limit of {_mb(limits.max_member_bytes)} per file: downscale it.")
         ratio = info.file_size / max(1, info.compress_size)
         if info.file_size > RATIO_FLOOR and ratio > limits.max_ratio:
-            raise UploadError(f"zip member '{shown(info.filename)}' is compressed {ratio:.0f} : 1 (over {limits.max_ratio:.0f}"
-                              " : 1, the mark of a zip bomb): refused.")
+            raise UploadError(f"zip member '{shown(info.filename)}' is compressed {ratio:.0f} : 1 "
+                              f"(over {limits.max_ratio:.0f} : 1, the mark of a zip bomb): refused.")
     if total > RATIO_FLOOR and total / max(1, packed) > limits.max_ratio:
         raise UploadError(f"the zip is compressed {total / max(1, packed):.0f} : 1 (over {limits.max_ratio:.0f} : 1,"
                           " the mark of a zip bomb): refused.")

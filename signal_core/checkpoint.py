@@ -105,10 +105,11 @@ def infer_official_config(state: StateDict, cfg: SignalConfig) -> SignalConfig:
     and check what it states against the checkpoint."""
     layout = "concat" if "classifier.weight" in state else "per_modality" if "classifier_r.weight" in state else None
     classes_key = {"concat": "classifier.weight", "per_modality": "classifier_r.weight"}.get(layout)
+    cameras = state.get("clip_vision_encoder.cv_embed")
     found = {
         "head_layout": layout,
         "num_classes": state[classes_key].shape[0] if classes_key else None,
-        "num_cameras": state["clip_vision_encoder.cv_embed"].shape[0] if "clip_vision_encoder.cv_embed" in state else None,
+        "num_cameras": cameras.shape[0] if cameras is not None else None,
     }
     changes = {}
     for name, value in found.items():

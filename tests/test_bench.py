@@ -9,8 +9,8 @@ from benchmarks.inference_bench import parse_args, run
 @pytest.mark.slow
 def test_bench_writes_all_figures(tmp_path):
     out = tmp_path / "bench.json"
-    report = run(parse_args(["--preset", "tiny", "--out", str(out), "--repeats", "1", "--gemm-size", "256", "--batch", "2",
-                             "--accuracy-triples", "8", "--demo-queries", "2"]))
+    report = run(parse_args(["--preset", "tiny", "--out", str(out), "--repeats", "1", "--gemm-size", "256",
+                             "--batch", "2", "--accuracy-triples", "8", "--demo-queries", "2"]))
     assert json.loads(out.read_text()) == json.loads(json.dumps(report))
     cpu = report["cpu"]
     assert cpu["matmul_peak_gflops"]["fp32"] > 0 and cpu["auto_precision"] in ("fp32", "bf16")

@@ -62,7 +62,8 @@ def test_local_clip_weights_load_and_resize(tiny_cfg, tmp_path, fmt):
     model = build_model(tiny_cfg.replace(pretrained=str(path)))
     visual = model.backbone.visual
     assert torch.equal(visual.conv1.weight, clip_visual.conv1.weight)
-    assert torch.equal(visual.transformer.resblocks[1].mlp.c_fc.bias, clip_visual.transformer.resblocks[1].mlp.c_fc.bias)
+    block, clip_block = visual.transformer.resblocks[1], clip_visual.transformer.resblocks[1]
+    assert torch.equal(block.mlp.c_fc.bias, clip_block.mlp.c_fc.bias)
     expected = resize_positional_embedding(clip_visual.positional_embedding.detach(), tiny_cfg.grid_size)
     assert torch.equal(visual.positional_embedding.detach(), expected)
 

@@ -84,7 +84,8 @@ def test_numeric_flags_are_checked_while_parsing(command, flag, value, message, 
     with pytest.raises(SystemExit) as info:
         COMMANDS[command]([flag, value, "--out", str(tmp_path / "o")])
     assert info.value.code == 2
-    assert one_error_line(capsys) == f"error: {message} (see python -m train{'.' + command if command != 'train' else ''} --help)"
+    module = "train" if command == "train" else f"train.{command}"
+    assert one_error_line(capsys) == f"error: {message} (see python -m {module} --help)"
 
 
 @pytest.mark.parametrize("command", ["train", "evaluate", "extract", "search"])
@@ -266,8 +267,8 @@ def test_report_and_run_folders_never_replace_files_of_another_kind(tmp_path, ca
     (site / "index.html").write_text("<html><title>My page</title></html>")
     common = ["--config", "train/configs/synthetic.yaml", "--data-root", str(tmp_path), "--untrained", "--no-progress"]
     assert report_main(common + ["--out", str(site)]) == 2
-    assert one_error_line(capsys) == (f"error: '{site}' holds index.html, which is not from a Signal report and which the "
-                                      "report would replace: choose another folder for the report.")
+    assert one_error_line(capsys) == (f"error: '{site}' holds index.html, which is not from a Signal report "
+                                      "and which the report would replace: choose another folder for the report.")
     run = tmp_path / "run"
     run.mkdir()
     (run / "metrics.json").write_text("{}")

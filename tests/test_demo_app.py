@@ -225,7 +225,8 @@ def test_serves_only_what_the_page_shows(server):
     thumbnail = Path(gallery[0]["image"]["path"])
     assert thumbnail.parent.parent == cache and thumbnail.parent.name.startswith("thumbs-")
     per_process = Path(overlays[0]["path"]).parent  # the demo's folder of per-search images and example copies
-    served = [thumbnail, per_process / "examples" / "RGB" / "000002_cam2_001.png", *(Path(o["path"]) for o in overlays[:3])]
+    example = per_process / "examples" / "RGB" / "000002_cam2_001.png"
+    served = [thumbnail, example, *(Path(o["path"]) for o in overlays[:3])]
     for path in served:
         status, body = _get(_file_url(url, path))
         assert status == 200 and body == path.read_bytes(), path
@@ -264,7 +265,8 @@ def test_sixteen_concurrent_clients_ten_searches_each_bf16(bf16_server):
     with ThreadPoolExecutor(16) as pool:
         answers = [a for batch in pool.map(one, range(16)) for a in batch]
     seconds = time.perf_counter() - start
-    print(f"16 clients x 10 searches (bf16): {len(answers)} in {seconds:.1f} s = {len(answers) / seconds:.1f} searches/s")
+    print(f"16 clients x 10 searches (bf16): {len(answers)} in {seconds:.1f} s "
+          f"= {len(answers) / seconds:.1f} searches/s")
     errors = [(name, captions) for name, captions, _ in answers if isinstance(captions, str)]
     assert errors == [] and len(answers) == 160
     for name, captions, sizes in answers:

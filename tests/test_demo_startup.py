@@ -172,7 +172,8 @@ def test_examples_are_served_from_one_folder(engine, assets):
 
     examples = load_examples(assets[1], limit=4)
     staged = stage_examples(examples, engine.served.subfolder("examples"))
-    assert [e.name for e in staged] == [e.name for e in examples] and [e.pid for e in staged] == [e.pid for e in examples]
+    assert [e.name for e in staged] == [e.name for e in examples]
+    assert [e.pid for e in staged] == [e.pid for e in examples]
     for original, copy in zip(examples, staged):
         for a, b in zip(original.paths, copy.paths):
             assert Path(b).read_bytes() == Path(a).read_bytes() and Path(b).is_relative_to(engine.served.directory)

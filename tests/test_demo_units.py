@@ -13,8 +13,9 @@ from PIL import Image
 from demo import text
 from demo.feature_cache import FeatureCache, cache_key, gallery_fingerprint, model_fingerprint
 from demo.features import InputTransform, triple_batch
-from demo.gallery import GalleryError, load_gallery, parse_triple_name, read_triples_folder
+from demo.gallery import GalleryError, load_gallery, read_triples_folder
 from demo.search import QueryError, SearchEngine
+from signal_core.data import UNKNOWN
 from signal_core.data.images import ImageDecodeError, decode_image
 from signal_core.viz.overlays import explanation_overlay, grid_to_pixels, overlay_size
 from tests.demo_helpers import make_checkpoint, make_triples_folder, write_png_header
@@ -83,19 +84,13 @@ def test_decode_non_image_gives_clear_error(tmp_path, content):
 
 
 # --- gallery ----------------------------------------------------------------------------------
-def test_parse_triple_name():
-    assert parse_triple_name("000123_cam2_0_00.jpg") == (123, 1)
-    assert parse_triple_name("/x/000007_cam1.png") == (7, 0)
-    assert parse_triple_name("holiday.jpg") == (None, None)
-
-
 def test_triples_folder(tmp_path):
     root = make_triples_folder(tmp_path / "g", ids=(5,), per_id=2)
     (root / "RGB" / "other.png").write_bytes((root / "RGB" / "000005_cam1_000.png").read_bytes())
     for d in ("NI", "TI"):
         (root / d / "other.png").write_bytes((root / d / "000005_cam1_000.png").read_bytes())
     entries = read_triples_folder(root)
-    assert [(e.pid, e.camid) for e in entries] == [(5, 0), (5, 1), (None, None)]
+    assert [(e.pid, e.camid) for e in entries] == [(5, 0), (5, 1), (UNKNOWN, UNKNOWN)]  # the library's -1
     (root / "TI" / "other.png").unlink()
     with pytest.raises(GalleryError, match="other.png"):
         read_triples_folder(root)

@@ -202,7 +202,8 @@ def test_ignored_names_are_shortened(tmp_path):
     folder = make_triples_folder(tmp_path / "src", ids=(1,), per_id=1)
     archive = zip_members(tmp_path / "x.zip", {**triple_members(folder), "n" * 5000 + ".txt": b"x"})
     intake = intake_zip(archive, tmp_path / "dest")
-    assert intake.ignored_note() == f" (ignored 1 file(s) that are not images in RGB/, NI/, TI/: {shown('n' * 5000 + '.txt')})"
+    long_name = shown("n" * 5000 + ".txt")
+    assert intake.ignored_note() == f" (ignored 1 file(s) that are not images in RGB/, NI/, TI/: {long_name})"
 
 
 def test_upload_folder_cap_removes_the_oldest_old_files_only(tmp_path):

@@ -68,7 +68,8 @@ def test_evaluate_with_a_given_onnx_file(setup, tmp_path, capsys):
     _, weights, _ = setup
     export_onnx(load_weights(weights), tmp_path / "tiny.onnx")
     assert run_evaluate(setup, tmp_path / "torch.json") == 0
-    assert run_evaluate(setup, tmp_path / "ort.json", "--engine", "onnxruntime", "--onnx", str(tmp_path / "tiny.onnx")) == 0
+    onnx = str(tmp_path / "tiny.onnx")
+    assert run_evaluate(setup, tmp_path / "ort.json", "--engine", "onnxruntime", "--onnx", onnx) == 0
     assert "engine onnxruntime (tiny.onnx, fp32)" in capsys.readouterr().out
     ref, got = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("torch", "ort"))
     assert abs(ref["mAP"] - got["mAP"]) <= 0.1

@@ -103,7 +103,8 @@ def test_wrong_shape_and_camera_are_clear_errors(tiny, tiny_onnx, ort_engine):
     engine = ort_engine
     h, w = tiny.cfg.image_size
     good = inputs(tiny.cfg, batch=2)
-    with pytest.raises(ValueError, match=rf"nir must be \[B, 3, H, W\] = \[B, 3, {h}, {w}\].*got shape \[2, 3, 32, 32\]"):
+    wrong_nir = rf"nir must be \[B, 3, H, W\] = \[B, 3, {h}, {w}\].*got shape \[2, 3, 32, 32\]"
+    with pytest.raises(ValueError, match=wrong_nir):
         engine(good[0], torch.zeros(2, 3, 32, 32), good[2])
     with pytest.raises(ValueError, match=r"rgb must be \[B, 3, H, W\]"):
         engine(good[0][0], *good[1:])
@@ -158,4 +159,5 @@ def test_int8_bundled_model_ranks_the_demo_gallery_like_fp32(tmp_path, capsys):
             for name in ("fp32", "int8")}
     assert len(top1["fp32"]) == 30 and (top1["fp32"] == top1["int8"]).mean() >= 0.9
     ov = load_engine(tmp_path / "int8.onnx", kind="openvino")
-    assert cos(ov(*(batches["query"][k] for k in ("rgb", "nir", "tir", "cam_ids"))), feats["int8", "query"]).min() > 0.99
+    query = [batches["query"][k] for k in ("rgb", "nir", "tir", "cam_ids")]
+    assert cos(ov(*query), feats["int8", "query"]).min() > 0.99

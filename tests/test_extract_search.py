@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from signal_core import SignalConfig, SignalModel, build_model, load_checkpoint, save_checkpoint
-from signal_core.data import build_transforms, load_triple, parse_triple_name, read_triples_folder
+from signal_core.data import UNKNOWN, build_transforms, load_triple, parse_triple_name, read_triples_folder
 from signal_core.data.errors import DatasetError
 from signal_core.retrieval.feature_store import FeatureStoreError, read_features, read_manifest
 from signal_core.retrieval.folder_features import extract_to_folder
@@ -74,7 +74,8 @@ def error_line(capsys) -> str:
 
 def test_parse_triple_name_and_unknown_names(tmp_path):
     assert parse_triple_name("000123_cam2_0.jpg") == (123, 1)
-    assert parse_triple_name("street_0042.png") == (-1, -1)
+    assert parse_triple_name("/x/000007_cam1.png") == (7, 0)
+    assert parse_triple_name("street_0042.png") == (-1, -1) == (UNKNOWN, UNKNOWN)
     assert parse_triple_name("000123_cam0_0.jpg") == (-1, -1)
     make_triples(tmp_path, ["b_night.png", "000007_cam3_001.png"])
     records = read_triples_folder(tmp_path)
@@ -335,7 +336,7 @@ def test_rank_page_caps_queries_and_marks_unreadable(tmp_path):
     paths = [r.paths for r in read_triples_folder(triples)]
     q = PageTriple("q", paths[0], pid=1, camid=0)
     matches = [PageTriple("a", paths[0], 1, 0, 0.99, 1), PageTriple("b", paths[1], 2, 0, 0.5, 2),
-               PageTriple("gone", [str(tmp_path / "missing.png")] * 3, None, None, 0.1, 3)]
+               PageTriple("gone", [str(tmp_path / "missing.png")] * 3, UNKNOWN, UNKNOWN, 0.1, 3)]
     summary = write_rank_page(tmp_path / "p.html", [RankList(q, matches)] * 4, max_queries=3)
     text = (tmp_path / "p.html").read_text()
     assert (summary.queries_shown, summary.queries_total, summary.hits, summary.misses) == (3, 4, 3, 3)

@@ -47,8 +47,8 @@ def test_search_equals_the_exact_faiss_index(data, gallery):
     assert len(gallery) == N and gallery.dim == D
     np.testing.assert_array_equal(got.rows, want.rows)
     np.testing.assert_allclose(got.scores, want.scores, atol=1e-5)
-    np.testing.assert_allclose(gallery.vectors([5, 250]), feats[[5, 250]] / np.linalg.norm(feats[[5, 250]], axis=1,
-                                                                                               keepdims=True), atol=1e-6)
+    rows = feats[[5, 250]]
+    np.testing.assert_allclose(gallery.vectors([5, 250]), rows / np.linalg.norm(rows, axis=1, keepdims=True), atol=1e-6)
 
 
 @pytest.mark.parametrize("by", ["camid", "sceneid"])

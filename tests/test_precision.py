@@ -114,4 +114,5 @@ def test_same_precision_again_keeps_the_bf16_copy(tiny_cfg):
     model.set_inference_precision("bf16")  # e.g. a second TorchEngine over the same model
     assert model._shadow.copy() is copy
     assert all(p.dtype == torch.float32 for p in model.parameters())
-    assert {p.dtype for m in copy.modules() if isinstance(m, torch.nn.Linear) for p in m.parameters()} == {torch.bfloat16}
+    linears = [m for m in copy.modules() if isinstance(m, torch.nn.Linear)]
+    assert {p.dtype for m in linears for p in m.parameters()} == {torch.bfloat16}

@@ -180,7 +180,8 @@ def test_overwrite_of_a_benchmark_removes_only_its_own_files(tmp_path):
     old = json.loads((tmp_path / "synthetic.json").read_text())["frames"]
     generate(TINY.replace(train_ids=2), tmp_path, progress=False, overwrite=True)  # fewer files than before
     assert len(json.loads((tmp_path / "synthetic.json").read_text())["frames"]) < len(old)
-    assert len(list(tmp_path.rglob("*.jpg"))) == 3 * len(json.loads((tmp_path / "synthetic.json").read_text())["frames"])
+    frames = json.loads((tmp_path / "synthetic.json").read_text())["frames"]
+    assert len(list(tmp_path.rglob("*.jpg"))) == 3 * len(frames)
     (tmp_path / "demo").mkdir()
     export_demo_assets(tmp_path, tmp_path / "demo", num_ids=2)
     manifest = json.loads((tmp_path / "demo" / "demo.json").read_text())

@@ -95,7 +95,8 @@ def test_resume_repeats_the_uninterrupted_losses(trained, caplog):
     tmp, data, _, run = trained
     run2 = tmp / "run2"
     cfg2 = write_config(tmp / "tiny2.yaml", run2)
-    args = ["--config", str(cfg2), "--data-root", str(data), "--no-progress", "--resume", str(run / "epoch_001.safetensors")]
+    args = ["--config", str(cfg2), "--data-root", str(data), "--no-progress",
+            "--resume", str(run / "epoch_001.safetensors")]
     with caplog.at_level(logging.WARNING, logger="train"):
         assert train_main(args) == 0
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

@@ -44,7 +44,8 @@ def test_eval_every_logs_test_metrics_and_keeps_the_last_epoch(monitored, tmp_pa
     assert final["epoch"] == 3 and {k: final[k] for k in METRICS} == records[2]["test"]
     # the metrics of the run equal a plain evaluation of the last epoch's weights (no pick by test score)
     out = tmp_path / "m.json"
-    assert evaluate_main(["--config", str(cfg), "--data-root", str(data), "--weights", str(run / "epoch_003.safetensors"),
+    last_epoch = str(run / "epoch_003.safetensors")
+    assert evaluate_main(["--config", str(cfg), "--data-root", str(data), "--weights", last_epoch,
                           "--no-progress", "--num-workers", "0", "--out", str(out)]) == 0
     plain = json.loads(out.read_text())
     for key in METRICS:

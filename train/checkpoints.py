@@ -74,8 +74,9 @@ def read_training_state(state_file: Path) -> dict:
     try:
         state = torch.load(state_file, map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError, RuntimeError (truncated zip), EOFError, ...
+        first_line = str(exc).splitlines()[0] if str(exc) else ""
         raise CheckpointError(f"{state_file} is not a readable training state (damaged, truncated or another "
-                              f"format: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}).") from exc
+                              f"format: {exc.__class__.__name__}: {first_line}).") from exc
     if not isinstance(state, dict) or not {"epoch", "optimizer", "scaler"} <= set(state):
         raise CheckpointError(f"{state_file} is not a training state file (expected epoch, optimizer and scaler).")
     moments = state["optimizer"].get("state", {}) if isinstance(state["optimizer"], dict) else {}

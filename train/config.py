@@ -44,7 +44,8 @@ class TrainConfig:
     gamma: float = 0.1  # multistep decay
     paired_transforms: bool = False  # one random augmentation draw for all three modalities
     num_workers: int = 4  # data loader workers per process
-    precision: str = "auto"  # auto (the authors': fp16 autocast + GradScaler on CUDA, fp32 elsewhere) | fp32 | fp16 | bf16
+    # auto (the authors': fp16 autocast + GradScaler on CUDA, fp32 elsewhere) | fp32 | fp16 | bf16
+    precision: str = "auto"
     seed: int = 1234  # global seed; epoch e of rank r draws from (seed, e, r), so a resumed run repeats exactly
     checkpoint_every: int = 10  # epochs between checkpoints (one is always written at the end)
     eval_batch_size: int = 128  # triples per batch at test time

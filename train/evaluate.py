@@ -119,7 +119,8 @@ def _report(args: argparse.Namespace, model, dataset, device, batch_size: int, w
         meta["engine"] = f"{label} (metrics and rankings; SIM / LAM drawings: torch)"
     tracking = lam_tracking(model, dataset, args.data_root, device, None if args.untrained else untrained_seed)
     if tracking is not None:
-        meta["LAM offset tracking"] = "; ".join(format_tracking(v, f"{k}: ") for k, v in tracking.items()).replace("\n", "; ")
+        lines = "; ".join(format_tracking(v, f"{k}: ") for k, v in tracking.items())
+        meta["LAM offset tracking"] = lines.replace("\n", "; ")
     report = write_report(model, dataset, args.report, device, batch_size, workers, history=history,
                           seed=args.seed, meta=meta, progress=not args.no_progress, features_fn=features_fn,
                           extra_metrics={"lam_offsets": tracking} if tracking is not None else None)

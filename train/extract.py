@@ -12,8 +12,9 @@ sha256, so a resume with another engine or graph is refused.
 
 ``--ray [auto|ADDRESS]`` computes the same folder on Ray (``pip install ".[scale]"``): a local Ray
 (auto) or a cluster's, one model per actor (``--actors``; GPUs when the cluster has them); see
-``signal_core/retrieval/ray_extraction.py`` and docs/scale.md. ``--index gallery.sgi|milvus:gallery.db|milvus://host:19530``
-also saves the finished gallery in a faiss index file or a Milvus collection (``signal_core/retrieval/gallery_open.py``).
+``signal_core/retrieval/ray_extraction.py`` and docs/scale.md.
+``--index gallery.sgi|milvus:gallery.db|milvus://host:19530`` also saves the finished gallery in a
+faiss index file or a Milvus collection (``signal_core/retrieval/gallery_open.py``).
 """
 from __future__ import annotations
 
@@ -41,11 +42,14 @@ SPLITS = ("query", "gallery", "train")
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = command_parser("python -m train.extract", __doc__.split("\n")[0])
-    p.add_argument("--weights", required=True, help="our .safetensors checkpoint, or the authors' .pth (with --dataset)")
+    p.add_argument("--weights", required=True,
+                   help="our .safetensors checkpoint, or the authors' .pth (with --dataset)")
     p.add_argument("--triples", help="a triples folder: RGB/, NI/, TI/ with the same file names")
-    p.add_argument("--dataset", choices=DATASETS, help="dataset layout of --data-root; also the preset of an authors' .pth")
+    p.add_argument("--dataset", choices=DATASETS,
+                   help="dataset layout of --data-root; also the preset of an authors' .pth")
     p.add_argument("--data-root", help="the dataset folder itself (with --dataset and --split)")
-    p.add_argument("--split", choices=SPLITS, help="which split of the dataset (train identities are relabelled 0..C-1)")
+    p.add_argument("--split", choices=SPLITS,
+                   help="which split of the dataset (train identities are relabelled 0..C-1)")
     p.add_argument("--out", required=True, type=output_folder, help="the feature folder to write (or resume)")
     p.add_argument("--batch-size", type=whole(1), default=32)
     p.add_argument("--shard-size", type=whole(1), default=512, help="triples per shard (the unit of resuming)")

@@ -129,6 +129,7 @@ def format_tracking(summary: dict[str, dict], label: str = "") -> str:
     for name in MODALITIES[1:]:
         e = summary[name]
         rel = e["relative"]
-        lines.append(f"{label}{name.upper()}: offset - RGB offset vs true shift r {rel['r']:.3f}, slope {rel['slope']:.3f} "
+        lines.append(f"{label}{name.upper()}: offset - RGB offset vs true shift "
+                     f"r {rel['r']:.3f}, slope {rel['slope']:.3f} "
                      f"(mean offset {e['mean_offset_px']:.2f} px, mean shift {e['mean_shift_px']:.2f} px)")
     return "\n".join(lines)

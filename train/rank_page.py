@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from signal_core.data import load_triple
+from signal_core.data import UNKNOWN, load_triple
 from signal_core.modalities import LABELS
 from signal_core.utils.atomic import atomic_write
 
@@ -36,12 +36,12 @@ body {{ font-family: sans-serif; margin: 16px; color: #222; }}
 
 @dataclass
 class PageTriple:
-    """A triple on the page: its name, (RGB, NIR, TIR) paths, identity and 0-based camera (None = unknown)."""
+    """A triple on the page: its name, (RGB, NIR, TIR) paths, identity and 0-based camera (UNKNOWN: not known)."""
 
     name: str
     paths: Sequence[str]
-    pid: int | None = None
-    camid: int | None = None
+    pid: int = UNKNOWN
+    camid: int = UNKNOWN
     score: float | None = None  # cosine similarity to the query (matches only)
     rank: int | None = None  # 1-based (matches only)
 
@@ -67,7 +67,7 @@ class RankPageSummary:
 
 def verdict(query: PageTriple, match: PageTriple) -> str:
     """"hit" (same known identity), "miss" (different known identities) or "unknown"."""
-    if query.pid is None or match.pid is None:
+    if UNKNOWN in (query.pid, match.pid):
         return "unknown"
     return "hit" if query.pid == match.pid else "miss"
 
@@ -101,8 +101,8 @@ class ThumbnailCache:
 
 
 def _caption(item: PageTriple) -> str:
-    ident = "?" if item.pid is None else str(item.pid)
-    cam = "?" if item.camid is None else str(item.camid + 1)
+    ident = "?" if item.pid == UNKNOWN else str(item.pid)
+    cam = "?" if item.camid == UNKNOWN else str(item.camid + 1)
     head = "" if item.rank is None else f"#{item.rank} · {item.score:.3f}<br>"
     return f'<div class="caption">{head}id {ident} · cam {cam}<br>{html.escape(item.name)}</div>'
 

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from signal_core import SignalConfig, load_weights
-from signal_core.data import DATASETS, is_triples_folder, read_triples_folder
+from signal_core.data import DATASETS, UNKNOWN, is_triples_folder, label_from, read_triples_folder
 from signal_core.retrieval.feature_store import is_feature_folder, read_features
 from signal_core.retrieval.folder_features import encode_records
 from signal_core.retrieval.gallery_open import index_rows, is_index_spec, open_index, rows_metadata
@@ -48,14 +48,16 @@ INDEX_KINDS = ("exact", "ivfpq", "auto")
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = command_parser("python -m train.search", __doc__.split("\n")[0])
-    p.add_argument("--features", help="the gallery's feature folder (python -m train.extract); not with a saved --index")
+    p.add_argument("--features",
+                   help="the gallery's feature folder (python -m train.extract); not with a saved --index")
     p.add_argument("--queries", required=True, help="a triples folder (needs --weights) or a feature folder")
     p.add_argument("--top-k", type=whole(1), default=10)
     p.add_argument("--out", required=True, type=output_file, help="results.json to write")
     p.add_argument("--html", type=output_file, help="also write this HTML page of rank lists (thumbnails embedded)")
     p.add_argument("--html-queries", type=whole(0), default=50, help="queries shown on the HTML page (default 50)")
-    p.add_argument("--index", default="auto", help="gallery index built here: exact|ivfpq|auto (default auto: by "
-                   "size); or a saved one: FILE.sgi, milvus:FILE.db, milvus://HOST:PORT (python -m train.extract --index)")
+    p.add_argument("--index", default="auto",
+                   help="gallery index built here: exact|ivfpq|auto (default auto: by size); or a saved one: "
+                        "FILE.sgi, milvus:FILE.db, milvus://HOST:PORT (python -m train.extract --index)")
     p.add_argument("--drop-junk", action="store_true",
                    help="leave out gallery triples of the query's identity seen by the query's camera (or scene, "
                         "when both carry scene ids), as the evaluation protocols do; unknown identities are kept")
@@ -103,13 +105,13 @@ def query_features(args: argparse.Namespace, gallery: Gallery) -> tuple[np.ndarr
 def junk_labels(q_rows: list[dict[str, Any]], g_rows: list[dict[str, Any]]) -> tuple[dict, dict]:
     """(query keyword arguments of ``GalleryIndex.search``, gallery metadata) for junk filtering.
 
-    Unknown identities never match: -2 for a query, -1 in the gallery. Scenes are used when every
+    Unknown identities never match: -2 for a query, UNKNOWN (-1) in the gallery. Scenes are used when every
     query and gallery row has one (MSVR310), else cameras.
     """
     by = "sceneid" if all(r.get("sceneid") is not None for r in q_rows + g_rows) else "camid"
     value = lambda row, key, unknown: unknown if row.get(key) is None else int(row[key])  # noqa: E731
     queries = {"query_pids": [value(r, "pid", -2) for r in q_rows], f"query_{by}s": [value(r, by, -2) for r in q_rows]}
-    gallery = {"pid": [value(r, "pid", -1) for r in g_rows], by: [value(r, by, -1) for r in g_rows]}
+    gallery = {"pid": [label_from(r.get("pid")) for r in g_rows], by: [label_from(r.get(by)) for r in g_rows]}
     return queries, gallery
 
 
@@ -132,9 +134,9 @@ def rank_results(q_rows: list[dict[str, Any]], g_rows: list[dict[str, Any]], sco
 
 def _ranked(item: dict[str, Any]) -> PageTriple:
     """A result entry (query or match) as a triple of the HTML page."""
-    camera = item["camera"]
-    return PageTriple(item["name"], item["paths"], item["identity"], None if camera is None else camera - 1,
-                        item.get("score"), item.get("rank"))
+    camera = item["camera"]  # 1-based, null when unknown
+    return PageTriple(item["name"], item["paths"], label_from(item["identity"]),
+                      UNKNOWN if camera is None else camera - 1, item.get("score"), item.get("rank"))
 
 
 def rank1_summary(results: list[dict[str, Any]]) -> str:

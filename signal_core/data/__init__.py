@@ -2,7 +2,7 @@
 
 Public API:
     load_dataset(name, root) -> ReIDDataset     name in {"rgbnt201", "rgbnt100", "msvr310"}
-    TripleRecord, ReIDDataset, DatasetError
+    TripleRecord, ReIDDataset, DatasetError     unknown pid / camid / sceneid: UNKNOWN (-1)
     build_transforms(image_size, train, paired=False), load_triple
     read_triples_folder(root) -> list[TripleRecord]   a folder with RGB/ NI/ TI/ sharing file names
     TripleDataset(records, transform)           items: {"rgb","nir","tir","pid","camid","sceneid","index","path"}
@@ -16,7 +16,7 @@ from pathlib import Path
 from .dataset import TripleDataset
 from .errors import DatasetError
 from .msvr310 import load_msvr310
-from .records import ReIDDataset, TripleRecord
+from .records import UNKNOWN, ReIDDataset, TripleRecord, label_from, label_or_none
 from .rgbnt100 import load_rgbnt100
 from .rgbnt201 import load_rgbnt201
 from .sampler import IdentitySampler
@@ -51,7 +51,7 @@ def load_dataset(name: str, root: str | Path) -> ReIDDataset:
 
 
 __all__ = [
-    "DATASETS", "DatasetError", "IdentitySampler", "ReIDDataset", "TripleDataset", "TripleRecord",
-    "build_test_transform", "build_train_transform", "build_transforms", "is_triples_folder", "load_dataset",
-    "load_triple", "parse_triple_name", "read_triples_folder", "split_panels",
+    "DATASETS", "UNKNOWN", "DatasetError", "IdentitySampler", "ReIDDataset", "TripleDataset", "TripleRecord",
+    "build_test_transform", "build_train_transform", "build_transforms", "is_triples_folder", "label_from",
+    "label_or_none", "load_dataset", "load_triple", "parse_triple_name", "read_triples_folder", "split_panels",
 ]

@@ -5,10 +5,23 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+UNKNOWN = -1  # the pid / camid / sceneid of an unknown identity, camera or scene (null in JSON rows)
+
+
+def label_or_none(value: int | None) -> int | None:
+    """A label for a JSON row: None where unknown (:data:`UNKNOWN`, any negative, or None)."""
+    return None if value is None or value < 0 else int(value)
+
+
+def label_from(value: int | None) -> int:
+    """A label read from a JSON row: :data:`UNKNOWN` where it is None."""
+    return UNKNOWN if value is None else int(value)
+
 
 @dataclass(frozen=True)
 class TripleRecord:
-    """One object: three image paths plus its labels.
+    """One object: three image paths plus its labels (:data:`UNKNOWN` where one is not known, e.g. a
+    triples folder's file not named ``PPPPPP_camK_*``).
 
     Attributes:
         paths: (RGB, NIR, TIR) image paths. For RGBNT100 the same 768-wide file appears three
@@ -16,13 +29,13 @@ class TripleRecord:
         pid: identity. In ``ReIDDataset.train`` already relabelled to ``0..num_train_pids-1``;
             raw dataset ids in query / gallery.
         camid: 0-based camera index (see each parser for the offset taken from the file name).
-        sceneid: scene index (MSVR310 only), else -1. The authors store it in the "trackid" slot.
+        sceneid: scene index (MSVR310 only), else :data:`UNKNOWN`. The authors store it in the "trackid" slot.
     """
 
     paths: tuple[str, str, str]
     pid: int
     camid: int
-    sceneid: int = -1
+    sceneid: int = UNKNOWN
 
     @property
     def is_single_file(self) -> bool:

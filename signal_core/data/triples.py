@@ -6,9 +6,9 @@
     DIR/RGB/street_0042.png       DIR/NI/street_0042.png       DIR/TI/street_0042.png
 
 Names of the form ``PPPPPP_camK_*.ext`` (the RGBNT201 convention) give identity PPPPPP and camera K
-(0-based K - 1); any other name is accepted with identity and camera unknown (-1 in the record).
-These are the demo's rules (``demo/gallery.py``), as a library function that gives
-:class:`TripleRecord` objects, so the extraction CLI, the search CLI and the demo read folders alike.
+(0-based K - 1); any other name is accepted with identity and camera unknown (:data:`UNKNOWN`, -1,
+in the record). The extraction CLI, the search CLI and the demo (``demo/gallery.py``) all read
+folders with these functions.
 """
 from __future__ import annotations
 
@@ -21,10 +21,9 @@ from pathlib import Path
 
 from ..modalities import FOLDERS
 from .errors import DatasetError
-from .records import TripleRecord
+from .records import UNKNOWN, TripleRecord
 
 TRIPLE_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-UNKNOWN = -1  # pid / camid of a name that does not follow PPPPPP_camK_*
 _NAME_PATTERN = re.compile(r"^(\d{1,9})_cam(\d{1,3})(?:_|\.|$)", re.IGNORECASE)
 log = logging.getLogger(__name__)
 _EXAMPLE = ("e.g. RGB/000001_cam1_000.jpg, NI/000001_cam1_000.jpg, TI/000001_cam1_000.jpg")

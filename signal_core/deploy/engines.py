@@ -102,8 +102,8 @@ class TorchEngine(FeatureEngine):
         out = np.empty((len(cams), self.feature_dim), dtype=np.float32)  # a mixed batch: two calls
         for rows, c in ((np.flatnonzero(unknown), None), (np.flatnonzero(~unknown), cams[~unknown])):
             idx = torch.from_numpy(rows).to(self.device)
-            out[rows] = self.model.extract_features(*(t[idx] for t in x),
-                                                    None if c is None else torch.from_numpy(c).to(self.device)).cpu().numpy()
+            known = None if c is None else torch.from_numpy(c).to(self.device)
+            out[rows] = self.model.extract_features(*(t[idx] for t in x), known).cpu().numpy()
         return out
 
 
@@ -196,6 +196,7 @@ def load_engine(source, kind: str = "onnxruntime", precision: str | None = None,
     if kind == "openvino":
         hint = {"fp32": "f32", "bf16": "bf16", "f16": "f16", "f32": "f32"}.get(precision) if precision else None
         if precision and hint is None:
-            raise ValueError(f"openvino precision must be fp32, bf16 or f16 (or None: its own choice), got {precision!r}.")
+            raise ValueError("openvino precision must be fp32, bf16 or f16 (or None: its own choice), "
+                             f"got {precision!r}.")
         return OpenVINOEngine(source, inference_precision=hint, **options)
     raise ValueError(f"engine must be one of {ENGINES}, got {kind!r}.")

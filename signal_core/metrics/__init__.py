@@ -12,5 +12,5 @@ from .parts import PART_NAMES, PartScore, PartScores, feature_layout, part_score
 from .rank import RankResult, evaluate_rank
 from .rerank import re_ranking
 
-__all__ = ["PART_NAMES", "PartScore", "PartScores", "RankResult", "evaluate_rank", "feature_layout", "pairwise_distance",
-           "part_scores", "re_ranking"]
+__all__ = ["PART_NAMES", "PartScore", "PartScores", "RankResult", "evaluate_rank", "feature_layout",
+           "pairwise_distance", "part_scores", "re_ranking"]

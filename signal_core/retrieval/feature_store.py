@@ -97,7 +97,8 @@ def read_manifest(root: PathLike) -> dict[str, Any]:
 def _manifest_problem(manifest: dict[str, Any]) -> str | None:
     """What is wrong with a manifest's structure (None: nothing); shard files must be plain names in the folder."""
     settings, shards = manifest.get("settings"), manifest.get("shards")
-    if not isinstance(settings, dict) or not isinstance(settings.get("feature_dim"), int) or settings["feature_dim"] < 1:
+    dim = settings.get("feature_dim") if isinstance(settings, dict) else None
+    if not isinstance(dim, int) or dim < 1:
         return "no positive settings.feature_dim"
     if not isinstance(shards, list):
         return "no list of shards"
@@ -196,8 +197,8 @@ class FeatureWriter:
         old = self.manifest
         diffs = []
         if old["model"].get("sha256") != model.get("sha256"):
-            diffs.append(f"weights (sha256 {str(old['model'].get('sha256'))[:12]}... there, {model.get('sha256', '')[:12]}"
-                         f"... now, file {model.get('path')})")
+            there, now = str(old["model"].get("sha256"))[:12], model.get("sha256", "")[:12]
+            diffs.append(f"weights (sha256 {there}... there, {now}... now, file {model.get('path')})")
         keys = sorted(set(old["settings"]) | set(settings))
         diffs += [f"{k} ({old['settings'].get(k)!r} there, {settings.get(k)!r} now)"
                   for k in keys if old["settings"].get(k) != settings.get(k)]

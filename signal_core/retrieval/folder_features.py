@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ..config import SignalConfig
-from ..data import DatasetError, TripleRecord, build_transforms, load_triple
+from ..data import DatasetError, TripleRecord, build_transforms, label_or_none, load_triple
 from ..modalities import MODALITIES
 from ..model.signal_model import SignalModel
 from .feature_store import FeatureWriter
@@ -35,9 +35,8 @@ SKIP_HINT = "pass --skip-bad to skip unreadable triples (they are listed in the 
 
 def row_metadata(record: TripleRecord) -> dict[str, Any]:
     """``{"name", "paths", "pid", "camid", "sceneid"}`` of a record, ``None`` where unknown (< 0)."""
-    known = lambda v: int(v) if v is not None and v >= 0 else None
-    return {"name": Path(record.paths[0]).name, "paths": list(record.paths), "pid": known(record.pid),
-            "camid": known(record.camid), "sceneid": known(record.sceneid)}
+    return {"name": Path(record.paths[0]).name, "paths": list(record.paths), "pid": label_or_none(record.pid),
+            "camid": label_or_none(record.camid), "sceneid": label_or_none(record.sceneid)}
 
 
 def plan_sha256(records: Sequence[TripleRecord]) -> str:

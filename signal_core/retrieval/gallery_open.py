@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data import label_from, label_or_none
 from .index import GalleryIndex, IndexFileError
 from .milvus_index import MilvusGallery, MilvusGalleryError, is_milvus_uri
 
@@ -34,9 +35,10 @@ def is_index_spec(spec: str | os.PathLike) -> bool:
 
 
 def rows_metadata(rows: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
-    """Index metadata columns of feature-folder rows (``signal_core.retrieval.feature_store``): unknown labels -> -1."""
-    label = lambda row, key: -1 if row.get(key) is None else int(row[key])  # noqa: E731
-    columns: dict[str, np.ndarray] = {key: np.asarray([label(r, key) for r in rows], dtype=np.int64) for key in ROW_FIELDS}
+    """Index metadata columns of feature-folder rows (``signal_core.retrieval.feature_store``): unknown labels
+    -> :data:`signal_core.data.UNKNOWN`."""
+    columns: dict[str, np.ndarray] = {key: np.asarray([label_from(r.get(key)) for r in rows], dtype=np.int64)
+                                      for key in ROW_FIELDS}
     columns["name"] = np.asarray([str(r.get("name", "")) for r in rows], dtype=str)
     columns["paths"] = np.asarray([json.dumps(list(r.get("paths", []))) for r in rows], dtype=str)
     return columns
@@ -53,9 +55,8 @@ def index_rows(index: SavedIndex) -> list[dict[str, Any]]:
     if missing:
         raise ValueError(f"the gallery index holds no {', '.join(missing)} per row; build it with python -m "
                          "train.extract ... --index PATH|URI.")
-    known = lambda v: None if int(v) < 0 else int(v)  # noqa: E731
-    return [{"name": str(name), "paths": json.loads(str(paths)), "pid": known(pid), "camid": known(camid),
-             "sceneid": known(sceneid)}
+    return [{"name": str(name), "paths": json.loads(str(paths)), "pid": label_or_none(int(pid)),
+             "camid": label_or_none(int(camid)), "sceneid": label_or_none(int(sceneid))}
             for name, paths, pid, camid, sceneid in zip(meta["name"], meta["paths"], meta["pid"], meta["camid"],
                                                          meta["sceneid"])]
 

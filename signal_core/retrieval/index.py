@@ -131,7 +131,8 @@ class GalleryIndex:
 
     def __init__(self, index: faiss.Index, kind: str, metadata: dict[str, np.ndarray], config: IvfPqConfig) -> None:
         self._index, self.kind, self.metadata, self.config = index, kind, metadata, config
-        self.info: dict[str, Any] = {}  # saved with the index (e.g. the weights' sha256: signal_core.retrieval.gallery_open)
+        # saved with the index (e.g. the weights' sha256: signal_core.retrieval.gallery_open)
+        self.info: dict[str, Any] = {}
         self._gpu: faiss.Index | None = None
         self._apply_search_params()
 
@@ -286,7 +287,8 @@ class GalleryIndex:
                              f"metadata={{'pid': ..., '{by}': ...}}")
         q_pid, q_other = np.asarray(exclude.pids), np.asarray(q_other)
         if q_pid.shape != (m,) or q_other.shape != (m,):
-            raise ValueError(f"query pids and {by}s must have one value per query ({m}); got {q_pid.shape} and {q_other.shape}")
+            raise ValueError(f"query pids and {by}s must have one value per query ({m}); "
+                             f"got {q_pid.shape} and {q_other.shape}")
         return q_pid, q_other, self.metadata["pid"], self.metadata[by]
 
     # ---- persistence --------------------------------------------------------------------------
@@ -311,7 +313,8 @@ class GalleryIndex:
         return index
 
 
-def _is_junk(rows: np.ndarray, q_pid: np.ndarray, q_other: np.ndarray, g_pid: np.ndarray, g_other: np.ndarray) -> np.ndarray:
+def _is_junk(rows: np.ndarray, q_pid: np.ndarray, q_other: np.ndarray,
+             g_pid: np.ndarray, g_other: np.ndarray) -> np.ndarray:
     """[m, f] bool: gallery row has the query's pid and camera (or scene)."""
     safe = np.maximum(rows, 0)
     return (rows >= 0) & (g_pid[safe] == q_pid[:, None]) & (g_other[safe] == q_other[:, None])

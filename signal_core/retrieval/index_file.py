@@ -90,7 +90,8 @@ def write_index_file(path: str | os.PathLike, content: IndexFileContent) -> Path
 def _verify(path: Path) -> None:
     """Check magic and checksum of the whole file before anything is parsed."""
     if not path.is_file():
-        raise IndexFileError(f"gallery index file {path} does not exist; build one with GalleryIndex.build(...).save(path)")
+        raise IndexFileError(f"gallery index file {path} does not exist; "
+                             "build one with GalleryIndex.build(...).save(path)")
     size = path.stat().st_size
     with open(path, "rb") as f:
         if size < len(MAGIC) + 3 * _U64.size + _DIGEST or f.read(len(MAGIC)) != MAGIC:
@@ -102,7 +103,8 @@ def _verify(path: Path) -> None:
             sha.update(chunk)
             left -= len(chunk)
         if f.read(_DIGEST) != sha.digest():
-            raise IndexFileError(f"gallery index file {path} is corrupt (checksum mismatch); rebuild it or restore a good copy")
+            raise IndexFileError(f"gallery index file {path} is corrupt (checksum mismatch); "
+                                 "rebuild it or restore a good copy")
 
 
 def _read_block(f: BinaryIO, path: Path, limit: int) -> bytes:

@@ -1,4 +1,5 @@
-"""A gallery index in a Milvus collection: the same search interface as :class:`signal_core.retrieval.index.GalleryIndex`.
+"""A gallery index in a Milvus collection, with the search interface of
+:class:`signal_core.retrieval.index.GalleryIndex`.
 
     gallery = MilvusGallery.build("milvus:gallery.db", features, metadata={"pid": ..., "camid": ...},
                                   model_sha256=digest)                  # a new collection (Milvus Lite file)
@@ -202,7 +203,8 @@ class MilvusGallery:
         metadata = dict(metadata or {})
         unknown = sorted(set(metadata) - set(INT_FIELDS) - set(TEXT_FIELDS))
         if unknown:
-            raise ValueError(f"metadata keys {unknown} are not gallery fields; use {list(INT_FIELDS) + list(TEXT_FIELDS)}.")
+            fields = list(INT_FIELDS) + list(TEXT_FIELDS)
+            raise ValueError(f"metadata keys {unknown} are not gallery fields; use {fields}.")
         columns = {key: _column(metadata, key, n) for key in (*INT_FIELDS, *TEXT_FIELDS)}
         for start in range(0, n, INSERT_ROWS):
             block = _normalised(features[start:start + INSERT_ROWS], self.dim, "features")  # [b, D]
@@ -299,7 +301,8 @@ class MilvusGallery:
                              "(query_sceneids) besides their pids")
         pids, other = np.asarray(exclude.pids).reshape(-1), np.asarray(other).reshape(-1)
         if pids.shape != (m,) or other.shape != (m,):
-            raise ValueError(f"query pids and {by}s must have one value per query ({m}); got {pids.shape} and {other.shape}")
+            raise ValueError(f"query pids and {by}s must have one value per query ({m}); "
+                             f"got {pids.shape} and {other.shape}")
         groups: dict[str, list[int]] = {}
         for i, (pid, value) in enumerate(zip(pids.tolist(), other.tolist())):
             expr = "" if int(pid) < 0 else f"not (pid == {int(pid)} and {by} == {int(value)})"

@@ -73,7 +73,8 @@ class _Encoder:
 
         out: dict[str, list] = {"shard": [], "start": [], "features": [], "rows": [], "skipped": []}
         for shard, start, text in zip(batch["shard"], batch["start"], batch["records"]):
-            records = [TripleRecord(tuple(paths), pid, camid, sceneid) for paths, pid, camid, sceneid in json.loads(text)]
+            records = [TripleRecord(tuple(paths), pid, camid, sceneid)
+                       for paths, pid, camid, sceneid in json.loads(text)]
             encoded = encode_records(self.model, records, self.device, batch_size=len(records), skip_bad=True)
             out["shard"].append(int(shard))
             out["start"].append(int(start))

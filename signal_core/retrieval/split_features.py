@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..data import UNKNOWN
 from ..modalities import MISSING_SETTINGS, missing_names
 from ..model.signal_model import SignalModel
 
@@ -60,18 +61,19 @@ def as_engine(model: SignalModel, features_fn: FeaturesFn | None = None) -> Feat
 
 
 def batch_features(engine: FeaturesFn, rgb: torch.Tensor, nir: torch.Tensor, tir: torch.Tensor,
-                   camids: Sequence[int | None] | torch.Tensor | None, num_cameras: int) -> torch.Tensor:
+                   camids: Sequence[int] | torch.Tensor | None, num_cameras: int) -> torch.Tensor:
     """[B, F] float32 CPU features of one batch through ``engine`` (see :func:`as_engine`).
 
     Args:
-        camids: 0-based camera per triple, or None for all; a camera that is unknown (None, -1) or that
-            the model has no embedding for uses the mean camera embedding, within the same batch.
+        camids: 0-based camera per triple, or None for all; a camera that is unknown
+            (:data:`signal_core.data.UNKNOWN`) or that the model has no embedding for uses the mean
+            camera embedding, within the same batch.
         num_cameras: the model's number of cameras.
     """
     if camids is None:
         return run_features(engine, rgb, nir, tir, None)
-    ids = torch.as_tensor([-1 if c is None else int(c) for c in camids], dtype=torch.int64)
-    ids = torch.where((ids >= 0) & (ids < num_cameras), ids, torch.full_like(ids, -1))
+    ids = torch.as_tensor(camids, dtype=torch.int64).reshape(-1)
+    ids = torch.where((ids >= 0) & (ids < num_cameras), ids, torch.full_like(ids, UNKNOWN))
     return run_features(engine, rgb, nir, tir, ids)
 
 

@@ -4,10 +4,10 @@ SIM keeps the top-k1 patches of each modality's own class-token attention (the *
 and the top-k2 of the other modalities' queries (the *inter-modal* score, the attention a patch
 receives from them); :meth:`signal_core.SignalModel.explain` returns both per patch. Here each map is
 stretched from its own minimum to its maximum (SIM keeps the top k, so only the order matters; the
-softmax scores of a small model are often nearly flat), upsampled bilinearly over the image (the patch grid's cell centres at the
-patch centres), coloured from dark purple (0) through red to pale yellow (the maximum) and blended
-over a grey version of the image. All functions take and return [H, W, 3] uint8 RGB arrays and never
-change their input.
+softmax scores of a small model are often nearly flat), upsampled bilinearly over the image (the
+patch grid's cell centres at the patch centres), coloured from dark purple (0) through red to pale
+yellow (the maximum) and blended over a grey version of the image. All functions take and return
+[H, W, 3] uint8 RGB arrays and never change their input.
 """
 from __future__ import annotations
 

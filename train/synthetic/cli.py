@@ -46,7 +46,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--per-camera", type=whole(0), default=d.per_camera, help="images per identity and camera")
     p.add_argument("--height", type=whole(0), default=d.height, help="image height")
     p.add_argument("--width", type=whole(0), default=d.width, help="image width")
-    p.add_argument("--vehicle-fraction", type=real(0), default=d.vehicle_fraction, help="fraction of vehicle identities")
+    p.add_argument("--vehicle-fraction", type=real(0), default=d.vehicle_fraction,
+                   help="fraction of vehicle identities")
     p.add_argument("--palette-size", type=whole(0), default=d.palette_size, help="shared colours (3..12)")
     p.add_argument("--colour-sets", type=whole(0), default=d.colour_sets,
                    help="3-colour sets shared by identities (0: free colours per identity)")
