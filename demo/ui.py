@@ -190,8 +190,9 @@ def add_explanation() -> ExplanationOutputs:
     """What the model looked at: the view switch, its legends, the query's and the selected result's overlays."""
     gr.Markdown("### What the model looked at")
     view = gr.Radio(list(VIEWS), value=VIEWS[0], label="View", elem_id="view",
-                    info="kept tokens: SIM's selection and LAM's sampling (arrows lengthened by the factor "
-                         "written on each image); SIM scores: the intra- and inter-modal scores SIM selects by")
+                    info="kept tokens: SIM's selection and LAM's sampling (arrows lengthened at most x5: the factor "
+                         "and the real mean offset are written on each image); SIM scores: the intra- and "
+                         "inter-modal scores SIM selects by")
     gr.HTML(legend_html() + heat_legend_html())
     with gr.Row():
         query_overlays = [gr.Image(label=f"Query {LABELS[m]}", type="filepath", interactive=False,
