@@ -83,17 +83,19 @@ def markdown(summary: dict) -> str:
                   "|---|---|---|---|---|---|---|"]
         for _, row in off_rows:
             o = row["offsets"]
-            lines.append(f"| {row['label']} | {_f(o['trained_nir_r']['mean'], 3)} | {_f(o['trained_nir_slope']['mean'], 3)}"
-                         f" | {_f(o['trained_tir_r']['mean'], 3)} | {_f(o['trained_tir_slope']['mean'], 3)}"
-                         f" | {_f(o['untrained_nir_r']['mean'], 3)} | {_f(o['untrained_tir_r']['mean'], 3)} |")
-    loss_rows = [(r["label"], [c.get("final_losses", {}) for c in r["seeds"].values()]) for r in summary["rows"].values()]
+            keys = ("trained_nir_r", "trained_nir_slope", "trained_tir_r", "trained_tir_slope", "untrained_nir_r",
+                    "untrained_tir_r")
+            lines.append(f"| {row['label']} | " + " | ".join(_f(o[k]["mean"], 3) for k in keys) + " |")
+    loss_rows = [(r["label"], [c.get("final_losses", {}) for c in r["seeds"].values()])
+                 for r in summary["rows"].values()]
     loss_rows = [(label, finals) for label, finals in loss_rows if any("gam" in f or "lam" in f for f in finals)]
     if loss_rows:
         lines += ["", "Logged (weighted) alignment losses of the last epoch, mean over seeds (GAM at chance = "
                   "alpha x ln B).", "", "| row | GAM | LAM |", "|---|---|---|"]
         for label, finals in loss_rows:
             gam, lam = ([f[k] for f in finals if k in f] for k in ("gam", "lam"))
-            lines.append(f"| {label} | {_f(mean_std(gam)[0], 4) if gam else '-'} | {_f(mean_std(lam)[0], 4) if lam else '-'} |")
+            cells = [_f(mean_std(values)[0], 4) if values else "-" for values in (gam, lam)]
+            lines.append(f"| {label} | {cells[0]} | {cells[1]} |")
     if summary["missing"]:
         lines += ["", f"Unfinished cells: {', '.join(summary['missing'])}."]
     return "\n".join(lines) + "\n"

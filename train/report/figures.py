@@ -6,7 +6,6 @@ so the same model and data give the same figures.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +22,8 @@ from signal_core.utils.atomic import atomic_write
 from signal_core.viz import RankedTriple, auto_offset_scale, explanation_overlay, offset_pixels, plots, ranklist_image
 from signal_core.viz.overlays import overlay_size, resize_for_overlay
 
-from .features import SettingResult, cosine_similarity, excluded_pairs
 from ..run_folder import read_history_file
+from .features import SettingResult, cosine_similarity, excluded_pairs
 
 MAX_NEGATIVES = 2_000_000  # similarity histogram: negatives sampled beyond this many pairs
 
