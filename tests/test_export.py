@@ -72,7 +72,11 @@ def test_openvino_and_torch_engines_agree(tiny, tiny_onnx):
     images, cams = inputs(tiny.cfg, batch=3, seed=4), np.array([1, -1, 2])
     expected = reference(tiny, images, cams)
     torch_engine = load_engine(tiny, kind="torch")
-    assert np.abs(torch_engine(*images, cams) - expected).max() <= 1e-6  # mixed batch: two calls
+    assert np.abs(torch_engine(*images, cams) - expected).max() <= 1e-6  # mixed batch: -1 per row
+    direct = tiny.extract_features(*images, torch.tensor(cams)).numpy()  # the model takes -1 per row too
+    assert np.abs(direct - expected).max() <= 1e-6
+    with pytest.raises(ValueError, match=r"or -1 \(unknown\)"):
+        tiny.extract_features(*images, torch.tensor([1, -2, 0]))
     ov = load_engine(tiny_onnx, kind="openvino", precision="fp32")
     assert ov.precision == "fp32" and ov.image_size == tiny.cfg.image_size
     assert np.abs(ov(*images, cams) - expected).max() <= 1e-4

@@ -95,16 +95,7 @@ class TorchEngine(FeatureEngine):
 
     def _run(self, rgb, nir, tir, cams):
         x = [torch.from_numpy(a).to(self.device) for a in (rgb, nir, tir)]
-        unknown = cams < 0
-        if unknown.all() or not unknown.any():  # one call, as extract_features takes it
-            c = None if unknown.all() else torch.from_numpy(cams).to(self.device)
-            return self.model.extract_features(*x, c).cpu().numpy()
-        out = np.empty((len(cams), self.feature_dim), dtype=np.float32)  # a mixed batch: two calls
-        for rows, c in ((np.flatnonzero(unknown), None), (np.flatnonzero(~unknown), cams[~unknown])):
-            idx = torch.from_numpy(rows).to(self.device)
-            known = None if c is None else torch.from_numpy(c).to(self.device)
-            out[rows] = self.model.extract_features(*(t[idx] for t in x), known).cpu().numpy()
-        return out
+        return self.model.extract_features(*x, torch.from_numpy(cams).to(self.device)).cpu().numpy()
 
 
 class OnnxRuntimeEngine(FeatureEngine):

@@ -2,9 +2,9 @@
 export to ONNX.
 
 :class:`FeatureGraph` computes exactly what ``extract_features`` computes in fp32 (same modules,
-same weights), with two differences that only matter to a graph exporter: the camera id ``-1``
-means "unknown camera" per row (the mean camera embedding, which ``extract_features`` uses for the
-whole batch when ``cam_ids=None``), and it does no Python-side checks that depend on values.
+same weights; the camera id ``-1`` is an unknown camera per row, the mean camera embedding, as there),
+with one difference that only matters to a graph exporter: it does no Python-side checks that depend
+on values.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..modalities import MODALITIES
+from ..model.backbone import camera_embedding
 from ..model.signal_model import SignalModel
 
 INPUT_NAMES = (*MODALITIES, "cam_ids")
@@ -67,10 +68,7 @@ class FeatureGraph(nn.Module):
         bb = self.model.backbone
         cls = bb.visual.class_embedding.expand(n, -1)  # [N, width]
         if bb.camera_embed is not None:
-            table = bb.camera_embed  # [C, width]
-            known = table[cams.clamp(min=0)]  # [N, width]
-            mean = table.mean(0, keepdim=True).expand(n, -1)  # [N, width]
-            cls = cls + bb.camera_embed_scale * torch.where((cams >= 0).unsqueeze(1), known, mean)
+            cls = cls + bb.camera_embed_scale * camera_embedding(bb.camera_embed, cams)
         return cls.unsqueeze(1)
 
     def encode(self, images: torch.Tensor, cams: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,15 @@ from open_clip.transformer import LayerNormFp32, QuickGELU, VisionTransformer
 from torch import nn
 
 from ..config import SignalConfig
+from ..data.records import UNKNOWN
+
+
+def camera_embedding(table: torch.Tensor, cam_ids: torch.Tensor) -> torch.Tensor:
+    """[C, width] camera embeddings, [N] ids -> [N, width]: row i is ``table[cam_ids[i]]``, or the mean
+    embedding where the id is negative (:data:`~signal_core.data.UNKNOWN`). No checks: graph exporters
+    trace it as it is."""
+    known = table[cam_ids.clamp(min=0)]
+    return torch.where((cam_ids >= 0).unsqueeze(1), known, table.mean(0, keepdim=True).expand_as(known))
 
 
 class CLIPVisionBackbone(nn.Module):
@@ -51,12 +60,12 @@ class CLIPVisionBackbone(nn.Module):
             cam = self.camera_embed.mean(0, keepdim=True).expand(batch, -1)
         else:
             cam_ids = cam_ids.to(self.camera_embed.device).long()
-            if cam_ids.numel() and (cam_ids.min() < 0 or cam_ids.max() >= self.num_cameras):
+            if cam_ids.numel() and (cam_ids.min() < UNKNOWN or cam_ids.max() >= self.num_cameras):
                 raise ValueError(
-                    f"camera ids must be in [0, {self.num_cameras - 1}] for this model, got "
-                    f"{cam_ids.min().item()}..{cam_ids.max().item()}; pass cam_ids=None if unknown."
+                    f"camera ids must be in [0, {self.num_cameras - 1}] for this model, or {UNKNOWN} (unknown), got "
+                    f"{cam_ids.min().item()}..{cam_ids.max().item()}; pass cam_ids=None if all are unknown."
                 )
-            cam = self.camera_embed[cam_ids]
+            cam = camera_embedding(self.camera_embed, cam_ids)
         return cls + self.camera_embed_scale * cam.to(dtype)
 
     def forward(self, images: torch.Tensor, cam_ids: torch.Tensor | None = None) -> torch.Tensor:
@@ -64,7 +73,7 @@ class CLIPVisionBackbone(nn.Module):
 
         Args:
             images: [N, 3, H, W] normalised images.
-            cam_ids: [N] camera indices, or None for the mean camera embedding.
+            cam_ids: [N] camera indices (-1: unknown, the mean camera embedding), or None (all unknown).
 
         Returns:
             [N, 1 + L, D] tokens after ln_post and proj; index 0 is the class token.
