@@ -75,7 +75,7 @@ def patch_pixels(images: torch.Tensor, patch: int) -> torch.Tensor:
 
 def model_maps(model, batch: dict) -> dict[str, list[torch.Tensor]]:
     """Per modality [N, D, h, w]: the patch embeddings (the first conv's output) and the final patch tokens."""
-    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    conv = model.backbone.visual.conv1
     seen: list[torch.Tensor] = []
     handle = conv.register_forward_hook(lambda _m, _i, out: seen.append(out))
     try:

@@ -151,7 +151,7 @@ def convert_official_state_dict(state: StateDict, model: SignalModel) -> StateDi
         problems.append(f"keys this converter does not know: {unknown}")
     if unused:
         problems.append(f"keys with no place in the model built from the config: {unused} "
-                        "(check use_sim / use_gam / use_lam / head_layout)")
+                        "(check use_sim / use_gam / use_lam / head_layout / lam_offsets)")
     if missing:
         problems.append(f"model parameters the checkpoint does not fill: {missing}")
     if wrong:

@@ -107,9 +107,8 @@ class MatchedSampler(nn.Module):
             self.proj.weight.copy_(torch.eye(dim).view(dim, dim, 1, 1))
             self.proj.bias.zero_()
         self.log_tau = nn.Parameter(torch.tensor(math.log(tau)))
-        steps = torch.arange(-radius, radius + 1, dtype=torch.float32)
-        dy, dx = torch.meshgrid(steps, steps, indexing="ij")
-        self.register_buffer("displacements", torch.stack([dy, dx], -1).reshape(-1, 2), persistent=False)
+        self.steps = [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
+        self.register_buffer("displacements", torch.tensor(self.steps, dtype=torch.float32), persistent=False)
 
     def forward(self, x: torch.Tensor, rgb: torch.Tensor, rgb_positions: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,7 +118,7 @@ class MatchedSampler(nn.Module):
         query = F.pad(F.normalize(self.proj(x), dim=1), (r, r, r, r))  # zero outside the map: cosine 0
         key = F.normalize(self.proj(rgb), dim=1)
         costs = torch.stack([(key * query[:, :, r + dy:r + dy + h, r + dx:r + dx + w]).sum(1)
-                             for dy, dx in self.displacements.long().tolist()], dim=1)  # [B, n, h, w]
+                             for dy, dx in self.steps], dim=1)  # [B, n, h, w]
         weights = (F.avg_pool2d(costs, self.stride) / self.log_tau.exp()).softmax(dim=1)  # [B, n, Hk, Wk]
         tokens = torch.einsum("bnyx,nc->byxc", weights, self.displacements.to(weights.dtype))  # (dy, dx)
         scale = torch.tensor([2.0 / max(h - 1, 1), 2.0 / max(w - 1, 1)], device=x.device, dtype=tokens.dtype)

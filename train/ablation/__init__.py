@@ -1,11 +1,12 @@
 """The paper's Table 3 as a multi-seed grid: ``python -m train.ablation``.
 
-Rows (``grid.ROWS``): baseline, + SIM, + SIM + GAM, full, and full with the GAM / LAM fixes of
-docs/alignment.md; each trained with every seed by ``python -m train`` into its own run folder
-``<out>/<row>/seed_<s>/``. The grid resumes (a killed grid continues where it stopped) and writes
-``ablation.json`` and ``ablation.md``: mean +- std per row, each seed's value, each module's paired
-difference with its 95 % t interval over seeds, and LAM's offset tracking (train/offsets.py) for the
-trained and the untrained model.
+Rows (``grid.ROWS``): baseline, + SIM, + SIM + GAM, full, full with the GAM / LAM fixes of
+docs/alignment.md, and the fixed full model with matched LAM offsets (``lam_offsets: matched``);
+each trained with every seed by ``python -m train`` into its own run folder ``<out>/<row>/seed_<s>/``.
+The grid resumes (a killed grid continues where it stopped) and writes ``ablation.json`` and
+``ablation.md``: mean +- std per row, each seed's value, each module's paired difference with its
+95 % t interval over seeds, and LAM's offset tracking (train/offsets.py) for the trained and the
+untrained model.
 """
 from .grid import COMPARISONS, FIX_MODEL, FIX_TRAIN, ROWS, GridSpec, Row, run_grid
 from .stats import mean_std, paired_difference, t_quantile_975

@@ -20,7 +20,7 @@ from signal_core.modalities import LABELS, MODALITIES
 from signal_core.retrieval.split_features import DatasetFeatures
 from signal_core.utils.atomic import atomic_write
 from signal_core.viz import RankedTriple, auto_offset_scale, explanation_overlay, offset_pixels, plots, ranklist_image
-from signal_core.viz.overlays import overlay_size, resize_for_overlay
+from signal_core.viz.overlays import MAX_OFFSET_SCALE, overlay_size, resize_for_overlay
 
 from ..run_folder import read_history_file
 from .features import SettingResult, cosine_similarity, excluded_pairs
@@ -190,8 +190,8 @@ def write_sampling(model: SignalModel, records: Sequence[TripleRecord], explanat
     means = ", ".join(f"{label} {offsets[m].mean():.2f}" for label, m in zip((LABELS[m] for m in names), names))
     return Figure("lam.png", "LAM reference points and sampled positions (paper Fig. 9)",
                   f"White dots: LAM's reference points; red arrows: to where each modality sampled, lengthened "
-                  f"by at most x5 ({scales}): offsets still shorter than a pixel mean LAM moved little. Mean real "
-                  f"offsets in pixels of the {size[0]} x {size[1]} model input: {means}.")
+                  f"by at most x{MAX_OFFSET_SCALE:g} ({scales}): offsets still shorter than a pixel mean LAM moved "
+                  f"little. Mean real offsets in pixels of the {size[0]} x {size[1]} model input: {means}.")
 
 
 def write_training_curves(history_path: Path, out_dir: Path) -> Figure | None:
