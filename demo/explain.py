@@ -6,7 +6,7 @@ Views of one triple (per modality, RGB / NIR / TIR):
 * "kept tokens": the patches SIM kept (tinted by why) and LAM's reference points with arrows to where
   it sampled. Every arrow is lengthened by a round factor of at most x5
   (:func:`signal_core.viz.auto_offset_scale`, as in the evaluation report), written on the image with
-  the mean real offset ("LAM arrows x5, mean 0.03 px"): offsets below a pixel stay visibly small.
+  the mean real offset ("LAM arrows x5: 0.03 px"): offsets below a pixel stay visibly small.
 * "SIM scores": the intra- and inter-modal token scores SIM selects by, as two heatmaps side by side.
 
 What distinguishes a match by feature part (:func:`part_standing`): for each part alone (RGB, NIR,
@@ -76,8 +76,7 @@ class Drawings:
                                         offset_scale=scale)
             if p["reference"] is not None and p["positions"] is not None:
                 mean = float(offset_pixels(p["reference"], p["positions"], self.grid_size, self.image_size).mean())
-                factor = f"x{scale:g}" if scale != 1 else "true length"
-                drawn = annotate(drawn, f"LAM arrows {factor}, mean {mean:.2f} px")
+                drawn = annotate(drawn, f"LAM arrows x{scale:g}: {mean:.2f} px")  # fits the narrowest canvas
             out.append(drawn)
         return out
 
