@@ -4,7 +4,8 @@ For each test triple of a generated benchmark (``python -m train.synthetic --pre
 modality is matched against RGB by one global cost over every displacement (the mean over the image of
 the product of the two maps, each standardised per image); the best displacement (pixels, or tokens x
 patch size) is compared with the shift ``synthetic.json`` records: Pearson r and slope of the two
-(x and y pooled, each axis centred), as ``train/offsets.py`` reports LAM's offsets. Levels:
+(x and y pooled, each axis centred; r is nan where the match never moves), as ``train/offsets.py``
+reports LAM's offsets. Levels:
 
 * grey pixels, and the edge magnitude of the grey image averaged over 1, 2, 4 px and a patch (the
   token grid), each searched over displacements of up to 12 px;
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
@@ -47,13 +47,6 @@ def best_displacement(ref: torch.Tensor, moved: torch.Tensor, radius: int) -> to
     cost = torch.stack([(ref * moved_d).mean(dim=(1, 2, 3)) for moved_d in windows], dim=1)
     grid = torch.tensor(steps, dtype=torch.float32).flip(-1)  # (x, y)
     return grid[cost.argmax(dim=1)]
-
-
-def fit(found: np.ndarray, true: np.ndarray) -> tuple[float, float]:
-    """Pearson r and least-squares slope of found on true, x and y pooled, each axis centred."""
-    t, f = true - true.mean(0), found - found.mean(0)
-    cov = (t * f).sum()
-    return float(cov / np.sqrt((t ** 2).sum() * (f ** 2).sum() + 1e-12)), float(cov / (t ** 2).sum())
 
 
 def grey(images: torch.Tensor) -> torch.Tensor:
@@ -98,7 +91,7 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=400, help="test triples used")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    from train.offsets import true_shifts  # the recorded shifts, read as the report reads them
+    from train.offsets import fit, true_shifts  # the recorded shifts and the fit, as the report has them
 
     records = load_dataset("rgbnt201", args.data_root).query[:args.n]
     true = true_shifts(args.data_root, records)
@@ -121,7 +114,8 @@ def main(argv=None) -> int:
         cells = []
         for index in (1, 2):
             found = best_displacement(maps[0], maps[index], reach).numpy() * cell
-            cells += [f"{v:.3f}" for v in fit(found, true[:, index])]
+            result = fit(found, true[:, index])
+            cells += [f"{result['r']:.3f}", f"{result['slope']:.3f}"]
         print(f"| {name} | " + " | ".join(cells) + " |")
     return 0
 
