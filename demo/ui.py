@@ -175,7 +175,8 @@ def add_examples(examples: Sequence[GalleryEntry], query: QueryInputs, engine: S
     """The example queries under the inputs (a click fills the images and the camera); none without examples."""
     if examples:
         gr.Examples(examples=[[*e.paths, _camera_label(e, engine)] for e in examples],
-                    inputs=[*query.images, query.camera], label="Example queries (click one)", examples_per_page=6)
+                    inputs=[*query.images, query.camera], label="Example queries (click one)", examples_per_page=6,
+                    cache_examples=False)  # they fill the inputs; never computed at start (Spaces would)
 
 
 def add_results() -> tuple[gr.Markdown, gr.Gallery]:
