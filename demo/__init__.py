@@ -17,6 +17,9 @@ Modules, one concept each:
     ui             the gr.Blocks page: its sections and their wiring
     handlers       the page's event functions (search, draw, select, view switch, APIs)
     upload_ui      the page's "your own gallery" section
+    serve          the process: options, signals, exit status (``app.py`` and a Space's ``app.py`` call it)
+    space          ``python -m demo.space``: a Hugging Face Space folder in one command, and its push
+    space_files    the Space's text files: requirements, front matter, .gitattributes, app entry
 
 ``signal_core`` never imports this package or gradio.
 """
