@@ -15,7 +15,8 @@ Packages and modules, one question each:
     modalities  the modality names, labels, letters, folders, missing-modality settings
     checkpoint  weights in and out: our safetensors files and the authors' .pth
     weights_source  the one resolver of --weights: files, Hub-style folders, hf-hub: and hf:// names
-    hub_folder, model_card  Hub-style folders (PyTorchModelHubMixin's layout) and their model cards
+    hub_folder  save a Hub-style folder (PyTorchModelHubMixin's layout): weights, config.json, card
+    model_card  the folder's README.md: Hub front matter, data, metrics and protocol, paper, sha256
     model       the network: SignalModel, backbone, CLIP weights, SIM, GAM, LAM, heads, losses, precision
     data        dataset parsers (RGBNT201, RGBNT100, MSVR310), triples folders, transforms, sampler
     metrics     mAP / mINP / CMC, distances, re-ranking, the score split by feature part
