@@ -260,19 +260,20 @@ def test_a_name_missing_from_the_offline_cache_says_what_to_download(offline_cac
 def test_extract_and_search_take_hub_names(offline_cache, hub_folder, tmp_path, capsys):
     gallery = make_triples(tmp_path / "gallery", gallery_names(ids=(1, 2), per_id=2))
     queries = make_triples(tmp_path / "queries", gallery_names(ids=(1, 2), per_id=1), seed=1)
-    assert run_extract("hf-hub:signal-test/tiny", gallery, tmp_path / "g_hub") == 0
     assert run_extract(hub_folder / "model.safetensors", gallery, tmp_path / "g_local") == 0
-    hub, local = read_features(tmp_path / "g_hub"), read_features(tmp_path / "g_local")
-    assert (hub.features == local.features).all()
-    assert read_manifest(tmp_path / "g_hub")["model"]["sha256"] == sha256_file(hub_folder / "model.safetensors")
-    out = tmp_path / "results.json"
-    assert search.main(["--features", str(tmp_path / "g_hub"), "--queries", str(queries), "--weights",
-                        "hf://signal-test/tiny/model.safetensors", "--top-k", "2", "--out", str(out),
-                        "--device", "cpu"]) == 0
-    results = json.loads(out.read_text())["results"]
-    assert len(results) == 2 and all(len(r["matches"]) == 2 for r in results)
+    local = read_features(tmp_path / "g_local")
+    for i, spec in enumerate(("hf-hub:signal-test/tiny", "hf://signal-test/tiny/model.safetensors")):
+        assert run_extract(spec, gallery, tmp_path / f"g_hub{i}") == 0
+        assert (read_features(tmp_path / f"g_hub{i}").features == local.features).all()
+        assert read_manifest(tmp_path / f"g_hub{i}")["model"]["sha256"] == sha256_file(hub_folder / "model.safetensors")
+    for spec in ("hf://signal-test/tiny/model.safetensors", "hf-hub:signal-test/tiny"):
+        out = tmp_path / "results.json"
+        assert search.main(["--features", str(tmp_path / "g_hub0"), "--queries", str(queries), "--weights", spec,
+                            "--top-k", "2", "--out", str(out), "--device", "cpu"]) == 0
+        results = json.loads(out.read_text())["results"]
+        assert len(results) == 2 and all(len(r["matches"]) == 2 for r in results)
     capsys.readouterr()
-    assert search.main(["--features", str(tmp_path / "g_hub"), "--queries", str(queries), "--weights",
+    assert search.main(["--features", str(tmp_path / "g_hub0"), "--queries", str(queries), "--weights",
                         "hf-hub:signal-test/gone", "--out", str(out)]) == 2
     assert "`hf download signal-test/gone`" in error_line(capsys)
 
@@ -282,10 +283,11 @@ def test_evaluate_takes_hub_names(offline_cache, hub_folder, tmp_path, capsys):
     cfg = write_config(tmp_path / "tiny.yaml", tmp_path / "run")
     common = ["--config", str(cfg), "--data-root", str(data), "--no-progress", "--num-workers", "0", "--device", "cpu"]
     got = {}
-    for spec in (f"hf-hub:signal-test/tiny@{COMMIT}", str(hub_folder)):
+    specs = (str(hub_folder), f"hf-hub:signal-test/tiny@{COMMIT}", "hf://signal-test/tiny/model.safetensors")
+    for spec in specs:
         assert evaluate.main([*common, "--weights", spec, "--out", str(tmp_path / "m.json")]) == 0
         got[spec] = json.loads((tmp_path / "m.json").read_text())
-    assert got[str(hub_folder)]["mAP"] > 0 and got[str(hub_folder)] == got[f"hf-hub:signal-test/tiny@{COMMIT}"]
+    assert got[specs[0]]["mAP"] > 0 and got[specs[0]] == got[specs[1]] == got[specs[2]]
     capsys.readouterr()
     assert evaluate.main([*common, "--weights", "hf-hub:signal-test/gone"]) == 2
     assert "`hf download signal-test/gone`" in error_line(capsys)
