@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from signal_core import load_checkpoint
+from signal_core import load_weights
 from signal_core.data import TripleDataset, build_transforms, load_dataset
 
 MODALITIES = ("rgb", "nir", "tir")
@@ -106,7 +106,7 @@ def main(argv=None) -> int:
     levels["raw pixels of each patch"] = ([patch_pixels(batch[m], args.patch) for m in MODALITIES], args.patch, radius)
     if args.weights:
         with torch.no_grad():
-            for name, maps in model_maps(load_checkpoint(args.weights), batch).items():
+            for name, maps in model_maps(load_weights(args.weights), batch).items():
                 levels[name] = (maps, args.patch, radius)
     print(f"{len(records)} test triples of {args.data_root}; r and slope of the found displacement on the true shift\n")
     print("| level | NIR r | NIR slope | TIR r | TIR slope |\n|---|---|---|---|---|")

@@ -29,8 +29,8 @@ CREATE_ASSETS_HINT = ("The bundled demo assets are made by the synthetic benchma
                       "(python -m train.synthetic: it writes "
                       f"{DEFAULT_WEIGHTS}, {DEFAULT_GALLERY} and {DEFAULT_QUERIES}). Or point the demo at your own "
                       "files: --weights / SIGNAL_WEIGHTS (our .safetensors checkpoint, the authors' Signal_model.pth "
-                      "with --dataset, or hf://owner/repo/path/file) and --gallery / SIGNAL_GALLERY (a triples "
-                      "folder with RGB/, NI/, TI/, or a dataset folder with --dataset).")
+                      "with --dataset, a Hub-style folder, hf-hub:owner/repo or hf://owner/repo/file) and --gallery / "
+                      "SIGNAL_GALLERY (a triples folder with RGB/, NI/, TI/, or a dataset folder with --dataset).")
 
 
 class StartupError(RuntimeError):
@@ -72,7 +72,9 @@ class DemoOptions:
 # (flag, environment variable, help); defaults are DemoOptions' field defaults.
 OPTION_TABLE = [
     ("--weights", "SIGNAL_WEIGHTS", "model: our .safetensors checkpoint, the authors' Signal_model.pth (needs "
-                                    "--dataset), or hf://owner/repo/path/file on the Hugging Face Hub"),
+                                    "--dataset), a Hub-style folder (model.safetensors + config.json), or on the "
+                                    "Hugging Face Hub hf-hub:owner/repo[@revision] (a folder) or "
+                                    "hf://owner/repo[@revision]/file"),
     ("--gallery", "SIGNAL_GALLERY", "gallery folder: a triples folder (RGB/, NI/, TI/ with the same file names) "
                                     "or a dataset folder (with --dataset; its test gallery is used); or a saved "
                                     "gallery index: FILE.sgi, milvus:FILE.db, milvus://HOST:PORT (docs/scale.md)"),

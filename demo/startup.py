@@ -1,4 +1,5 @@
-"""Demo start-up: resolve the weights (local file or ``hf://``), load the model, read the gallery and
+"""Demo start-up: resolve the weights (signal_core.weights_source: a file, a Hub-style folder, ``hf-hub:`` or
+``hf://``), load the model, read the gallery and
 the example queries, build the :class:`~demo.search.SearchEngine`, and say which files the page serves.
 """
 from __future__ import annotations
@@ -36,28 +37,22 @@ log = logging.getLogger(__name__)
 
 # --- weights and model ---------------------------------------------------------------------------
 def resolve_weights(spec: str) -> Path:
-    """A local path for ``spec``: a file, or ``hf://owner/repo/path/in/repo`` (optionally
-    ``hf://owner/repo@revision/path``) downloaded with ``huggingface_hub.hf_hub_download``."""
-    if spec.startswith("hf://"):
-        parts = spec[len("hf://"):].split("/")
-        if len(parts) < 3 or not all(parts):
-            raise StartupError(f"{spec!r}: a Hub file is written hf://owner/repo/path/to/file.")
-        repo, _, revision = f"{parts[0]}/{parts[1]}".partition("@")
-        try:
-            from huggingface_hub import hf_hub_download
+    """The local weights file ``spec`` names, through the library's one resolver
+    (:func:`signal_core.weights_source.resolve_weights`: a file, a Hub-style folder, ``hf-hub:owner/repo[@rev]``,
+    ``hf://owner/repo[@rev]/file``); a relative path is also looked up under the repository root."""
+    from signal_core.weights_source import WeightsSourceError, is_hub_name
+    from signal_core.weights_source import resolve_weights as resolve
 
-            return Path(hf_hub_download(repo_id=repo, filename="/".join(parts[2:]), revision=revision or None))
-        except Exception as exc:  # noqa: BLE001 - network, auth, missing file: all told to the user
-            raise StartupError(f"could not download {spec} from the Hugging Face Hub "
-                               f"({exc.__class__.__name__}: {exc}).") from None
-    path = Path(spec).expanduser()
-    if not path.is_absolute() and not path.exists() and (REPO_ROOT / path).exists():
-        path = REPO_ROOT / path
-    if not path.is_file():
-        if spec == DEFAULT_WEIGHTS:
+    if not is_hub_name(spec):
+        path = Path(spec).expanduser()
+        if not path.is_absolute() and not path.exists() and (REPO_ROOT / path).exists():
+            spec = str(REPO_ROOT / path)
+        elif spec == DEFAULT_WEIGHTS and not path.exists() and not (REPO_ROOT / path).exists():
             raise StartupError(f"the bundled demo model {DEFAULT_WEIGHTS} is missing. {CREATE_ASSETS_HINT}")
-        raise StartupError(f"weights file {path} not found.")
-    return path
+    try:
+        return resolve(spec)
+    except WeightsSourceError as exc:
+        raise StartupError(str(exc)) from None
 
 
 def resolve_device(name: str) -> torch.device:

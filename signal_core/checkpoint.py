@@ -19,6 +19,7 @@ import torch
 from .config import SignalConfig
 from .model.signal_model import SignalModel
 from .utils.atomic import atomic_write
+from .weights_source import HUB_CONFIG, HUB_WEIGHTS, resolve_weights
 
 StateDict = dict[str, torch.Tensor]
 log = logging.getLogger(__name__)
@@ -232,8 +233,25 @@ def read_checkpoint_metadata(path: str | os.PathLike) -> dict[str, str]:
 
 
 def read_checkpoint_config(path: str | os.PathLike) -> SignalConfig:
-    """The config stored in one of our safetensors checkpoints."""
-    return _config_from_metadata(read_checkpoint_metadata(path), path)
+    """The config stored in one of our safetensors checkpoints (or its Hub folder's ``config.json``)."""
+    return _stored_config(read_checkpoint_metadata(path), Path(path).expanduser())
+
+
+def _stored_config(meta: dict[str, str], path: Path) -> SignalConfig:
+    """The header's config; for a Hub folder's ``model.safetensors``, its ``config.json`` (which must agree
+    with the header when both hold one: a folder of other weights' config is refused)."""
+    sidecar = path.parent / HUB_CONFIG
+    if path.name != HUB_WEIGHTS or not sidecar.is_file():
+        return _config_from_metadata(meta, path)
+    try:
+        cfg = SignalConfig.from_json_file(sidecar)
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from None
+    if _CONFIG_KEY in meta and _config_from_metadata(meta, path).replace(pretrained=None) != cfg.replace(
+            pretrained=None):
+        raise CheckpointError(f"{sidecar} does not describe the model in {path.name} (its header holds another "
+                              "config): write the folder again (save_pretrained or python -m train.convert).")
+    return cfg
 
 
 def _config_from_metadata(meta: dict[str, str], path: str | os.PathLike) -> SignalConfig:
@@ -261,7 +279,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
 
     path = Path(path).expanduser()
     meta = read_checkpoint_metadata(path)
-    model = SignalModel(_config_from_metadata(meta, path))
+    model = SignalModel(_stored_config(meta, path))
     try:
         state = load_file(str(path), device="cpu")
     except Exception as exc:
@@ -281,16 +299,19 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     return model.to(device).eval()
 
 
-def load_weights(path: str | os.PathLike, official_cfg: SignalConfig | None = None,
+def load_weights(weights: str | os.PathLike, official_cfg: SignalConfig | None = None,
                  device: str | torch.device = "cpu") -> SignalModel:
-    """Either kind of weights file: our ``.safetensors`` checkpoint (its config is in the file), or
-    the authors' ``Signal_model.pth``, built from ``official_cfg`` (the dataset's preset; classes
-    and cameras are read off the checkpoint).
+    """Weights named any way :func:`signal_core.weights_source.resolve_weights` takes (a file, a Hub-style
+    folder, ``hf-hub:owner/repo``, ``hf://owner/repo/file``): our ``.safetensors`` checkpoint (its config is
+    in the file or the folder's ``config.json``), or the authors' ``Signal_model.pth``, built from
+    ``official_cfg`` (the dataset's preset; classes and cameras are read off the checkpoint).
 
     Raises:
+        WeightsSourceError: weights that cannot be found or fetched (a ValueError).
         CheckpointError: a ``.pth`` without ``official_cfg``, or weights that do not fit.
     """
-    if Path(path).suffix == ".safetensors":
+    path = resolve_weights(weights)
+    if path.suffix == ".safetensors":
         return load_checkpoint(path, device=device)
     if official_cfg is None:
         raise CheckpointError(f"{Path(path).name} is not one of our .safetensors checkpoints; to load the "

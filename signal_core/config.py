@@ -14,7 +14,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 HEAD_LAYOUTS = ("concat", "per_modality")
@@ -203,6 +205,28 @@ class SignalConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
+
+    def save_json(self, path: str | os.PathLike) -> Path:
+        """Write the config as a JSON file (a Hub folder's ``config.json``: enough to rebuild the model),
+        atomically; ``pretrained`` is left out (the trained weights lie beside it)."""
+        from .utils.atomic import write_json
+
+        return write_json(path, self.replace(pretrained=None).to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json_file(cls, path: str | os.PathLike) -> SignalConfig:
+        """The config in a JSON file written by :meth:`save_json`.
+
+        Raises:
+            ValueError: not readable, not JSON, or not a valid config; the message names the file.
+        """
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError(f"a JSON {type(data).__name__}, not an object")
+            return cls.from_dict(data)
+        except (OSError, ValueError, TypeError) as exc:
+            raise ValueError(f"{path} is not a valid Signal config ({' '.join(str(exc).split())}).") from None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SignalConfig:

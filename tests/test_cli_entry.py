@@ -16,7 +16,7 @@ import torch
 import train.__main__ as train_cmd
 from signal_core import SignalConfig, build_model, save_checkpoint
 from signal_core.retrieval.feature_store import read_features
-from train import baselines, evaluate, export, extract, flags, search
+from train import baselines, convert, evaluate, export, extract, flags, search
 from train.ablation.__main__ import main as ablation_main
 from train.report.__main__ import main as report_main
 from train.synthetic import cli as synthetic
@@ -26,7 +26,7 @@ from .test_extract_search import gallery_names, make_triples
 REPO = Path(__file__).resolve().parent.parent
 COMMANDS = {"train": train_cmd.main, "evaluate": evaluate.main, "report": report_main, "extract": extract.main,
             "search": search.main, "export": export.main, "synthetic": synthetic.main, "baselines": baselines.main,
-            "ablation": ablation_main}
+            "ablation": ablation_main, "convert": convert.main}
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +120,7 @@ def test_check_device_accepts_cpu_and_counts_gpus(monkeypatch):
     (["report", "--out", "{file}"], "argument --out: folder '{file}' is a file: give a folder"),
     (["evaluate", "--report", "{file}"], "argument --report: folder '{file}' is a file: give a folder"),
     (["extract", "--out", "{file}"], "argument --out: folder '{file}' is a file: give a folder"),
+    (["convert", "--out", "{file}"], "argument --out: folder '{file}' is a file: give a folder"),
     (["synthetic", "--out", "{file}"], "argument --out: folder '{file}' is a file: give a folder"),
     (["synthetic", "--demo-assets", "{file}/sub"], "argument --demo-assets: folder '{file}/sub': '{file}' is a file"),
     (["baselines", "--out", "{file}/m.json"], "argument --out: file '{file}/m.json': '{file}' is a file, not a folder"),

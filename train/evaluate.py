@@ -1,7 +1,8 @@
 """Evaluate weights on a dataset's test split:
 ``python -m train.evaluate --config train/configs/rgbnt201.yaml --data-root DIR --weights FILE``.
 
-``--weights`` takes our ``.safetensors`` checkpoints or the authors' ``Signal_model.pth``;
+``--weights`` takes our ``.safetensors`` checkpoints, the authors' ``Signal_model.pth``, a Hub-style folder or a
+Hub name (``hf-hub:owner/repo``, ``hf://owner/repo/file``: signal_core/weights_source.py);
 ``--untrained`` evaluates the config's architecture at its random initialisation (a baseline).
 ``--engine onnxruntime|openvino [--onnx FILE]`` computes the features with an exported graph
 (``python -m train.export``; without ``--onnx`` the weights are exported fp32 on the fly into a cache).
@@ -15,12 +16,13 @@ from pathlib import Path
 
 import torch
 
-from signal_core import build_model, load_weights
+from signal_core import build_model, load_weights, resolve_weights
 from signal_core.data import load_dataset
 from signal_core.deploy.engine_choice import engine_for_model
 from signal_core.model.precision import PRECISIONS
 from signal_core.retrieval.split_features import MISSING_SETTINGS
 from signal_core.utils.atomic import write_json
+from signal_core.weights_source import WEIGHTS_HELP
 
 from .cli import add_engine_arguments, check_engine_arguments, command_main, command_parser
 from .config import load_config
@@ -38,7 +40,7 @@ def parse_args(argv=None, report_command: bool = False) -> argparse.Namespace:
     p.add_argument("--config", required=True, help="YAML preset of the dataset")
     p.add_argument("--data-root", required=True, help="the dataset folder itself")
     weights = p.add_mutually_exclusive_group(required=True)
-    weights.add_argument("--weights", help="our .safetensors checkpoint or the authors' .pth")
+    weights.add_argument("--weights", help=WEIGHTS_HELP.replace(" (with --dataset)", ""))
     weights.add_argument("--untrained", action="store_true",
                          help="instead of --weights: the config's model at its random initialisation "
                               "(seeded with train.seed), as a baseline")
@@ -68,13 +70,14 @@ def parse_args(argv=None, report_command: bool = False) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def load_model(args: argparse.Namespace, model_cfg, cfg, dataset, device: torch.device):
-    """``--weights`` (ours or the authors'), or the config's architecture at its seeded random init."""
-    if args.untrained:
+def load_model(weights: Path | None, model_cfg, cfg, dataset, device: torch.device):
+    """``weights`` (ours or the authors'), or, None (``--untrained``), the config's architecture at its seeded
+    random init."""
+    if weights is None:
         torch.manual_seed(cfg.seed)
         return build_model(model_cfg.replace(pretrained=None, num_classes=None,
                                              num_cameras=dataset.num_train_cams)).to(device)
-    return load_weights(args.weights, model_cfg, device)
+    return load_weights(weights, model_cfg, device)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -89,7 +92,8 @@ def run(args: argparse.Namespace) -> dict:
     if args.history and not Path(args.history).is_file():
         raise FileNotFoundError(f"--history {args.history} does not exist; give a run folder's history.jsonl")
     check_engine_arguments(args)
-    model = load_model(args, model_cfg, cfg, dataset, device)
+    weights = None if args.untrained else resolve_weights(args.weights)  # Hub names: from the Hugging Face cache
+    model = load_model(weights, model_cfg, cfg, dataset, device)
     precision = model.set_inference_precision(args.precision)
     engine = engine_for_model(model, args.engine, args.onnx) if args.engine != "torch" else None
     features_fn = engine.features if engine is not None else None
@@ -97,7 +101,7 @@ def run(args: argparse.Namespace) -> dict:
     batch_size = cfg.eval_batch_size if args.batch_size is None else args.batch_size
     workers = cfg.num_workers if args.num_workers is None else args.num_workers
     if args.report:
-        metrics = _report(args, model, dataset, device, batch_size, workers, features_fn, label, cfg.seed)
+        metrics = _report(args, weights, model, dataset, device, batch_size, workers, features_fn, label, cfg.seed)
     else:
         result = evaluate_model(model, dataset, device, batch_size, workers, missing=args.missing,
                                 rerank=args.rerank, progress=not args.no_progress, features_fn=features_fn)
@@ -110,10 +114,10 @@ def run(args: argparse.Namespace) -> dict:
     return metrics
 
 
-def _report(args: argparse.Namespace, model, dataset, device, batch_size: int, workers: int,
+def _report(args: argparse.Namespace, weights: Path | None, model, dataset, device, batch_size: int, workers: int,
             features_fn=None, label: str = "fp32", untrained_seed: int | None = None) -> dict:
     """Write the report (train.report) and print its tables; returns its metrics."""
-    history = args.history or (Path(args.weights).parent / "history.jsonl" if args.weights else None)
+    history = args.history or (weights.parent / "history.jsonl" if weights is not None else None)
     meta = {"weights": args.weights or "untrained (random init)", "config": args.config, "data": args.data_root}
     if features_fn is not None:
         meta["engine"] = f"{label} (metrics and rankings; SIM / LAM drawings: torch)"

@@ -36,6 +36,7 @@ from signal_core.deploy.engines import load_engine
 from signal_core.deploy.export import export_onnx
 from signal_core.deploy.quantize import quantize_int8
 from signal_core.modalities import MODALITIES
+from signal_core.weights_source import WEIGHTS_HELP
 
 from .cli import command_main, command_parser
 from .flags import output_file, whole
@@ -43,7 +44,7 @@ from .flags import output_file, whole
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = command_parser("python -m train.export", __doc__.split("\n")[0])
-    p.add_argument("--weights", required=True, help="our .safetensors checkpoint or the authors' .pth (with --dataset)")
+    p.add_argument("--weights", required=True, help=WEIGHTS_HELP)
     p.add_argument("--dataset", choices=DATASETS,
                    help="preset of the authors' .pth; layout of a --calibration dataset root")
     p.add_argument("--out", required=True, type=output_file, help="the .onnx file to write")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from signal_core import SignalConfig, load_weights
+from signal_core import SignalConfig, load_weights, resolve_weights
 from signal_core.data import DATASETS, DatasetError, TripleRecord, load_dataset, read_triples_folder
 from signal_core.deploy.engine_choice import engine_for_model
 from signal_core.model.precision import PRECISIONS
@@ -33,6 +33,7 @@ from signal_core.retrieval.feature_store import is_feature_folder, read_features
 from signal_core.retrieval.folder_features import ExtractionSummary, extract_to_folder
 from signal_core.retrieval.gallery_open import is_index_spec, write_index
 from signal_core.utils.hashing import sha256_file
+from signal_core.weights_source import WEIGHTS_HELP
 
 from .cli import add_engine_arguments, check_engine_arguments, command_main, command_parser
 from .flags import MAX_PROCESSES, default_device, device_flag, output_folder, whole
@@ -42,8 +43,7 @@ SPLITS = ("query", "gallery", "train")
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = command_parser("python -m train.extract", __doc__.split("\n")[0])
-    p.add_argument("--weights", required=True,
-                   help="our .safetensors checkpoint, or the authors' .pth (with --dataset)")
+    p.add_argument("--weights", required=True, help=WEIGHTS_HELP)
     p.add_argument("--triples", help="a triples folder: RGB/, NI/, TI/ with the same file names")
     p.add_argument("--dataset", choices=DATASETS,
                    help="dataset layout of --data-root; also the preset of an authors' .pth")
@@ -110,11 +110,10 @@ def run(args: argparse.Namespace) -> ExtractionSummary:
     if args.threads:
         torch.set_num_threads(args.threads)
     records, source = read_records(args)
-    if not Path(args.weights).is_file():
-        raise FileNotFoundError(f"weights file '{args.weights}' does not exist.")
+    weights = resolve_weights(args.weights)  # a local file (Hub names: from the Hugging Face cache)
     preset = SignalConfig.preset(args.dataset) if args.dataset else None
     device = torch.device("cpu" if args.ray is not None else args.device)  # with --ray the actors run the model
-    model = load_weights(args.weights, preset, device).eval()
+    model = load_weights(weights, preset, device).eval()
     precision = args.precision
     if precision == "auto" and is_feature_folder(args.out):  # resume: keep the folder's resolved precision
         precision = read_manifest(args.out)["settings"].get("precision", "auto")
@@ -126,11 +125,11 @@ def run(args: argparse.Namespace) -> ExtractionSummary:
         settings.update(engine.record(), precision=engine.precision)
     elif not (is_feature_folder(args.out) and "engine" not in read_manifest(args.out)["settings"]):
         settings.update(engine="torch", onnx_sha256=None)  # a folder from before engines existed: torch
-    model_info = {"sha256": sha256_file(args.weights), "path": str(Path(args.weights).resolve())}
+    model_info = {"sha256": sha256_file(weights), "path": os.path.abspath(weights)}
     if args.ray is not None:
         from signal_core.retrieval.ray_extraction import ModelSource, RayOptions, extract_with_ray
 
-        source = ModelSource(str(Path(args.weights).resolve()), args.dataset, settings["precision"])
+        source = ModelSource(os.path.abspath(weights), args.dataset, settings["precision"])
         options = RayOptions(address=args.ray, actors=args.actors, threads=args.threads or 1)
         summary = extract_with_ray(source, model.cfg, records, args.out, model_info, settings, options,
                                    args.batch_size, args.shard_size, args.skip_bad, progress=not args.no_progress)

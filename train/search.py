@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from signal_core import SignalConfig, load_weights
+from signal_core import SignalConfig, load_weights, resolve_weights
 from signal_core.data import DATASETS, UNKNOWN, is_triples_folder, label_from, read_triples_folder
 from signal_core.retrieval.feature_store import is_feature_folder, read_features
 from signal_core.retrieval.folder_features import encode_records
@@ -38,6 +38,7 @@ from signal_core.retrieval.gallery_open import index_rows, is_index_spec, open_i
 from signal_core.retrieval.index import GalleryIndex
 from signal_core.utils.atomic import write_json
 from signal_core.utils.hashing import sha256_file
+from signal_core.weights_source import WEIGHTS_HELP
 
 from .cli import command_main, command_parser
 from .flags import MAX_PROCESSES, default_device, device_flag, output_file, whole
@@ -61,7 +62,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--drop-junk", action="store_true",
                    help="leave out gallery triples of the query's identity seen by the query's camera (or scene, "
                         "when both carry scene ids), as the evaluation protocols do; unknown identities are kept")
-    p.add_argument("--weights", help="the gallery's weights, to extract a triples folder of queries")
+    p.add_argument("--weights", help="the gallery's weights, to extract a triples folder of queries: " + WEIGHTS_HELP)
     p.add_argument("--dataset", choices=DATASETS, help="preset of an authors' .pth")
     p.add_argument("--device", type=device_flag, default=default_device())
     p.add_argument("--batch-size", type=whole(1), default=32)
@@ -87,14 +88,13 @@ def query_features(args: argparse.Namespace, gallery: Gallery) -> tuple[np.ndarr
                          "folder (RGB/, NI/, TI/ with the same file names).")
     if not args.weights:
         raise ValueError("--queries is a triples folder: give --weights (the gallery's weights) to extract it.")
-    if not Path(args.weights).is_file():
-        raise FileNotFoundError(f"weights file '{args.weights}' does not exist.")
-    if sha256_file(args.weights) != gallery_sha:
+    weights = resolve_weights(args.weights)  # a local file (Hub names: from the Hugging Face cache)
+    if sha256_file(weights) != gallery_sha:
         raise ValueError(f"--weights '{args.weights}' are not the weights the gallery '{gallery.label}' was "
                          "extracted with; use those.")
     records = read_triples_folder(Path(args.queries).expanduser().resolve())
     preset = SignalConfig.preset(args.dataset) if args.dataset else None
-    model = load_weights(args.weights, preset, torch.device(args.device)).eval()
+    model = load_weights(weights, preset, torch.device(args.device)).eval()
     model.set_inference_precision(gallery.precision)
     encoded = encode_records(model, records, args.device, args.batch_size, args.num_workers, args.skip_bad)
     for s in encoded.skipped:
