@@ -8,7 +8,8 @@ Writes ``DIR``, a complete and minimal Gradio Space:
 - ``requirements.txt`` with only what the demo imports, pinned to the versions installed here (gradio
   comes from the front matter's ``sdk_version``, equal to the gradio installed here);
 - ``README.md`` whose front matter Spaces reads (sdk, sdk_version, python_version, app_file, license);
-- ``model/`` (the weights), ``gallery/`` (its triples), ``examples/`` (example queries), and
+- ``model/``, the weights as a Hub-style folder (``model.safetensors``, ``config.json`` and a model card
+  that names the source file and its sha256), ``gallery/`` (its triples), ``examples/`` (example queries), and
   ``gallery-features/``: the gallery's features, precomputed in a feature folder, so a cold start
   computes none of them;
 - ``.gitattributes`` routing every binary file through LFS (the Hub keeps them in Xet).
@@ -81,7 +82,7 @@ def _stage_gallery(gallery_spec: str, dataset: str | None, target: Path):
     return stage_examples(gallery.entries, target / GALLERY)
 
 
-def _extract(model, entries, weights_name: str, sha256: str, target: Path, progress: bool) -> int:
+def _extract(model, entries, sha256: str, target: Path, progress: bool) -> int:
     """The gallery's features into ``target/gallery-features``, rows naming images relative to ``target``."""
     from signal_core.data import TripleRecord
     from signal_core.retrieval.folder_features import extract_to_folder
@@ -90,8 +91,8 @@ def _extract(model, entries, weights_name: str, sha256: str, target: Path, progr
                for e in entries]
     settings = {"source": GALLERY, "precision": PRECISION, "engine": "torch", "onnx_sha256": None}
     with _working_directory(target):
-        summary = extract_to_folder(model, records, FEATURES, {"sha256": sha256, "path": f"{MODEL}/{weights_name}"},
-                                    settings, progress=progress)
+        summary = extract_to_folder(model, records, FEATURES, {"sha256": sha256, "path": MODEL}, settings,
+                                    progress=progress)
     return summary.count
 
 
@@ -104,7 +105,10 @@ def build_space(out: str | Path, weights: str = DEFAULT_WEIGHTS, gallery: str = 
     Raises:
         SpaceError: ``out`` exists (without ``overwrite``), or the weights or gallery cannot be read.
     """
+    from signal_core.hub_folder import save_pretrained
+    from signal_core.model_card import CardFacts
     from signal_core.utils.hashing import sha256_file
+    from signal_core.weights_source import HUB_WEIGHTS
 
     from .startup import load_examples, load_model, resolve_folder, resolve_weights, stage_examples
 
@@ -121,14 +125,12 @@ def build_space(out: str | Path, weights: str = DEFAULT_WEIGHTS, gallery: str = 
     try:
         entries = _stage_gallery(gallery, dataset, build)
         examples = stage_examples(load_examples(resolve_folder(queries)), build / EXAMPLES) if queries else []
-        (build / MODEL).mkdir()
-        shutil.copyfile(weights_path, build / MODEL / weights_path.name)
-        rows = _extract(model, entries, weights_path.name, sha256_file(weights_path), build, progress)
+        source = f"`{weights_path.name}` (sha256 `{sha256_file(weights_path)}`), saved by `python -m demo.space`."
+        save_pretrained(model, build / MODEL, CardFacts(source=source, dataset=dataset))
+        rows = _extract(model, entries, sha256_file(build / MODEL / HUB_WEIGHTS), build, progress)
         _copy_code(build)
-        settings = {"SIGNAL_WEIGHTS": f"{MODEL}/{weights_path.name}", "SIGNAL_GALLERY": FEATURES,
-                    "SIGNAL_QUERIES": EXAMPLES if examples else "", "SIGNAL_PRECISION": PRECISION}
-        if dataset:
-            settings["SIGNAL_DATASET"] = dataset
+        settings = {"SIGNAL_WEIGHTS": MODEL, "SIGNAL_GALLERY": FEATURES, "SIGNAL_QUERIES": EXAMPLES if examples else "",
+                    "SIGNAL_PRECISION": PRECISION}  # the folder's config.json: no SIGNAL_DATASET needed
         (build / "app.py").write_text(app_text(settings))
         (build / "requirements.txt").write_text(requirements_text())
         (build / "README.md").write_text(readme_text(front_matter(title), _card_body(weights_path.name, rows)))
@@ -145,8 +147,8 @@ def build_space(out: str | Path, weights: str = DEFAULT_WEIGHTS, gallery: str = 
 
 
 def _card_body(weights_name: str, rows: int) -> str:
-    return (f"# Signal multi-modal ReID\n\nSearch a gallery of {rows} RGB / NIR / TIR triples with "
-            f"`{MODEL}/{weights_name}`"
+    return (f"# Signal multi-modal ReID\n\nSearch a gallery of {rows} RGB / NIR / TIR triples with the weights "
+            f"of `{weights_name}` (in `{MODEL}/`, with their model card)"
             " (Signal, AAAI 2026: *Selective Interaction and Global-local Alignment for Multi-Modal Object "
             "Re-Identification*). Give up to three images of a query (or click an example) and press Search.\n\n"
             f"Built with `python -m demo.space`; the gallery's features are precomputed in `{FEATURES}/`.\n")

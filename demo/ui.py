@@ -15,7 +15,9 @@ Nothing else is served (see :func:`launch`).
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,7 +130,7 @@ def build_ui(engine: SearchEngine, examples: Sequence[GalleryEntry] = (), title:
     """The page for ``engine``; ``examples`` are query triples offered under the inputs; with ``uploads``,
     visitors may load their own gallery (:mod:`demo.upload_ui`) and their searches run on it."""
     handlers = PageHandlers(engine, uploads)
-    with gr.Blocks(title="Signal ReID demo", delete_cache=DELETE_CACHE) as page:
+    with _one_event_loop(), gr.Blocks(title="Signal ReID demo", delete_cache=DELETE_CACHE) as page:
         add_header(engine, title)
         query = add_query_inputs(engine)
         add_examples(examples, query, engine)
@@ -261,6 +263,27 @@ def serve_files(paths: Sequence[str]) -> list[str]:
     return resolved
 
 
+_PAGE_LOOP: list[asyncio.AbstractEventLoop] = []  # the one loop of _one_event_loop, open for the process
+
+
+@contextmanager
+def _one_event_loop() -> Iterator[None]:
+    """While the page is built and queued, gradio's locks get one event loop, kept open.
+
+    Outside a running loop, gradio makes a new asyncio loop for every lock and event it creates (``safe_get_lock``)
+    and drops it unclosed; a dropped loop collected on another thread (the reload thread gradio starts under
+    ``SYSTEM=spaces``) logs "Exception ignored in BaseEventLoop.__del__ ... Invalid file descriptor".
+    """
+    if not _PAGE_LOOP:
+        _PAGE_LOOP.append(asyncio.new_event_loop())
+    original = asyncio.new_event_loop
+    asyncio.new_event_loop = lambda: _PAGE_LOOP[0]
+    try:
+        yield
+    finally:
+        asyncio.new_event_loop = original
+
+
 def launch(page: gr.Blocks, host: str, port: int, share: bool = False, served_paths: Sequence[str] = (),
            blocked_paths: Sequence[str] = (), max_file_size_mb: float = MAX_FILE_SIZE_MB,
            prevent_thread_lock: bool = False, concurrency: int = 4, upload_cache_mb: float = UPLOAD_CACHE_MB):
@@ -277,9 +300,14 @@ def launch(page: gr.Blocks, host: str, port: int, share: bool = False, served_pa
     from starlette.middleware import Middleware
 
     paths = serve_files(served_paths)
-    page.queue(default_concurrency_limit=concurrency, max_size=256)
-    return page.launch(server_name=host, server_port=port, share=share, allowed_paths=paths,
-                       blocked_paths=[str(Path(p).resolve()) for p in blocked_paths],
-                       max_file_size=int(max_file_size_mb * 1024 * 1024),
-                       prevent_thread_lock=prevent_thread_lock, css=CSS, show_error=True, quiet=False,
-                       app_kwargs={"middleware": [Middleware(UploadGuard, max_bytes=int(upload_cache_mb * 2**20))]})
+    with _one_event_loop():
+        page.queue(default_concurrency_limit=concurrency, max_size=256)
+        started = page.launch(
+            server_name=host, server_port=port, share=share, allowed_paths=paths,
+            blocked_paths=[str(Path(p).resolve()) for p in blocked_paths],
+            max_file_size=int(max_file_size_mb * 1024 * 1024),
+            prevent_thread_lock=True, css=CSS, show_error=True, quiet=False,
+            app_kwargs={"middleware": [Middleware(UploadGuard, max_bytes=int(upload_cache_mb * 2**20))]})
+    if not prevent_thread_lock:
+        page.block_thread()  # serves until Ctrl-C / SIGTERM, then closes the server
+    return started

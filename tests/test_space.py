@@ -44,7 +44,8 @@ def _front_matter(readme: Path) -> dict:
 def test_space_folder_is_complete(space):
     summary, weights, _ = space
     out = summary.folder
-    for name in ("app.py", "requirements.txt", "README.md", ".gitattributes", "model/tiny.safetensors",
+    for name in ("app.py", "requirements.txt", "README.md", ".gitattributes", "model/model.safetensors",
+                 "model/config.json", "model/README.md",
                  "signal_core/__init__.py", "demo/serve.py", "gallery-features/manifest.json"):
         assert (out / name).is_file(), name
     assert not (out / "train").exists() and not list(out.rglob("__pycache__"))
@@ -67,7 +68,7 @@ def test_gallery_features_are_precomputed_with_relative_paths(space):
     from signal_core.retrieval.folder_features import encode_records
 
     features, rows, manifest = read_features(summary.folder / "gallery-features")
-    assert manifest["model"]["path"] == "model/tiny.safetensors"  # no machine path in the Space
+    assert manifest["model"]["path"] == "model"  # no machine path in the Space
     for row in rows:
         assert all(not Path(p).is_absolute() and (summary.folder / p).is_file() for p in row["paths"])
     model = load_weights(weights).eval()
