@@ -75,3 +75,24 @@ def test_the_scale_recipe_runs_as_written(demo_layout):
         assert engine.index.kind == "milvus" and len(engine.gallery) == 12
     finally:
         engine.index.close()
+
+
+@pytest.mark.slow  # the bundled model over the bundled gallery, twice (about 20 s)
+def test_the_demo_pages_scores_are_fp32s_and_say_their_cpu_class(tmp_path):
+    """docs/demo.md's /search_json answer quotes scores that `--precision auto` gives only where it keeps fp32
+    (bf16 on AMX changes the fifth digit): the page says so, and its figures are recomputed here."""
+    from demo.options import DemoOptions
+    from demo.startup import build_engine
+
+    text = (REPO / "docs" / "demo.md").read_text()
+    fp32_score = float(re.search(r'"rank": 1, "name": "000601_cam4_001.jpg", "score": ([0-9.]+)', text).group(1))
+    note = re.search(r"The scores above are fp32's.*?\n\n", text, re.S).group(0)
+    assert "AVX2" in note and "AMX" in note and "--precision fp32" in note
+    bf16_score = float(re.search(r"top match here scores ([0-9.]+) instead\s+of ([0-9.]+)", note).group(1))
+    query = str(REPO / "assets/demo/query/{}/000601_cam1_000.jpg")
+    for precision, stated in (("fp32", fp32_score), ("bf16", bf16_score)):
+        engine, _ = build_engine(DemoOptions(precision=precision, cache_dir=str(tmp_path)), progress=False)
+        top = engine.search(*(query.format(m) for m in ("RGB", "NI", "TI")), top_k=1, camera=None,
+                            explain=False).matches[0]
+        assert engine.gallery.entries[top.index].paths[0].endswith("000601_cam4_001.jpg")
+        assert abs(top.similarity - stated) <= (5e-6 if precision == "fp32" else 5e-5), precision
