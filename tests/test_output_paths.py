@@ -104,6 +104,12 @@ def test_a_run_folder_inside_the_data_root_is_refused(tmp_path, capsys):
     assert list(root.iterdir()) == []
 
 
+def test_a_symlink_loop_is_one_line(tmp_path, capsys):
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    line = refused("search", ["--features", "f", "--queries", "q", "--out", str(tmp_path / "loop" / "r.json")], capsys)
+    assert line.startswith(f"error: argument --out '{tmp_path / 'loop' / 'r.json'}' cannot be followed")
+
+
 def test_a_hard_link_to_an_input_is_the_input(data, tmp_path, capsys):
     link = tmp_path / "other-name.safetensors"
     os.link(data["weights"], link)
@@ -119,11 +125,13 @@ def test_outputs_into_a_feature_or_triples_folder_it_does_not_write_are_refused(
     assert line.startswith(f"error: argument --report: '{feats.resolve()}' is a feature folder (python -m "
                            "train.extract), which this command does not write: choose another path")
     line = refused("report", config + ["--out", str(feats / "report")], capsys)
-    assert "lies inside a feature folder (python -m train.extract)" in line
+    assert line.startswith(f"error: argument --out: '{feats.resolve() / 'report'}' lies inside '{feats.resolve()}', "
+                           "a feature folder (python -m train.extract), which this command does not write: write it "
+                           "elsewhere")
     line = refused("synthetic", ["--out", str(triples / "bench")], capsys)
-    assert "lies inside a triples folder (RGB/, NI/, TI/)" in line
+    assert "a triples folder (RGB/, NI/, TI/), which this command does not write" in line
     line = refused("extract", ["--weights", "w", "--triples", "t", "--out", str(feats / "sub")], capsys)
-    assert "lies inside a feature folder" in line
+    assert "a feature folder (python -m train.extract), which" in line
     line = refused("extract", ["--weights", "w", "--triples", "t", "--out", str(tmp_path / "f"), "--index",
                                str(tmp_path / "f" / "g.sgi")], capsys)  # the same refusal before and after the run
     assert line.startswith("error: argument --index: ") and "lies inside --out" in line

@@ -59,8 +59,8 @@ class CommandParser(argparse.ArgumentParser):
 
         try:
             problem = output_problem(parsed_paths(self._actions, parsed))
-        except ValueError as exc:
-            self.error(str(exc).rstrip("."))
+        except ValueError as exc:  # a path that cannot be followed (a symlink loop)
+            self.error(f"argument {str(exc).rstrip('.')}")
         if problem is not None:
             self.error(f"argument {problem[0]}: {problem[1].rstrip('.')}")
 

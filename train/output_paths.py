@@ -111,7 +111,9 @@ def _inside(out: PathArgument, folder: Path, label: str, why: str) -> str | None
     path = shown(str(out.path), SHOWN)
     if holder == out.path:
         return f"'{path}' is {'also ' if label.startswith('--') else ''}{label}{why}: choose another path."
-    return f"'{path}' lies inside {label} '{shown(str(folder), SHOWN)}'{why}: write it elsewhere."
+    folder_text = shown(str(folder), SHOWN)
+    where = f"{label} '{folder_text}'" if label.startswith("--") else f"'{folder_text}', {label}"
+    return f"'{path}' lies inside {where}{why}: write it elsewhere."
 
 
 def _data_folder_problem(out: PathArgument) -> str | None:
