@@ -24,10 +24,11 @@ from signal_core.utils.atomic import write_json
 from .checkpoints import TrainingCheckpoint, load_optimizer_state, read_training_checkpoint, save_training_checkpoint
 from .cli import command_main, command_parser
 from .config import TrainConfig, check_identities_per_rank, config_differences, load_config, resolved_config
-from .flags import check_output_folder, device_flag
+from .flags import check_output_folder, device_flag, input_path
 from .loop import AmpPolicy, train_one_epoch, unwrap
 from .monitor import RunMonitor, evaluate_this_epoch
 from .optim import build_optimizer
+from .output_paths import PathArgument, output_problem, resolved
 from .protocol import evaluate_model, format_metrics
 from .run_folder import METRICS_FILE, check_fresh_output_dir, repair_for_resume, write_run_config
 from .seeding import seed_epoch
@@ -37,9 +38,9 @@ log = logging.getLogger("train")  # not __name__: that is "__main__" under pytho
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = command_parser("python -m train", __doc__.split("\n")[0])
-    p.add_argument("--config", required=True, help="YAML preset, e.g. train/configs/rgbnt201.yaml")
-    p.add_argument("--data-root", required=True, help="the dataset folder itself")
-    p.add_argument("--resume", help="a run folder or epoch_NNN.safetensors to continue from")
+    p.add_argument("--config", required=True, type=input_path, help="YAML preset, e.g. train/configs/rgbnt201.yaml")
+    p.add_argument("--data-root", required=True, type=input_path, help="the dataset folder itself")
+    p.add_argument("--resume", type=input_path, help="a run folder or epoch_NNN.safetensors to continue from")
     p.add_argument("--device", type=device_flag, default=None, help="cuda, cuda:1, cpu (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("overrides", nargs="*", help="train.KEY=VALUE or model.KEY=VALUE")
@@ -107,9 +108,20 @@ def build_or_resume(args: argparse.Namespace, model_cfg: SignalConfig, cfg: Trai
     return ckpt.model, optimizer, ckpt.epoch + 1
 
 
+def check_run_folder_place(output_dir: str, data_root: str) -> None:
+    """``ValueError`` when the run folder would lie in the data root, or in a feature or triples folder
+    (``--resume`` names the run folder itself: not checked against it)."""
+    paths = [PathArgument("--data-root", resolved(data_root, "--data-root")),
+             PathArgument("train.output_dir", resolved(output_dir, "train.output_dir"), "folder")]
+    problem = output_problem(paths)
+    if problem is not None:
+        raise ValueError(f"train.output_dir {problem[1]}")
+
+
 def run(args: argparse.Namespace) -> dict | None:
     model_cfg, cfg = load_config(args.config, args.overrides)
     check_output_folder(cfg.output_dir, "train.output_dir")
+    check_run_folder_place(cfg.output_dir, args.data_root)
     check_identities_per_rank(cfg, int(os.environ.get("WORLD_SIZE", "1")))
     rank, world, device = setup_distributed(args.device)
     main = rank == 0

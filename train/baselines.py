@@ -26,7 +26,7 @@ from signal_core.modalities import MODALITIES
 from signal_core.utils.atomic import write_json
 
 from .cli import command_main, command_parser
-from .flags import output_file, whole
+from .flags import input_path, output_file, whole
 from .protocol import format_metrics
 
 MAX_BINS = 64  # (bins/2)^3 joint RGB bins: 32768 at 64
@@ -88,7 +88,7 @@ def evaluate_histograms(dataset, bins: int = 8, modalities: Sequence[str] = MODA
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = command_parser("python -m train.baselines", __doc__.split("\n")[0])
-    p.add_argument("--data-root", required=True, help="the dataset folder itself")
+    p.add_argument("--data-root", required=True, type=input_path, help="the dataset folder itself")
     p.add_argument("--dataset", default="rgbnt201", choices=DATASETS)
     p.add_argument("--bins", type=whole(2, MAX_BINS), default=8,
                    help="RGB: bins/2 levels per channel (joint); NIR / TIR: 2*bins intensity bins")

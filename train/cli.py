@@ -19,8 +19,9 @@ import errno
 import logging
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
+
+from .flags import input_path
 
 _LOGGERS = ("train", "signal_core")
 # errno -> what it means for the user and what to do (OSError messages name the file before it)
@@ -40,8 +41,10 @@ _CAUSES = {
 
 class CommandParser(argparse.ArgumentParser):
     """argparse whose usage errors are one line (``error: argument --top-k: must be at least 1, got 0``), and
-    which refuses an output (a flag typed ``output_file`` / ``output_folder``) naming an input or another
-    output file: ``--out`` naming the ``--weights`` file, ``--out`` = ``--triples``, ``--html`` = ``--out``."""
+    which refuses an output that would land in what the command reads, in a feature or triples folder it
+    does not write, or on another output (``train/output_paths.py``; the flags declare their role by their
+    type: ``input_path``, ``output_file``, ...): ``--out`` naming the ``--weights`` file, ``--out
+    F/manifest.json`` with ``--features F``, ``--html`` = ``--out``."""
 
     def error(self, message: str):
         self.exit(2, f"error: {' '.join(message.split())} (see {self.prog} --help)\n")
@@ -52,18 +55,14 @@ class CommandParser(argparse.ArgumentParser):
         return parsed
 
     def _check_outputs(self, parsed: argparse.Namespace) -> None:
-        named = [(a, getattr(parsed, a.dest, None)) for a in self._actions if a.option_strings]
-        named = [(a, Path(v).expanduser().resolve()) for a, v in named if isinstance(v, str) and v.strip()]
-        for out, target in named:
-            kind = getattr(out.type, "is_output", None)
-            if kind is None:
-                continue
-            for action, source in named:
-                other = getattr(action.type, "is_output", None)
-                clash = source == target and (source.exists() if other is None else not other == kind == "folder")
-                if action is not out and clash:
-                    self.error(f"argument {out.option_strings[0]}: '{target}' is also {action.option_strings[0]}, "
-                               "which it would overwrite: choose another path")
+        from .output_paths import output_problem, parsed_paths
+
+        try:
+            problem = output_problem(parsed_paths(self._actions, parsed))
+        except ValueError as exc:  # a path that cannot be followed (a symlink loop)
+            self.error(f"argument {str(exc).rstrip('.')}")
+        if problem is not None:
+            self.error(f"argument {problem[0]}: {problem[1].rstrip('.')}")
 
 
 def command_parser(prog: str, description: str, **kwargs: Any) -> CommandParser:
@@ -150,7 +149,8 @@ def add_engine_arguments(parser: argparse.ArgumentParser, uses: str) -> None:
 
     parser.add_argument("--engine", default="torch", help=f"what computes the features: {'|'.join(ENGINES)} "
                         f"(default torch). {uses}")
-    parser.add_argument("--onnx", help="--engine onnxruntime|openvino: an exported .onnx of these weights (python "
+    parser.add_argument("--onnx", type=input_path,
+                        help="--engine onnxruntime|openvino: an exported .onnx of these weights (python "
                         "-m train.export; fp32 or int8); default: the weights exported fp32 on the fly into "
                         "$SIGNAL_ONNX_CACHE (~/.cache/signal-onnx)")
 

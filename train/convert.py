@@ -29,20 +29,21 @@ from signal_core.utils.hashing import sha256_file
 from signal_core.weights_source import HUB_WEIGHTS
 
 from .cli import command_main, command_parser
-from .flags import output_folder
+from .flags import input_path, output_folder, weights_input
 
 _REPO_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = command_parser("python -m train.convert", __doc__.split("\n")[0])
-    p.add_argument("--weights", required=True,
+    p.add_argument("--weights", required=True, type=weights_input,
                    help="the authors' Signal_model.pth (with --dataset) or our .safetensors checkpoint; a path, "
                         "hf://owner/repo/file or hf-hub:owner/repo")
     p.add_argument("--dataset", choices=DATASETS,
                    help="the dataset the weights were trained on (the preset of an authors' .pth; the card's data)")
     p.add_argument("--out", required=True, type=output_folder, help="the Hub-style folder to write")
-    p.add_argument("--metrics", help="a metrics JSON of these weights (python -m train.evaluate --out), for the card")
+    p.add_argument("--metrics", type=input_path,
+                   help="a metrics JSON of these weights (python -m train.evaluate --out), for the card")
     p.add_argument("--protocol", help="how --metrics were measured, if not train.evaluate's default protocol")
     p.add_argument("--origin", help="where the source file was obtained (a URL, a release), said on the card")
     p.add_argument("--repo-id", metavar="OWNER/NAME", help="the Hub repository it will be published as (the card's "

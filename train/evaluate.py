@@ -26,7 +26,16 @@ from signal_core.weights_source import WEIGHTS_HELP
 
 from .cli import add_engine_arguments, check_engine_arguments, command_main, command_parser
 from .config import load_config
-from .flags import MAX_PROCESSES, default_device, device_flag, output_file, output_folder, whole
+from .flags import (
+    MAX_PROCESSES,
+    default_device,
+    device_flag,
+    input_path,
+    output_file,
+    output_folder,
+    weights_input,
+    whole,
+)
 from .offsets import format_tracking, lam_tracking
 from .protocol import evaluate_model, format_metrics
 from .report import check_report_folder, write_report
@@ -37,10 +46,10 @@ def parse_args(argv=None, report_command: bool = False) -> argparse.Namespace:
     report folder, there is no metrics JSON)."""
     prog = "python -m train.report" if report_command else "python -m train.evaluate"
     p = command_parser(prog, __doc__.split("\n")[0])
-    p.add_argument("--config", required=True, help="YAML preset of the dataset")
-    p.add_argument("--data-root", required=True, help="the dataset folder itself")
+    p.add_argument("--config", required=True, type=input_path, help="YAML preset of the dataset")
+    p.add_argument("--data-root", required=True, type=input_path, help="the dataset folder itself")
     weights = p.add_mutually_exclusive_group(required=True)
-    weights.add_argument("--weights", help=WEIGHTS_HELP.replace(" (with --dataset)", ""))
+    weights.add_argument("--weights", type=weights_input, help=WEIGHTS_HELP.replace(" (with --dataset)", ""))
     weights.add_argument("--untrained", action="store_true",
                          help="instead of --weights: the config's model at its random initialisation "
                               "(seeded with train.seed), as a baseline")
@@ -62,7 +71,8 @@ def parse_args(argv=None, report_command: bool = False) -> argparse.Namespace:
                             "the SIM / LAM drawings need the model's internals and use torch")
     p.add_argument("--batch-size", type=whole(1), default=None, help="test batch size (default: from the config)")
     p.add_argument("--num-workers", type=whole(0, MAX_PROCESSES), default=None)
-    p.add_argument("--history", help="--report: a history.jsonl for the training curves (default: beside --weights)")
+    p.add_argument("--history", type=input_path,
+                   help="--report: a history.jsonl for the training curves (default: beside --weights)")
     p.add_argument("--seed", type=whole(0), default=0,
                    help="--report: seed of the sampled queries, identities, triples")
     p.add_argument("--no-progress", action="store_true")

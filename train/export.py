@@ -39,17 +39,17 @@ from signal_core.modalities import MODALITIES
 from signal_core.weights_source import WEIGHTS_HELP
 
 from .cli import command_main, command_parser
-from .flags import output_file, whole
+from .flags import input_path, output_file, weights_input, whole
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = command_parser("python -m train.export", __doc__.split("\n")[0])
-    p.add_argument("--weights", required=True, help=WEIGHTS_HELP)
+    p.add_argument("--weights", required=True, type=weights_input, help=WEIGHTS_HELP)
     p.add_argument("--dataset", choices=DATASETS,
                    help="preset of the authors' .pth; layout of a --calibration dataset root")
     p.add_argument("--out", required=True, type=output_file, help="the .onnx file to write")
     p.add_argument("--precision", choices=("fp32", "int8"), default="fp32")
-    p.add_argument("--calibration", help="int8: a triples folder, or a dataset root with --dataset")
+    p.add_argument("--calibration", type=input_path, help="int8: a triples folder, or a dataset root with --dataset")
     p.add_argument("--calibration-size", type=whole(1), default=128, help="int8: triples used for calibration")
     p.add_argument("--batch-size", type=whole(1), default=8, help="int8: calibration batch size")
     return p.parse_args(argv)

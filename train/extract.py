@@ -32,25 +32,38 @@ from signal_core.model.precision import PRECISIONS
 from signal_core.retrieval.feature_store import is_feature_folder, read_features, read_manifest
 from signal_core.retrieval.folder_features import ExtractionSummary, extract_to_folder
 from signal_core.retrieval.gallery_open import is_index_spec, write_index
+from signal_core.retrieval.milvus_index import is_milvus_uri, parse_milvus_uri
 from signal_core.utils.hashing import sha256_file
 from signal_core.weights_source import WEIGHTS_HELP
 
 from .cli import add_engine_arguments, check_engine_arguments, command_main, command_parser
-from .flags import MAX_PROCESSES, default_device, device_flag, output_folder, whole
+from .flags import (
+    MAX_PROCESSES,
+    THREADS_HELP,
+    default_device,
+    device_flag,
+    feature_folder_output,
+    index_output,
+    index_path,
+    input_path,
+    threads,
+    weights_input,
+    whole,
+)
 
 SPLITS = ("query", "gallery", "train")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = command_parser("python -m train.extract", __doc__.split("\n")[0])
-    p.add_argument("--weights", required=True, help=WEIGHTS_HELP)
-    p.add_argument("--triples", help="a triples folder: RGB/, NI/, TI/ with the same file names")
+    p.add_argument("--weights", required=True, type=weights_input, help=WEIGHTS_HELP)
+    p.add_argument("--triples", type=input_path, help="a triples folder: RGB/, NI/, TI/ with the same file names")
     p.add_argument("--dataset", choices=DATASETS,
                    help="dataset layout of --data-root; also the preset of an authors' .pth")
-    p.add_argument("--data-root", help="the dataset folder itself (with --dataset and --split)")
+    p.add_argument("--data-root", type=input_path, help="the dataset folder itself (with --dataset and --split)")
     p.add_argument("--split", choices=SPLITS,
                    help="which split of the dataset (train identities are relabelled 0..C-1)")
-    p.add_argument("--out", required=True, type=output_folder, help="the feature folder to write (or resume)")
+    p.add_argument("--out", required=True, type=feature_folder_output, help="the feature folder to write (or resume)")
     p.add_argument("--batch-size", type=whole(1), default=32)
     p.add_argument("--shard-size", type=whole(1), default=512, help="triples per shard (the unit of resuming)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
@@ -61,16 +74,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--num-workers", type=whole(0, MAX_PROCESSES), default=min(4, max(0, (os.cpu_count() or 1) - 1)),
                    help="image-decoding worker processes")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable triples (listed in the manifest)")
-    p.add_argument("--threads", type=whole(1, MAX_PROCESSES),
-                   help="CPU threads of the model (default: torch's; 1 can be much faster when other processes keep "
-                        "the cores busy)")
+    p.add_argument("--threads", type=threads,
+                   help=f"CPU threads of the model (default: torch's; {THREADS_HELP}; 1 can be much faster when other "
+                        "processes keep the cores busy)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--ray", nargs="?", const="auto", metavar="auto|ADDRESS",
                    help="compute on Ray: auto starts a local Ray, ADDRESS (host:6379, ray://host:10001) joins a "
                         "cluster; the weights and images must be at the same paths on every node (--device and "
                         "--num-workers do not apply: each actor takes a GPU when the cluster has them)")
     p.add_argument("--actors", type=int, help="--ray: model actors (default: one per GPU, else one per --threads CPUs)")
-    p.add_argument("--index", metavar="FILE.sgi|milvus:FILE.db|milvus://HOST:PORT",
+    p.add_argument("--index", type=index_output, metavar="FILE.sgi|milvus:FILE.db|milvus://HOST:PORT",
                    help="when the folder is complete, also save the gallery in this faiss index file or Milvus "
                         "collection (append #name to choose the collection)")
     return p.parse_args(argv)
@@ -111,6 +124,8 @@ def run(args: argparse.Namespace) -> ExtractionSummary:
         torch.set_num_threads(args.threads)
     records, source = read_records(args)
     weights = resolve_weights(args.weights)  # a local file (Hub names: from the Hugging Face cache)
+    if args.index:
+        prepare_index_output(args.index)
     preset = SignalConfig.preset(args.dataset) if args.dataset else None
     device = torch.device("cpu" if args.ray is not None else args.device)  # with --ray the actors run the model
     model = load_weights(weights, preset, device).eval()
@@ -142,6 +157,17 @@ def run(args: argparse.Namespace) -> ExtractionSummary:
     if args.index:
         save_index(args.index, summary, model_info["sha256"], settings["precision"])
     return summary
+
+
+def prepare_index_output(spec: str) -> None:
+    """Before the extraction, so that a bad ``--index`` stops the command before the work: the folder of a Milvus
+    Lite file is created (as every output's folder is) and a Milvus URI is checked (the flag's type checked the
+    rest: a .sgi file's place, the Lite file's name)."""
+    if is_milvus_uri(spec):
+        path = index_path(spec)
+        if path is not None:
+            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        parse_milvus_uri(spec)
 
 
 def save_index(spec: str, summary: ExtractionSummary, model_sha256: str, precision: str) -> None:

@@ -41,7 +41,18 @@ from signal_core.utils.hashing import sha256_file
 from signal_core.weights_source import WEIGHTS_HELP
 
 from .cli import command_main, command_parser
-from .flags import MAX_PROCESSES, default_device, device_flag, output_file, whole
+from .flags import (
+    MAX_PROCESSES,
+    THREADS_HELP,
+    default_device,
+    device_flag,
+    index_input,
+    input_path,
+    output_file,
+    threads,
+    weights_input,
+    whole,
+)
 from .rank_page import PageTriple, RankList, write_rank_page
 
 INDEX_KINDS = ("exact", "ivfpq", "auto")
@@ -49,28 +60,30 @@ INDEX_KINDS = ("exact", "ivfpq", "auto")
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = command_parser("python -m train.search", __doc__.split("\n")[0])
-    p.add_argument("--features",
+    p.add_argument("--features", type=input_path,
                    help="the gallery's feature folder (python -m train.extract); not with a saved --index")
-    p.add_argument("--queries", required=True, help="a triples folder (needs --weights) or a feature folder")
+    p.add_argument("--queries", required=True, type=input_path,
+                   help="a triples folder (needs --weights) or a feature folder")
     p.add_argument("--top-k", type=whole(1), default=10)
     p.add_argument("--out", required=True, type=output_file, help="results.json to write")
     p.add_argument("--html", type=output_file, help="also write this HTML page of rank lists (thumbnails embedded)")
     p.add_argument("--html-queries", type=whole(0), default=50, help="queries shown on the HTML page (default 50)")
-    p.add_argument("--index", default="auto",
+    p.add_argument("--index", default="auto", type=index_input,
                    help="gallery index built here: exact|ivfpq|auto (default auto: by size); or a saved one: "
                         "FILE.sgi, milvus:FILE.db, milvus://HOST:PORT (python -m train.extract --index)")
     p.add_argument("--drop-junk", action="store_true",
                    help="leave out gallery triples of the query's identity seen by the query's camera (or scene, "
                         "when both carry scene ids), as the evaluation protocols do; unknown identities are kept")
-    p.add_argument("--weights", help="the gallery's weights, to extract a triples folder of queries: " + WEIGHTS_HELP)
+    p.add_argument("--weights", type=weights_input,
+                   help="the gallery's weights, to extract a triples folder of queries: " + WEIGHTS_HELP)
     p.add_argument("--dataset", choices=DATASETS, help="preset of an authors' .pth")
     p.add_argument("--device", type=device_flag, default=default_device())
     p.add_argument("--batch-size", type=whole(1), default=32)
     p.add_argument("--num-workers", type=whole(0, MAX_PROCESSES), default=0)
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable query triples")
-    p.add_argument("--threads", type=whole(1, MAX_PROCESSES),
-                   help="CPU threads of the model (default: torch's; 1 can be much faster when other processes keep "
-                        "the cores busy)")
+    p.add_argument("--threads", type=threads,
+                   help=f"CPU threads of the model (default: torch's; {THREADS_HELP}; 1 can be much faster when other "
+                        "processes keep the cores busy)")
     return p.parse_args(argv)
 
 
