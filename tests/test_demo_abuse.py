@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.browser import demo_page, set_query
+from benchmarks.browser import set_query
 from tests import test_demo_app
+from tests.browser_helpers import LOAD_MS, SEARCH_MS, UI_MS, browser_page
 from tests.demo_helpers import make_triples_folder
 from tests.test_demo_app import _client, _error_message, _file_url, _get, _triple, run_app
 from tests.upload_helpers import triple_members, zip_bomb, zip_folder, zip_members
@@ -150,28 +151,29 @@ def test_names_in_the_upload_status_are_escaped(server, tmp_path):
 
 
 def test_browser_no_image_gallery_change_and_modality_switch(chromium, server, tmp_path):
+    from playwright.sync_api import expect
+
     url, queries, root, _ = server
     shot = os.environ.get("SIGNAL_SCREENSHOT_ABUSE")
     folder = make_triples_folder(tmp_path / "mine", ids=(7, 8), per_id=2, seed=3)
     archive = zip_folder(folder, tmp_path / "mine.zip")
-    with demo_page(url, chromium, height=2000, timeout_ms=60_000) as page:
+    with browser_page(url, chromium, height=2000) as page:
+        status, results = page.locator("#status"), page.locator("#results .thumbnail-item")
         page.click("#search-button")  # no image: the API's message on the page, no error badge
-        page.wait_for_function("document.querySelector('#status').innerText.includes('Give at least one image')",
-                               timeout=30_000)
-        assert page.locator("#status").inner_text().startswith("⚠️ Give at least one image (RGB, NIR or TIR)")
+        expect(status).to_contain_text("Give at least one image", timeout=UI_MS)
+        assert status.inner_text().startswith("⚠️ Give at least one image (RGB, NIR or TIR)")
         assert not page.locator(".toast-body").count() and not page.locator(".error").count()
         if shot:
             page.screenshot(path=shot.replace(".png", "-no-image.png"), full_page=True)
-        set_query(page, [queries / d / "000002_cam2_001.png" for d in ("RGB", "NI", "TI")])
+        set_query(page, [queries / d / "000002_cam2_001.png" for d in ("RGB", "NI", "TI")], timeout_ms=UI_MS)
         page.click("#search-button")
-        page.wait_for_selector("#results .thumbnail-item img", timeout=30_000)
-        page.locator("#results .thumbnail-item").nth(1).click()  # the orange highlight on result 2
-        page.wait_for_selector("#selected-overlay-rgb img", timeout=30_000)
+        expect(page.locator("#results .thumbnail-item img").first).to_be_attached(timeout=SEARCH_MS)
+        results.nth(1).click()  # the orange highlight on result 2
+        expect(page.locator("#selected-overlay-rgb img")).to_be_attached(timeout=UI_MS)
         assert page.locator("#results .thumbnail-item.selected").count() == 1
         before = page.locator("#results .caption-label").all_inner_texts()
         page.locator("#modalities label", has_text="RGB").click()  # the results move: no stale highlight
-        page.wait_for_function("document.querySelector('#status').innerText.includes('Switched off')",
-                               timeout=30_000)
+        expect(status).to_contain_text("Switched off", timeout=SEARCH_MS)
         assert page.locator("#results .caption-label").all_inner_texts() != before
         assert page.locator("#results .thumbnail-item.selected").count() == 0
         assert page.locator("#selected").inner_text() == "Click a result above to see what the model looked at " \
@@ -180,20 +182,17 @@ def test_browser_no_image_gallery_change_and_modality_switch(chromium, server, t
             page.screenshot(path=shot.replace(".png", "-switch.png"), full_page=True)
         page.get_by_text("Search your own gallery").click()
         page.locator("#upload-files input[type=file]").set_input_files(str(archive))
-        page.wait_for_selector("#upload-files :text('mine.zip')", timeout=30_000)
+        expect(page.locator("#upload-files")).to_contain_text("mine.zip", timeout=UI_MS)
         page.click("#load-gallery")
-        page.wait_for_selector("#upload-status :text('Loaded 4 triples')", timeout=60_000)
-        page.wait_for_function("document.querySelector('#status').innerText.includes('the gallery changed')",
-                               timeout=30_000)
-        assert page.locator("#results .thumbnail-item").count() == 0  # the default gallery's results are gone
+        expect(page.locator("#upload-status")).to_contain_text("Loaded 4 triples", timeout=LOAD_MS)
+        expect(status).to_contain_text("the gallery changed", timeout=UI_MS)
+        assert results.count() == 0  # the default gallery's results are gone
         page.click("#search-button")
-        page.wait_for_function("document.querySelector('#status').innerText.includes(\"your gallery 'mine.zip'\")",
-                               timeout=30_000)
-        assert page.locator("#results .thumbnail-item").count() == 4
+        expect(status).to_contain_text("your gallery 'mine.zip'", timeout=SEARCH_MS)
+        assert results.count() == 4
         page.click("#reset-gallery")
-        page.wait_for_function("document.querySelector('#status').innerText.includes('the gallery changed')",
-                               timeout=30_000)
-        assert page.locator("#results .thumbnail-item").count() == 0  # the uploaded gallery's results are gone
+        expect(status).to_contain_text("the gallery changed", timeout=UI_MS)
+        assert results.count() == 0  # the uploaded gallery's results are gone
         if shot:
             page.screenshot(path=shot.replace(".png", "-reset.png"), full_page=True)
 
@@ -208,7 +207,7 @@ def test_sigterm_removes_the_visitors_images(server, noisy_zip):
     served = Path(re.search(r"(\S*signal-demo-[^/\s]+)", _served_path(client, root))[1])
     assert os.listdir(images) and served.is_dir()
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=60) == 0
+    assert proc.wait(timeout=120) == 0  # returns when the server has exited; the bound only stops a hang
     assert not images.exists() and not thumbs.exists() and not served.exists()
 
 

@@ -25,7 +25,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.browser import CHROMIUM, demo_page, set_query
+from benchmarks.browser import CHROMIUM, set_query
+from tests.browser_helpers import SEARCH_MS, UI_MS, browser_page, events_finished
 from tests.demo_helpers import free_port, make_checkpoint, make_triples_folder, write_png_header
 
 REPO = Path(__file__).resolve().parent.parent
@@ -294,23 +295,25 @@ def chromium():
 
 
 def test_browser_search_shows_results_and_overlays(chromium, server):
+    from playwright.sync_api import expect
+
     url, queries, _ = server
-    with demo_page(url, chromium, timeout_ms=30_000) as page:
+    with browser_page(url, chromium) as page:
         for _ in range(2):  # the modality switch without a query: nothing happens, no error
-            page.locator("#modalities label", has_text="TIR").click()
-        page.wait_for_timeout(500)
+            with events_finished(page):
+                page.locator("#modalities label", has_text="TIR").click()
         assert "Give a query" in page.locator("#status").inner_text() and not page.locator(".toast-body").count()
-        set_query(page, [queries / folder / "000002_cam2_001.png" for folder in ("RGB", "NI", "TI")])
+        set_query(page, [queries / folder / "000002_cam2_001.png" for folder in ("RGB", "NI", "TI")], timeout_ms=UI_MS)
         page.click("#search-button")
-        page.wait_for_selector("#results .thumbnail-item img", timeout=30_000)
+        expect(page.locator("#results .thumbnail-item img").first).to_be_attached(timeout=SEARCH_MS)
         for modality in ("rgb", "nir", "tir"):
-            page.wait_for_selector(f"#query-overlay-{modality} img", timeout=30_000)
+            expect(page.locator(f"#query-overlay-{modality} img")).to_be_attached(timeout=SEARCH_MS)
         captions = page.locator("#results .caption-label").all_inner_texts()
         assert len(captions) == 10 and captions[0].startswith("#1 ✓ id 2"), captions
         assert "query id 2" in page.locator("#status").inner_text()
         assert " R#" in captions[0] and " F#" in captions[0]  # each part's own rank of the result
         page.locator("#results .thumbnail-item").first.click()
-        page.wait_for_selector("#selected-overlay-rgb img", timeout=30_000)
+        expect(page.locator("#selected-overlay-rgb img")).to_be_attached(timeout=UI_MS)
         selected = page.locator("#selected").inner_text()
         assert "Selected #1" in selected and "fused SIM tokens" in selected and "cosine" in selected
         shot = os.environ.get("SIGNAL_SCREENSHOT")
@@ -318,8 +321,7 @@ def test_browser_search_shows_results_and_overlays(chromium, server):
             page.screenshot(path=shot, full_page=True)
         _check_view_switch(page, shot and shot.replace(".png", "-scores.png"))
         page.locator("#modalities label", has_text="NIR").click()  # the switch searches again
-        page.wait_for_function("document.querySelector('#status').innerText.includes('Switched off')",
-                               timeout=30_000)
+        expect(page.locator("#status")).to_contain_text("Switched off", timeout=SEARCH_MS)
         moved = page.locator("#results .caption-label").all_inner_texts()
         assert len(moved) == 10 and all("(was " in c for c in moved), moved
         if shot:
@@ -329,15 +331,16 @@ def test_browser_search_shows_results_and_overlays(chromium, server):
 def _check_view_switch(page, shot: str | None) -> None:
     """"SIM scores" swaps the query's and the selected result's overlays for the (wider) heatmaps, and back;
     ``shot``: a screenshot of the heatmap view."""
+    from playwright.sync_api import expect
+
     def sources():
         return [page.locator(f"#{kind}-overlay-{m} img").get_attribute("src")
                 for kind in ("query", "selected") for m in ("rgb", "nir", "tir")]
 
     kept = sources()
     page.locator("#view label", has_text="SIM scores").click()
-    page.wait_for_function(f"document.querySelector('#query-overlay-rgb img').src !== {kept[0]!r}", timeout=30_000)
-    page.wait_for_function(f"document.querySelector('#selected-overlay-tir img').src !== {kept[5]!r}",
-                           timeout=30_000)
+    expect(page.locator("#query-overlay-rgb img")).not_to_have_attribute("src", kept[0], timeout=UI_MS)
+    expect(page.locator("#selected-overlay-tir img")).not_to_have_attribute("src", kept[5], timeout=UI_MS)
     heat = sources()
     assert all(h != k for h, k in zip(heat, kept)), (heat, kept)
     size = page.evaluate("(() => { const i = document.querySelector('#query-overlay-rgb img');"
@@ -346,4 +349,4 @@ def _check_view_switch(page, shot: str | None) -> None:
     if shot:
         page.screenshot(path=shot, full_page=True)
     page.locator("#view label", has_text="kept tokens").click()
-    page.wait_for_function(f"document.querySelector('#query-overlay-rgb img').src === {kept[0]!r}", timeout=30_000)
+    expect(page.locator("#query-overlay-rgb img")).to_have_attribute("src", kept[0], timeout=UI_MS)

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import os
 import re
-import time
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from benchmarks.browser import demo_page, set_query
+from benchmarks.browser import set_query
 from tests import test_demo_app
+from tests.browser_helpers import LOAD_MS, SEARCH_MS, UI_MS, browser_page, wait_until
 from tests.demo_helpers import make_triples_folder
 from tests.test_demo_app import _client, _file_url, _get, _triple
 from tests.upload_helpers import (
@@ -117,27 +117,27 @@ def test_malicious_zips_refused_and_nothing_written(server, mine, tmp_path):
 
 
 def test_browser_upload_search_and_close(chromium, server, mine):
+    """Once timed out at 30 s on a loaded machine (and passed alone): every wait is on what it checks."""
+    from playwright.sync_api import expect
+
     url, _, root = server
     archive, folder = mine
     images_root = _roots(root)[0]
-    with demo_page(url, chromium, height=1800, timeout_ms=30_000) as page:
+    with browser_page(url, chromium, height=1800) as page:
         kept = len(os.listdir(images_root))
         page.get_by_text("Search your own gallery").click()
         page.locator("#upload-files input[type=file]").set_input_files(str(archive))
-        page.wait_for_selector("#upload-files :text('mine.zip')", timeout=30_000)
+        expect(page.locator("#upload-files")).to_contain_text("mine.zip", timeout=UI_MS)
         page.click("#load-gallery")
-        page.wait_for_selector("#upload-status :text('Loaded 6 triples')", timeout=60_000)
+        expect(page.locator("#upload-status")).to_contain_text("Loaded 6 triples", timeout=LOAD_MS)
         assert len(os.listdir(images_root)) == kept + 1
-        set_query(page, [folder / sub / QUERY for sub in ("RGB", "NI", "TI")])
+        set_query(page, [folder / sub / QUERY for sub in ("RGB", "NI", "TI")], timeout_ms=UI_MS)
         page.click("#search-button")
-        page.wait_for_selector("#results .thumbnail-item img", timeout=30_000)
+        expect(page.locator("#results .thumbnail-item img").first).to_be_attached(timeout=SEARCH_MS)
         captions = page.locator("#results .caption-label").all_inner_texts()
         assert len(captions) == 6 and captions[0].startswith("#1 ✓ id 8"), captions  # top k fitted to 6
         assert "of 6 gallery triples" in page.locator("#status").inner_text()
         if os.environ.get("SIGNAL_SCREENSHOT_UPLOAD"):
             page.screenshot(path=os.environ["SIGNAL_SCREENSHOT_UPLOAD"], full_page=True)
         page.close()  # the session ends: its gallery folders are removed (unload event)
-        deadline = time.monotonic() + 30
-        while len(os.listdir(images_root)) != kept and time.monotonic() < deadline:
-            time.sleep(0.25)
-        assert len(os.listdir(images_root)) == kept
+        wait_until(lambda: len(os.listdir(images_root)) == kept, "the closed session's gallery folder removed")

@@ -84,3 +84,34 @@ def test_app_without_gradio_says_what_to_install():
     assert out.stderr.strip().splitlines() == [
         out.stderr.strip().splitlines()[0]] and "pip install -r requirements.txt" in out.stderr, out.stderr
     assert out.stderr.startswith("error: the demo needs the gradio package")
+
+
+# Playwright calls (and the project's wrappers of them) whose timeout bounds a wait
+_BROWSER_WAITS = {"demo_page", "browser_page", "set_query", "events_finished", "wait_for_selector", "wait_for_function",
+                  "wait_for", "click", "set_input_files", "to_have_count", "to_contain_text", "to_be_attached",
+                  "to_have_attribute", "not_to_have_attribute", "expect_request_finished", "expect_response"}
+
+
+def _fixed_waits(path: Path) -> list[str]:
+    """Waits in a test file that end after a fixed time rather than when what is checked happens: a browser
+    pause, a sleep outside a polling loop, a browser wait bounded by a bare number instead of a named bound
+    of tests/browser_helpers.py (30 s was too short for a search on a loaded 2-core machine)."""
+    tree = ast.parse(path.read_text())
+    parent = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    found = []
+    for node in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
+        name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+        up = node
+        while up in parent and not isinstance(up, ast.While):
+            up = parent[up]
+        if name == "wait_for_timeout" or (name == "sleep" and not isinstance(up, ast.While)):
+            found.append(f"{path.name}:{node.lineno} {name}")
+        bare = [k.arg for k in node.keywords
+                if k.arg in ("timeout", "timeout_ms") and isinstance(k.value, ast.Constant)]
+        if name in _BROWSER_WAITS and bare:
+            found.append(f"{path.name}:{node.lineno} {name}({bare[0]}=a number)")
+    return found
+
+
+def test_tests_wait_on_what_they_check():
+    assert [w for p in sorted((REPO / "tests").glob("*.py")) for w in _fixed_waits(p)] == []

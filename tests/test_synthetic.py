@@ -142,6 +142,25 @@ def test_cli_writes_benchmark(tmp_path, capsys):
     assert "error" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flag, value, message", [
+    ("--noise", "1e300", "noise must be in [0, 10], got 1e+300"),
+    ("--illumination", "1e300", "illumination must be in [0, 4], got 1e+300"),
+    ("--misalign-scale", "1.5", "misalign_scale must be in [0, 0.5], got 1.5"),
+    ("--misalign-rotation", "31", "misalign_rotation must be in [0, 30], got 31"),
+    ("--clutter", "2.5", "clutter must be in [0, 2], got 2.5"),
+])
+def test_difficulty_levels_out_of_range_are_one_line(tmp_path, capsys, flag, value, message):
+    """Once: --noise / --illumination 1e300 overflowed into black or NaN images with RuntimeWarnings, exit 0."""
+    out = tmp_path / "d"
+    assert synthetic.main(["--out", str(out), "--train-ids", "1", "--test-ids", "1", "--cameras", "1",
+                           "--per-camera", "1", flag, value, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: SyntheticSpec: {message}\n" and not out.exists()
+    with pytest.raises(ValueError, match=r"noise must be in \[0, 10\], got nan"):
+        TINY.replace(noise=float("nan"))
+    assert TINY.replace(noise=10.0, illumination=4.0, misalign_scale=0.5).noise == 10.0  # the bounds are valid
+
+
 def test_demo_assets_never_delete_what_the_generator_did_not_write(tmp_path, capsys):
     """--demo-assets DIR used to delete DIR/gallery and DIR/query with whatever they held."""
     args = ["--out", str(tmp_path / "d"), "--train-ids", "2", "--test-ids", "3", "--cameras", "2", "--per-camera", "1",

@@ -3,7 +3,9 @@
 Rows (``grid.ROWS``): baseline, + SIM, + SIM + GAM, full, full with the GAM / LAM fixes of
 docs/alignment.md, and the fixed full model with matched LAM offsets (``lam_offsets: matched``);
 each trained with every seed by ``python -m train`` into its own run folder ``<out>/<row>/seed_<s>/``.
-The grid resumes (a killed grid continues where it stopped) and writes ``ablation.json`` and
+The grid resumes (a killed grid continues where it stopped), refuses a grid folder trained with
+another configuration (each cell's ``grid_cell.json``, record.py; ``--overwrite`` trains those cells
+again), goes on past a failing cell (and exits 2 naming it) and writes ``ablation.json`` and
 ``ablation.md``: mean +- std per row, each seed's value, each module's paired difference with its
 95 % t interval over seeds, and LAM's offset tracking (train/offsets.py) for the trained and the
 untrained model.

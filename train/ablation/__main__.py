@@ -5,23 +5,27 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..cli import command_main
+from ..cli import command_main, command_parser
+from ..flags import whole
 from .grid import ROWS, GridSpec, run_grid
 from .summary import write_summary
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m train.ablation",
-                                description="Train the paper's Table 3 grid over several seeds (resumable) and "
-                                            "write ablation.json and ablation.md.")
+    p = command_parser("python -m train.ablation",
+                       "Train the paper's Table 3 grid over several seeds (resumable) and write ablation.json and "
+                       "ablation.md. A failing cell is reported and the others go on; the command then exits 2.")
     p.add_argument("--config", required=True, help="training YAML, e.g. train/configs/alignment.yaml")
     p.add_argument("--data-root", required=True, help="a benchmark from python -m train.synthetic")
     p.add_argument("--out", required=True, help="grid folder: one run folder per cell, the summary files")
     p.add_argument("--seeds", default="3", help="a count N (seeds 1..N) or a comma list, e.g. 1,2,3")
     p.add_argument("--rows", default=",".join(ROWS), help=f"comma list of rows from {', '.join(ROWS)}")
-    p.add_argument("--jobs", type=int, default=1, help="cells trained at once (1..8)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per training process (1..64)")
+    p.add_argument("--jobs", type=whole(1, 8), default=1, help="cells trained at once (1..8)")
+    p.add_argument("--threads", type=whole(1, 64), default=1, help="torch threads per training process (1..64)")
     p.add_argument("--summary-only", action="store_true", help="train nothing: summarise the finished cells")
+    p.add_argument("--overwrite", action="store_true",
+                   help="train again the cells of --out that were trained with another --config, overrides or "
+                        "--data-root (without it such a grid folder is refused)")
     p.add_argument("overrides", nargs="*", help="train.KEY=VALUE or model.KEY=VALUE for every cell")
     return p.parse_args(argv)
 
@@ -46,8 +50,6 @@ def spec_from_args(args: argparse.Namespace) -> GridSpec:
     unknown = [r for r in rows if r not in ROWS]
     if unknown or not rows:
         raise ValueError(f"--rows: unknown row(s) {unknown}; choose from {', '.join(ROWS)}.")
-    if not 1 <= args.jobs <= 8 or not 1 <= args.threads <= 64:
-        raise ValueError("--jobs must be in 1..8 and --threads in 1..64.")
     if not Path(args.config).is_file():
         raise ValueError(f"config file not found: {args.config}")
     if not (Path(args.data_root) / "synthetic.json").is_file():
@@ -58,16 +60,24 @@ def spec_from_args(args: argparse.Namespace) -> GridSpec:
     if bad:
         raise ValueError(f"overrides must look like train.epochs=2 (seed and output_dir are the grid's): {bad}")
     return GridSpec(args.config, args.data_root, Path(args.out), rows, _seeds(args.seeds), tuple(args.overrides),
-                    args.threads, args.jobs)
+                    args.threads, args.jobs, args.overwrite)
 
 
 def run(args: argparse.Namespace) -> dict:
+    """Train the grid's missing cells, then summarise the finished ones (failed cells are listed as unfinished).
+
+    Raises:
+        ValueError: bad flags, a grid folder of another configuration, or failed cells (after the summary).
+    """
     spec = spec_from_args(args)
-    if not args.summary_only:
-        run_grid(spec)
+    failures = [] if args.summary_only else run_grid(spec)
     json_path, md_path = write_summary(spec)
     print(md_path.read_text())
     print(f"wrote {json_path} and {md_path}")
+    if failures:
+        raise ValueError(f"{len(failures)} of {len(spec.cells())} cells failed, the others are kept: "
+                         f"{'; '.join(failures[:3])}{'; ...' if len(failures) > 3 else ''}. Fix the cause and run "
+                         "the same command again to train them.")
     return {}
 
 

@@ -4,6 +4,9 @@ A cell is done when its folder holds ``metrics.json`` (written by ``python -m tr
 epoch) and, for a row with LAM, ``offsets.json``. A cell with a checkpoint continues with ``--resume``;
 a cell with a history but no checkpoint (killed in its first epoch) starts again. So a killed grid,
 started again with the same arguments, continues where it stopped and repeats no finished epoch.
+Each cell records what it trains with (record.py): a cell of another configuration is refused before
+anything trains (or, with ``overwrite``, trained again). A cell whose training fails is reported in
+one line and the other cells go on; :func:`run_grid` returns the failures.
 """
 from __future__ import annotations
 
@@ -25,6 +28,16 @@ from signal_core.utils.atomic import write_json
 from ..checkpoints import find_checkpoint
 from ..offsets import offset_tracking
 from ..run_folder import CONFIG_FILE, HISTORY_FILE
+from .record import (
+    LOG_FILE,
+    OFFSETS_FILE,
+    benchmark_digest,
+    cell_record,
+    clear_cell,
+    conflict_message,
+    record_differences,
+    write_record,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +96,18 @@ class GridSpec:
     overrides: tuple[str, ...] = ()  # extra overrides for every cell
     threads: int = 1  # torch / OpenMP threads per training process
     jobs: int = 1  # cells trained at once
+    overwrite: bool = False  # train again the cells trained with another configuration (else refuse them)
 
     def cell_dir(self, row: str, seed: int) -> Path:
         return self.out / row / f"seed_{seed}"
+
+    def cells(self) -> list[tuple[Row, int]]:
+        """(row, seed) of every cell, seed by seed."""
+        return [(ROWS[r], s) for s in self.seeds for r in self.rows]
+
+
+class CellFailed(Exception):
+    """A cell's ``python -m train`` ended with an error; the message names the cell and the cause."""
 
 
 def cell_state(cell: Path, row: Row) -> str:
@@ -97,33 +119,77 @@ def cell_state(cell: Path, row: Row) -> str:
     return "fresh"
 
 
+def cell_overrides(spec: GridSpec, row: Row, seed: int) -> list[str]:
+    """The overrides a cell trains with (all but its ``train.output_dir``)."""
+    return [*spec.overrides, *row.overrides(), f"train.seed={seed}"]
+
+
 def train_command(spec: GridSpec, row: Row, seed: int, resume: bool) -> list[str]:
     cell = spec.cell_dir(row.key, seed)
     cmd = [sys.executable, "-m", "train", "--config", spec.config, "--data-root", spec.data_root, "--no-progress",
            "--device", "cpu"]
     if resume:
         cmd += ["--resume", str(cell)]
-    return cmd + [*spec.overrides, *row.overrides(), f"train.seed={seed}", f"train.output_dir={cell}"]
+    return cmd + [*cell_overrides(spec, row, seed), f"train.output_dir={cell}"]
 
 
-def run_cell(spec: GridSpec, row: Row, seed: int) -> str:
-    """Train (or continue) one cell, then measure its offsets; returns the state it started in."""
+def expected_records(spec: GridSpec) -> dict[tuple[str, int], dict]:
+    """(row, seed) -> the record of what that cell trains with (raises ValueError for a bad config)."""
+    digest = benchmark_digest(spec.data_root)
+    return {(row.key, s): cell_record(spec.config, cell_overrides(spec, row, s), digest) for row, s in spec.cells()}
+
+
+def grid_conflicts(spec: GridSpec, records: dict[tuple[str, int], dict]) -> dict[str, list[str]]:
+    """``"row/seed_s"`` -> what differs, for every cell trained with another configuration."""
+    found = {}
+    for (key, s), record in records.items():
+        diff = record_differences(spec.cell_dir(key, s), record)
+        if diff:
+            found[f"{key}/seed_{s}"] = diff
+    return found
+
+
+def check_grid(spec: GridSpec) -> dict[tuple[str, int], dict]:
+    """The cells' records; raises ValueError (one line) when a cell was trained otherwise."""
+    records = expected_records(spec)
+    conflicts = grid_conflicts(spec, records)
+    if conflicts:
+        raise ValueError(conflict_message(spec.out, conflicts))
+    return records
+
+
+def run_cell(spec: GridSpec, row: Row, seed: int, record: dict) -> str:
+    """Train (or continue) one cell, then measure its offsets; returns the state it started in.
+
+    Raises:
+        CellFailed: its ``python -m train`` failed (the cause: the last line of its train.log).
+    """
     cell = spec.cell_dir(row.key, seed)
     state = cell_state(cell, row)
     if state in ("fresh", "resume"):
         if state == "fresh" and cell.is_dir():  # killed in its first epoch: no checkpoint to continue from
             for name in (HISTORY_FILE, CONFIG_FILE):
                 (cell / name).unlink(missing_ok=True)
-        cell.mkdir(parents=True, exist_ok=True)
+        write_record(cell, record)  # before training: a killed cell is known too
         env = {**os.environ, "OMP_NUM_THREADS": str(spec.threads), "MKL_NUM_THREADS": str(spec.threads)}
-        with open(cell / "train.log", "a") as logf:
+        with open(cell / LOG_FILE, "a") as logf:
             done = subprocess.run(train_command(spec, row, seed, state == "resume"), stdout=logf,
                                   stderr=subprocess.STDOUT, env=env)
         if done.returncode != 0:
-            raise RuntimeError(f"cell {row.key} seed {seed} failed (exit {done.returncode}); see {cell / 'train.log'}")
-    if row.uses_lam and not (cell / "offsets.json").is_file():
-        write_json(cell / "offsets.json", cell_offsets(spec, cell, seed))
+            raise CellFailed(f"cell {row.key}/seed_{seed} failed (exit {done.returncode}): "
+                             f"{_last_line(cell / LOG_FILE)} (see {cell / LOG_FILE})")
+    if row.uses_lam and not (cell / OFFSETS_FILE).is_file():
+        write_json(cell / OFFSETS_FILE, cell_offsets(spec, cell, seed))
     return state
+
+
+def _last_line(log_file: Path, tail: int = 4096) -> str:
+    """The last non-empty line of a log (what ``python -m train`` said last: its one-line error, without
+    its ``error:``)."""
+    with open(log_file, "rb") as f:
+        f.seek(max(0, f.seek(0, os.SEEK_END) - tail))
+        lines = [line.strip() for line in f.read().decode(errors="replace").splitlines() if line.strip()]
+    return lines[-1].removeprefix("error: ")[:300] if lines else "it printed nothing"
 
 
 def cell_offsets(spec: GridSpec, cell: Path, seed: int) -> dict:
@@ -137,17 +203,37 @@ def cell_offsets(spec: GridSpec, cell: Path, seed: int) -> dict:
             "untrained": offset_tracking(untrained, dataset.query, spec.data_root)}
 
 
-def run_grid(spec: GridSpec) -> None:
+def run_grid(spec: GridSpec) -> list[str]:
     """Every missing or unfinished cell, ``spec.jobs`` at a time (seed by seed, so that an interrupted grid
-    leaves whole seeds)."""
-    cells = [(ROWS[r], s) for s in spec.seeds for r in spec.rows]
+    leaves whole seeds). A cell trained with another configuration stops the grid before anything trains
+    (ValueError), or with ``spec.overwrite`` is cleared and trained again. A failing cell is reported and
+    the others go on.
+
+    Returns:
+        One line per failed cell (empty when every cell finished).
+    """
+    records = expected_records(spec)
+    conflicts = grid_conflicts(spec, records)
+    if conflicts and not spec.overwrite:
+        raise ValueError(conflict_message(spec.out, conflicts))
+    for name in conflicts:
+        clear_cell(spec.out / name)
+    cells = spec.cells()
     todo = [(row, s) for row, s in cells if cell_state(spec.cell_dir(row.key, s), row) != "done"]
-    print(f"ablation grid: {len(cells)} cells, {len(cells) - len(todo)} done, {len(todo)} to run", flush=True)
+    again = f" ({len(conflicts)} of another configuration cleared)" if conflicts else ""
+    print(f"ablation grid: {len(cells)} cells, {len(cells) - len(todo)} done, {len(todo)} to run{again}", flush=True)
+    failures = []
     with ThreadPoolExecutor(max_workers=spec.jobs) as pool:
-        futures = {pool.submit(run_cell, spec, row, s): (row, s) for row, s in todo}
+        futures = {pool.submit(run_cell, spec, row, s, records[row.key, s]): (row, s) for row, s in todo}
         for future, (row, s) in futures.items():
-            state = future.result()
+            try:
+                state = future.result()
+            except CellFailed as exc:
+                failures.append(str(exc))
+                log.warning("%s; the other cells go on", exc)
+                continue
             print(f"cell {row.key} seed {s}: done ({'resumed' if state == 'resume' else state})", flush=True)
+    return failures
 
 
 def read_cell(cell: Path) -> dict | None:

@@ -7,14 +7,19 @@ from pathlib import Path
 
 from signal_core.utils.atomic import atomic_write, write_json
 
-from .grid import COMPARISONS, ROWS, GridSpec, read_cell
+from .grid import COMPARISONS, ROWS, GridSpec, check_grid, read_cell
 from .stats import mean_std, paired_difference
 
 METRICS = ("mAP", "R1", "R5")
 
 
 def summarise(spec: GridSpec) -> dict:
-    """Collect the finished cells of ``spec`` (unfinished ones are listed as missing)."""
+    """Collect the finished cells of ``spec`` (unfinished ones are listed as missing).
+
+    Raises:
+        ValueError: a cell was trained with another configuration than ``spec``'s (never mixed into a table).
+    """
+    check_grid(spec)
     rows, missing = {}, []
     for key in [k for k in ROWS if k in spec.rows]:  # table order, whatever order the grid ran in
         row = ROWS[key]

@@ -54,18 +54,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--viewpoint", type=real(0), default=d.viewpoint,
                    help="[0,1] probability of a random side per camera + scale/position/pose jitter")
     p.add_argument("--illumination", type=real(0), default=d.illumination,
-                   help="per-camera RGB colour cast / brightness / gamma / gradient strength")
+                   help="[0,4] per-camera RGB colour cast / brightness / gamma / gradient strength")
     p.add_argument("--night", type=real(0), default=d.night, help="[0,1] fraction of night images (dark noisy RGB)")
     p.add_argument("--clutter", type=real(0), default=d.clutter,
                    help="[0,2] background scenes and distractor objects (0: plain background)")
     p.add_argument("--misalign", type=real(0), default=d.misalign, help="max NIR/TIR shift vs RGB (pixels)")
     p.add_argument("--misalign-scale", type=real(0), default=d.misalign_scale,
-                   help="max relative NIR/TIR scale change (used when --misalign or --rig-shift > 0)")
+                   help="[0,0.5] max relative NIR/TIR scale change (used when --misalign or --rig-shift > 0)")
     p.add_argument("--rig-shift", type=real(0), default=d.rig_shift,
                    help="max fixed NIR/TIR shift per camera rig (pixels, per axis)")
     p.add_argument("--misalign-rotation", type=real(0), default=d.misalign_rotation,
-                   help="max per-image NIR/TIR rotation (degrees)")
-    p.add_argument("--noise", type=real(0), default=d.noise, help="sensor noise level")
+                   help="[0,30] max per-image NIR/TIR rotation (degrees)")
+    p.add_argument("--noise", type=real(0), default=d.noise,
+                   help="[0,10] sensor noise level (sigma about 0.016 x level)")
     p.add_argument("--jpeg-quality", type=whole(0), default=d.jpeg_quality, help="JPEG quality")
     p.add_argument("--demo-assets", metavar="OUT", type=output_folder,
                    help="also export query/gallery demo folders from the test split")

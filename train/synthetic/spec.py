@@ -14,6 +14,12 @@ SPLIT_DIRS = {"train": "train_171", "test": "test"}
 MODALITY_DIRS = FOLDERS  # RGB/, NI/, TI/: the RGBNT201 layout
 VIEWS = ("front", "back", "left", "right")
 MAX_SIDE = 2048  # pixels: a 100000 x 100000 frame would need 30 GB before the first JPEG
+# Each difficulty level's range [0, max]. Beyond it the images stop meaning anything: illumination 4 leaves
+# the darkest camera's gain, brightness and gradient factors above 0.2 (at about 5.8 they reach 0: black
+# frames, then overflow); noise 10 is a sensor sigma of about 0.16 of the full range; misalign_scale 0.5
+# halves or 1.5-fold enlarges NIR / TIR (at 1 a frame shrinks to nothing); rotation 30 degrees.
+LEVELS = {"viewpoint": 1.0, "illumination": 4.0, "night": 1.0, "clutter": 2.0, "misalign_scale": 0.5,
+          "misalign_rotation": 30.0, "noise": 10.0}
 
 
 @dataclass(frozen=True)
@@ -64,14 +70,11 @@ class SyntheticSpec:
             (self.scene_pool >= 1 and 1 <= self.scenes_per_camera <= self.scene_pool,
              "need scene_pool >= 1 and 1 <= scenes_per_camera <= scene_pool"),
             (self.distractor_pool >= 1, "distractor_pool must be >= 1"),
-            (0.0 <= self.night <= 1.0, "night must be in [0, 1]"),
-            (0.0 <= self.clutter <= 2.0, "clutter must be in [0, 2]"),
-            (min(self.viewpoint, self.illumination, self.misalign, self.misalign_scale, self.noise,
-                 self.rig_shift, self.misalign_rotation) >= 0, "difficulty levels must be >= 0"),
+            *[(0.0 <= getattr(self, name) <= top, f"{name} must be in [0, {top:g}], got {getattr(self, name):g}")
+              for name, top in LEVELS.items()],  # (NaN is in no range)
+            (self.misalign >= 0 and self.rig_shift >= 0, "misalign and rig_shift must be >= 0"),
             (self.rig_shift + self.misalign <= min(self.height, self.width) / 2,
              "rig_shift + misalign must be at most half the image's shorter side"),
-            (self.misalign_rotation <= 30, "misalign_rotation must be at most 30 degrees"),
-            (self.viewpoint <= 1.0, "viewpoint must be in [0, 1]"),
             (1 <= self.jpeg_quality <= 100, "jpeg_quality must be in 1..100"),
         ]
 
