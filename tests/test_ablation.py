@@ -94,16 +94,16 @@ def test_summary_of_hand_made_cells(tmp_path):
 
 
 def test_command_line_errors_are_one_line(tmp_path, capsys):
-    assert ablation_main(["--config", "nope.yaml", "--data-root", str(tmp_path), "--out", str(tmp_path)]) == 2
+    places = ["--data-root", str(tmp_path / "bench"), "--out", str(tmp_path / "grid")]
+    assert ablation_main(["--config", "nope.yaml", *places]) == 2
     assert "config file not found" in capsys.readouterr().err
-    assert ablation_main(["--config", "train/configs/alignment.yaml", "--data-root", str(tmp_path), "--out",
-                          str(tmp_path), "--rows", "baseline,bogus"]) == 2
+    assert ablation_main(["--config", "train/configs/alignment.yaml", *places, "--rows", "baseline,bogus"]) == 2
     assert "unknown row" in capsys.readouterr().err
     for flag, value, message in (("--jobs", "text", "argument --jobs: expected a whole number, got 'text'"),
                                  ("--jobs", "9", "argument --jobs: must be from 1 to 8, got 9"),
                                  ("--threads", "0", "argument --threads: must be from 1 to 64, got 0")):
         with pytest.raises(SystemExit) as info:  # once: argparse's usage block and "invalid int value"
-            ablation_main(["--config", "c.yaml", "--data-root", str(tmp_path), "--out", str(tmp_path), flag, value])
+            ablation_main(["--config", "c.yaml", *places, flag, value])
         assert info.value.code == 2
         assert capsys.readouterr().err == f"error: {message} (see python -m train.ablation --help)\n"
 

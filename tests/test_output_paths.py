@@ -13,13 +13,14 @@ import train.__main__ as train_cmd
 from signal_core import SignalConfig, build_model, save_checkpoint
 from signal_core.retrieval.feature_store import read_features
 from train import baselines, evaluate, export, extract, flags, search
+from train.ablation.__main__ import main as ablation_main
 from train.report.__main__ import main as report_main
 from train.synthetic import cli as synthetic
 
 from .test_extract_search import error_line, gallery_names, make_triples, run_extract
 
 COMMANDS = {"evaluate": evaluate.main, "report": report_main, "extract": extract.main, "search": search.main,
-            "export": export.main, "synthetic": synthetic.main, "baselines": baselines.main}
+            "export": export.main, "synthetic": synthetic.main, "baselines": baselines.main, "ablation": ablation_main}
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +87,8 @@ def test_outputs_equal_to_or_inside_an_input_are_refused(data, tmp_path, capsys)
          "--out", "lies inside --calibration"),
         ("search", ["--index", f"milvus:{feats}", "--queries", str(triples), "--out", str(feats / "r.json")], "--out",
          "lies inside --index"),
+        ("ablation", ["--config", "train/configs/alignment.yaml", "--data-root", str(root), "--out", str(root),
+                      "--summary-only"], "--out", "is also --data-root"),
     ]
     for command, argv, flag, words in cases:
         line = refused(command, argv, capsys)

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ..cli import command_main, command_parser
-from ..flags import whole
+from ..flags import input_path, output_folder, whole
 from .grid import ROWS, GridSpec, run_grid
 from .summary import write_summary
 
@@ -15,9 +15,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = command_parser("python -m train.ablation",
                        "Train the paper's Table 3 grid over several seeds (resumable) and write ablation.json and "
                        "ablation.md. A failing cell is reported and the others go on; the command then exits 2.")
-    p.add_argument("--config", required=True, help="training YAML, e.g. train/configs/alignment.yaml")
-    p.add_argument("--data-root", required=True, help="a benchmark from python -m train.synthetic")
-    p.add_argument("--out", required=True, help="grid folder: one run folder per cell, the summary files")
+    p.add_argument("--config", required=True, type=input_path, help="training YAML, e.g. train/configs/alignment.yaml")
+    p.add_argument("--data-root", required=True, type=input_path, help="a benchmark from python -m train.synthetic")
+    p.add_argument("--out", required=True, type=output_folder,
+                   help="grid folder: one run folder per cell, the summary files")
     p.add_argument("--seeds", default="3", help="a count N (seeds 1..N) or a comma list, e.g. 1,2,3")
     p.add_argument("--rows", default=",".join(ROWS), help=f"comma list of rows from {', '.join(ROWS)}")
     p.add_argument("--jobs", type=whole(1, 8), default=1, help="cells trained at once (1..8)")
