@@ -170,8 +170,8 @@ def test_user_errors_raise_in_the_client(server, tmp_path):
     bad = tmp_path / "notes.txt"
     bad.write_text("this is not an image")
     assert _error_message(client, rgb, handle_file(str(bad)), None, 3, "unknown") == (
-        "NIR input: 'notes.txt' is not an image file (or not a format that can be read here: use PNG, JPEG, BMP, "
-        "TIFF or WebP).")
+        "NIR input: 'notes.txt' is not an image file in a format read here (JPEG, PNG, BMP, TIFF, WebP or PPM / "
+        "PGM): convert it to PNG or JPEG.")
     assert _error_message(client, None, None, None, 3, "unknown") == (
         "Give at least one image (RGB, NIR or TIR) to search with.")
     assert _error_message(client, rgb, nir, tir, 3.7, "unknown") == (

@@ -39,8 +39,8 @@ def test_decode_modes(tmp_path, mode, array):
 
 
 def test_decode_palette_and_arrays(tmp_path):
-    Image.new("P", (7, 5), 3).save(tmp_path / "p.gif")
-    assert decode_image(tmp_path / "p.gif").shape == (5, 7, 3)
+    Image.new("P", (7, 5), 3).save(tmp_path / "p.png")
+    assert decode_image(tmp_path / "p.png").shape == (5, 7, 3)
     assert decode_image(np.linspace(0, 1, 30, dtype=np.float32).reshape(5, 6)).max() == 255
     assert decode_image(np.zeros((4, 4, 2), np.uint16)).shape == (4, 4, 3)
 

@@ -158,8 +158,8 @@ def test_pixels_not_an_image_duplicates_not_a_zip(triples, tmp_path):
     big = write_png_header(tmp_path / "big.png", 13000, 13000).read_bytes()
     names = ["000001_cam1_000.png"]
     for extra, expected in (
-        ({"RGB/000009_cam1_000.png": big}, "'RGB/000009_cam1_000.png' has 169 Mpx, over this demo's limit of 40 Mpx"),
-        ({"NI/000001_cam1_000.png": b"text"}, "'NI/000001_cam1_000.png' is not an image this demo can read"),
+        ({"RGB/000009_cam1_000.png": big}, "'RGB/000009_cam1_000.png' has 169 Mpx, over the limit of 40 Mpx"),
+        ({"NI/000001_cam1_000.png": b"text"}, "'NI/000001_cam1_000.png' is not an image file in a format read here"),
     ):
         archive = zip_members(tmp_path / "a.zip", {**triple_members(triples, names), **extra})
         assert expected in _refused(tmp_path, archive)
