@@ -47,6 +47,14 @@ class QueryError(ValueError):
     """A query the demo cannot run (no image, unreadable file, bad camera); the message is for the user."""
 
 
+class ImageRefused(QueryError):
+    """A query image the decoder refused (not an image, another format, too many pixels); ``source`` is it."""
+
+    def __init__(self, message: str, source: ImageSource):
+        super().__init__(message)
+        self.source = source
+
+
 @dataclass
 class RankedMatch:
     """One ranked gallery entry."""
@@ -243,7 +251,7 @@ class SearchEngine:
             try:
                 images.append(decode_image(source))
             except ImageDecodeError as exc:
-                raise QueryError(f"{LABELS[modality]} input: {exc}") from None
+                raise ImageRefused(f"{LABELS[modality]} input: {exc}", source) from None
         if all(img is None for img in images):
             raise QueryError("Give at least one image (RGB, NIR or TIR) to search with.")
         return images

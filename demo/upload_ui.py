@@ -7,7 +7,6 @@ a ``gr.Error`` (``gradio_client`` raises ``AppError`` with the message).
 """
 from __future__ import annotations
 
-import contextlib
 import html
 import logging
 from pathlib import Path
@@ -20,7 +19,7 @@ from signal_core.utils.messages import bounded, markdown_text, shown
 
 from .search import MAX_TOP_K
 from .sessions import GalleryDropped, SessionGalleries
-from .upload_guard import gradio_upload_folder
+from .upload_guard import remove_uploaded
 from .uploads import UploadError
 
 log = logging.getLogger(__name__)
@@ -131,14 +130,3 @@ def add_upload_section(page: gr.Blocks, uploads: SessionGalleries, top_k: gr.Sli
         fit_top_k, inputs=[top_k], outputs=[top_k], api_visibility="private")
     page.unload(end)
     return UploadSection([*changed, reset])
-
-
-def remove_uploaded(paths) -> None:
-    """Delete the visitor's uploaded files from gradio's upload folder (only files inside it)."""
-    root = Path(gradio_upload_folder()).resolve()
-    for path in paths:
-        path = Path(path).resolve()
-        if path.is_relative_to(root) and path != root:
-            path.unlink(missing_ok=True)
-            with contextlib.suppress(OSError):  # gradio keeps each upload in a folder of its own
-                path.parent.rmdir()
