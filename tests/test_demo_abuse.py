@@ -68,7 +68,7 @@ def test_a_visitor_whose_gallery_was_removed_is_told(server, noisy_zip):
     assert _load(alice, noisy_zip).startswith("Loaded 1 triples from 'noisy.zip'")
     answer = alice.predict(*triple, 1, "unknown", api_name="/search_json")
     assert answer["gallery"] == {"name": "your gallery 'noisy.zip'", "triples": 1}
-    assert not [p for p in _uploads(root) if p.suffix == ".zip"]  # read, then removed from gradio's folder
+    assert [p.name for p in _uploads(root) if p.suffix == ".zip"] == ["noisy.zip"]  # kept: another may load it
     assert _load(bob, noisy_zip).startswith("Loaded 1 triples")  # over the 1 MB budget: alice's is removed
     message = _error_message(alice, *triple, 1, "unknown", api_name="/search_json")
     assert message.startswith("your gallery 'noisy.zip' was removed to make room for other visitors' galleries")
@@ -78,6 +78,24 @@ def test_a_visitor_whose_gallery_was_removed_is_told(server, noisy_zip):
     assert alice.predict(api_name="/reset_gallery") == "You are searching the default gallery."
     answer = alice.predict(*triple, 3, "unknown", api_name="/search_json")
     assert answer["gallery"] == {"name": "default gallery", "triples": 15}
+    for path in _uploads(root):  # room again for the other tests
+        path.unlink()
+
+
+def test_several_visitors_load_the_same_zip_at_once(server, tmp_path):
+    """gradio keeps identical uploads at one path: no load may delete it under the others."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    url, _, root, _ = server
+    archive = zip_folder(make_triples_folder(tmp_path / "g", ids=(3,), per_id=1, seed=5), tmp_path / "same.zip")
+    clients = [_client(url) for _ in range(6)]
+    with ThreadPoolExecutor(len(clients)) as pool:
+        answers = list(pool.map(lambda client: _load(client, archive), clients))
+    assert all(answer.startswith("Loaded 1 triples from 'same.zip'") for answer in answers), answers
+    for client in clients:
+        client.predict(api_name="/reset_gallery")
+    for path in _uploads(root):  # room again for the other tests
+        path.unlink()
 
 
 def test_refused_uploads_are_deleted_and_the_upload_folder_is_capped(server, tmp_path):
