@@ -6,7 +6,8 @@ Gradio keeps every file posted to ``/gradio_api/upload`` (query images, zips) in
 (``Content-Length``, as browsers and ``gradio_client`` do) and, when the folder would then hold more
 than ``max_bytes``, the oldest files there (at least :data:`MIN_AGE_S` old: a visitor's current
 query stays) are deleted to make room; when that is not enough the post is refused with 507 and a
-one-line message. Uploaded galleries are removed as soon as they are read (:mod:`demo.upload_ui`).
+one-line message. An uploaded gallery refused for what it holds, and a query image the decoder refuses,
+are removed at once (:mod:`demo.upload_ui`, :mod:`demo.handlers`).
 
 Every other post is read first (at most :func:`max_body_bytes`, else 413) and files embedded in its
 JSON (``data:`` URLs; URLs for the server to fetch are refused) are taken in by
