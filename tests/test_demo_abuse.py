@@ -240,6 +240,8 @@ def test_files_embedded_in_the_json_are_held_to_the_upload_limits(server):
     """data: URLs in an API call's JSON: 1 MB per file, 2 MB in the upload folder, the decoder's formats; what
     is refused is not kept; a URL to fetch and a value that is no file are refused in one line."""
     url, queries, root, _ = server
+    for path in _uploads(root):  # an empty 2 MB folder (the tests before leave recent query images)
+        path.unlink()
     before = _uploads(root)
     static = str(queries / "RGB" / "000002_cam2_001.png")  # a served file: gradio reads it in place
 
