@@ -63,12 +63,14 @@ class _GalleryImages(Dataset):
 
 @torch.no_grad()
 def extract_gallery_features(model, gallery: Gallery, device: torch.device | str = "cpu", batch_size: int = 32,
-                             num_workers: int = 0, progress: bool = True, features_fn=None) -> torch.Tensor:
+                             num_workers: int = 0, progress: bool = True, features_fn=None,
+                             missing: str | None = None) -> torch.Tensor:
     """Retrieval features ``[N, F]`` (float32, CPU, not normalised) of every gallery entry, in order.
 
     Entries whose camera is known (and within the model's cameras) are encoded with it, the others
     with the mean camera embedding (:func:`signal_core.retrieval.split_features.batch_features`).
-    ``features_fn``: a feature engine (signal_core.deploy.engines) instead of ``model.extract_features``.
+    ``features_fn``: a feature engine (signal_core.deploy.engines) instead of ``model.extract_features``;
+    ``missing``: zero these modalities' inputs in every triple (a missing-modality setting, "t", "nt", ...).
     """
     engine = as_engine(model, features_fn)
     loader = DataLoader(_GalleryImages(gallery, InputTransform(model.cfg.image_size)), batch_size=batch_size,
@@ -76,6 +78,7 @@ def extract_gallery_features(model, gallery: Gallery, device: torch.device | str
     feats = torch.empty(len(gallery), model.cfg.feature_dim)
     bar = tqdm(total=len(gallery), desc="gallery features", unit="triple", disable=not progress)
     for batch in loader:
+        batch = drop_modalities(batch, missing or None)
         index = batch["index"]
         camids = [gallery.entries[i].camid for i in index.tolist()]
         feats[index] = batch_features(engine, *(batch[m] for m in MODALITIES), camids, model.num_cameras)

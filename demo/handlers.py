@@ -17,8 +17,9 @@ from signal_core.utils.messages import bounded, markdown_text, shown
 
 from . import text
 from .explain import VIEWS
-from .search import UNKNOWN_CAMERA, QueryError, SearchEngine
+from .search import UNKNOWN_CAMERA, ImageRefused, QueryError, SearchEngine
 from .sessions import GalleryDropped, SessionGalleries
+from .upload_guard import remove_uploaded
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,17 @@ def session_engine(uploads: SessionGalleries | None, request: gr.Request | None,
     return default if uploads is None else uploads.engine_for(getattr(request, "session_hash", None))
 
 
+def searched(engine: SearchEngine, *inputs, **options):
+    """``engine.search(*inputs, **options)``; a query image the decoder refuses is deleted from gradio's upload
+    folder (kept nowhere, as a refused upload), whichever way it came in."""
+    try:
+        return engine.search(*inputs, **options)
+    except ImageRefused as exc:
+        if isinstance(exc.source, str):
+            remove_uploaded([exc.source])
+        raise
+
+
 class PageHandlers:
     """The page's event functions over ``engine`` (the default gallery) and, with ``uploads``, the
     visitors' own galleries. The rank outputs are, in order: results, status, listed matches, the three
@@ -82,8 +94,8 @@ class PageHandlers:
     def ranked(self, rgb, nir, tir, top_k, camera, modalities, request, explain: bool = True):
         """(engine, result) of a search on the caller's gallery; user errors raise ``gr.Error``."""
         engine = run_safely("Search", session_engine, self.uploads, request, self.default)
-        result = run_safely("Search", lambda: engine.search(rgb, nir, tir, top_k, camera, explain=explain,
-                                                            switched_on=switched_on(modalities)))
+        result = run_safely("Search", searched, engine, rgb, nir, tir, top_k, camera, explain=explain,
+                            switched_on=switched_on(modalities))
         return engine, result
 
     def rank(self, rgb: str | None, nir: str | None, tir: str | None, top_k: float = 10,

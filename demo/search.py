@@ -1,8 +1,9 @@
 """The demo's search logic, free of any UI code: encode a query triple, rank the gallery, explain.
 
 Ranking is one matrix product of the L2-normalised query feature with the L2-normalised gallery
-features (cosine similarity) and a top-k. A missing modality (no image given) is zeroed as in the
-missing-modality protocol; the result says which ones were. Each match's similarity is split by
+features (cosine similarity) and a top-k. A missing modality (no image given, or switched off) is
+zeroed as in the missing-modality protocol: in the query, and by default in the gallery too
+(:mod:`demo.missing_gallery`); the result says which ones were, on which side. Each match's similarity is split by
 feature part (RGB, NIR, TIR class tokens, fused SIM tokens: :mod:`signal_core.metrics.parts`), and a
 modality switch can turn given modalities off, the ranks they had with all given modalities kept
 for comparison (:mod:`demo.explain`).
@@ -35,6 +36,7 @@ from .explain import Drawings, draw_explanation, gallery_vectors, part_standing,
 from .feature_cache import FeatureCache, cache_key, gallery_fingerprint, model_fingerprint
 from .features import InputTransform, extract_gallery_features, triple_batch
 from .gallery import Gallery, GalleryEntry, camera_tensor, load_entry_images
+from .missing_gallery import ZeroedGalleries
 from .served import ServedFolder
 from .thumbnails import ThumbnailStore
 
@@ -45,6 +47,14 @@ MAX_TOP_K = 50  # most results one search returns (the page's slider goes up to 
 
 class QueryError(ValueError):
     """A query the demo cannot run (no image, unreadable file, bad camera); the message is for the user."""
+
+
+class ImageRefused(QueryError):
+    """A query image the decoder refused (not an image, another format, too many pixels); ``source`` is it."""
+
+    def __init__(self, message: str, source: ImageSource):
+        super().__init__(message)
+        self.source = source
 
 
 @dataclass
@@ -77,6 +87,7 @@ class SearchAnswer:
     seconds: float = 0.0
     switched_off: tuple[str, ...] = ()  # given modalities the switch turned off (zeroed as well)
     previous_depth: int = 0  # previous ranks were looked up among this many results
+    gallery_zeroed: tuple[str, ...] = ()  # modalities zeroed in the gallery too (the missing-modality protocol)
 
     @property
     def overlays(self) -> list[np.ndarray]:
@@ -111,6 +122,9 @@ class SearchEngine:
         self.index = None if isinstance(gallery_features, torch.Tensor) else gallery_features
         self.gallery_features = (None if self.index is not None
                                  else F.normalize(gallery_features.float(), dim=1).to(self.device))
+        self.zeroed = (None if self.index is not None else ZeroedGalleries(self.gallery_features, lambda code: (
+            extract_gallery_features(self.model, self.gallery, self.device, progress=False,
+                                     features_fn=self.features_fn, missing=code))))
         self.thumbnails = thumbnails
         self.description = description
         self.served = served if served is not None else ServedFolder()  # per-search images for the page
@@ -243,7 +257,7 @@ class SearchEngine:
             try:
                 images.append(decode_image(source))
             except ImageDecodeError as exc:
-                raise QueryError(f"{LABELS[modality]} input: {exc}") from None
+                raise ImageRefused(f"{LABELS[modality]} input: {exc}", source) from None
         if all(img is None for img in images):
             raise QueryError("Give at least one image (RGB, NIR or TIR) to search with.")
         return images
@@ -261,7 +275,7 @@ class SearchEngine:
     # --- search -------------------------------------------------------------------------------
     def search(self, rgb: ImageSource | None, nir: ImageSource | None, tir: ImageSource | None,
                top_k: int = 10, camera=None, explain: bool = True,
-               switched_on: Sequence[str] | None = None) -> SearchAnswer:
+               switched_on: Sequence[str] | None = None, gallery_too: bool = True) -> SearchAnswer:
         """Rank the gallery for one query triple; every match's score split by feature part.
 
         Args:
@@ -272,6 +286,8 @@ class SearchEngine:
             switched_on: the modalities to search with (None: all); a given modality switched off is
                 zeroed too, and each match's rank with all given modalities is kept (a second,
                 feature-only encoder pass).
+            gallery_too: zero the query's missing and switched-off modalities in the gallery too, as the
+                missing-modality protocol does (:mod:`demo.missing_gallery`; not through a prebuilt index).
 
         Raises:
             QueryError: nothing to search with, an unreadable image, a bad top k or camera.
@@ -286,15 +302,19 @@ class SearchEngine:
             raise QueryError("every given modality is switched off: switch on at least one of "
                              f"{', '.join(LABELS[m] for m, img in zip(MODALITIES, given) if img is not None)}.")
         cams = None if camid == UNKNOWN else torch.tensor([camid])
+        missing = tuple(m for m, img in zip(MODALITIES, given) if img is None)
+        zeroed = tuple(m for m, img in zip(MODALITIES, images) if img is None) if self.zeroed and gallery_too else ()
+        feats = self.zeroed.features(zeroed) if zeroed else self.gallery_features
         feature, explanation = self._encode(triple_batch(images, self.transform), cams, explain)
-        scores, indices = self._rank(feature, k)
-        parts = part_scores(feature[0], gallery_vectors(self.gallery_features, self.index, indices), self.layout)
+        scores, indices = self._rank(feature, k, feats)
+        parts = part_scores(feature[0], gallery_vectors(feats, self.index, indices), self.layout)
         standing = (None if self.index is not None  # an index holds no whole-gallery part table
-                    else part_standing(self.gallery_features, feature[0], indices, self.layout))
+                    else part_standing(feats, feature[0], indices, self.layout))
         previous, depth = [None] * len(indices), 0
         if off:
             all_given, _ = self._encode(triple_batch(given, self.transform), cams, explain=False)
-            previous, depth = ranks_of(self.gallery_features, self.index, all_given, indices, k)
+            before = self.zeroed.features(missing) if zeroed else self.gallery_features
+            previous, depth = ranks_of(before, self.index, all_given, indices, k)
         query_pid = self.query_identity(sources)
         matches = []
         for rank, (score, index) in enumerate(zip(scores.tolist(), indices.tolist()), start=1):
@@ -304,9 +324,9 @@ class SearchEngine:
             matches.append(RankedMatch(rank, index, entry.pid, entry.camid, score, same, thumb,
                                        parts=parts.row(rank - 1), previous_rank=previous[rank - 1], name=entry.name,
                                        standing={} if standing is None else standing.row(rank - 1)))
-        missing = tuple(m for m, img in zip(MODALITIES, given) if img is None)
         drawings = draw_explanation(images, explanation, self.grid_size, self.image_size) if explain else None
-        return SearchAnswer(matches, missing, query_pid, camid, drawings, time.perf_counter() - start, off, depth)
+        return SearchAnswer(matches, missing, query_pid, camid, drawings, time.perf_counter() - start, off, depth,
+                            zeroed)
 
     def explain_entry(self, index: int) -> Drawings:
         """Both explanation views of gallery entry ``index`` (encoded with its camera if known)."""
@@ -320,13 +340,13 @@ class SearchEngine:
         return draw_explanation(images, explanation, self.grid_size, self.image_size)
 
     # --- internals ----------------------------------------------------------------------------
-    def _rank(self, feature: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Cosine scores and gallery rows of the top ``k`` (best first)."""
+    def _rank(self, feature: torch.Tensor, k: int, feats: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cosine scores and gallery rows of the top ``k`` (best first) among ``feats`` (or the index)."""
         if self.index is not None:
             found = self.index.search(F.normalize(feature.float(), dim=1).cpu().numpy(), k)
             keep = found.rows[0] >= 0
             return torch.from_numpy(found.scores[0][keep]), torch.from_numpy(found.rows[0][keep])
-        return torch.topk(self.gallery_features @ F.normalize(feature, dim=1)[0], k)
+        return torch.topk(feats @ F.normalize(feature, dim=1)[0], k)
 
     def _encode(self, batch: dict, cams: torch.Tensor | None, explain: bool):
         inputs = [batch[m].to(self.device) for m in MODALITIES]

@@ -67,6 +67,10 @@ class SessionGallery:
             shutil.rmtree(path, ignore_errors=True)
 
 
+class UploadBusy(UploadError):
+    """Refused for the server's load only (too many uploads processed at once): the upload itself may be fine."""
+
+
 class GalleryDropped(LookupError):
     """The caller's uploaded gallery was removed (unused, or over the server's budget); the message says
     so and what to do."""
@@ -143,8 +147,8 @@ class SessionGalleries:
         if not paths:
             raise UploadError("no file given: upload a zip of a triples folder (RGB/, NI/, TI/) or image files.")
         if not self._slots.acquire(blocking=False):
-            raise UploadError(f"{self.limits.max_concurrent} upload(s) are being processed right now (this demo's "
-                              "limit): try again in a minute.")
+            raise UploadBusy(f"{self.limits.max_concurrent} upload(s) are being processed right now (this demo's "
+                             "limit): try again in a minute.")
         try:
             self.sweep()
             return self._load(session, [Path(p) for p in paths], progress or (lambda done, total: None))
@@ -180,6 +184,10 @@ class SessionGalleries:
                 "default one.")
 
     def _intake(self, paths: list[Path], folder: Path, deadline: Deadline):
+        gone = [p for p in paths if not p.is_file()]
+        if gone:
+            raise UploadError(f"'{shown(gone[0].name)}' is no longer on this server (uploads are kept for an hour at "
+                              "most): upload it again.")
         zips = [p for p in paths if p.suffix.lower() == ".zip"]
         if zips and len(paths) > 1:
             raise UploadError("upload either one zip or image files, not both (nor several zips).")

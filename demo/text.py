@@ -66,8 +66,20 @@ def summary(result: SearchAnswer, gallery_size: int, gallery_name: str = "defaul
         moved = sum(m.previous_rank != m.rank for m in result.matches)
         text += (f"\n\nSwitched off: **{modality_list(result, 'switched_off')}** (zeroed). Under each result: its "
                  f"rank now and (was N) with all given modalities; {moved} of the top {top} moved.")
+    if result.missing or result.switched_off:
+        text += "\n\n" + zeroed_note(result)
     note = PARTS_NOTE if any(m.standing for m in result.matches) else SHARES_NOTE
     return text + f"\n\n<small>{note}.</small>"
+
+
+def zeroed_note(result: SearchAnswer) -> str:
+    """Which side of the comparison lost the query's missing and switched-off modalities."""
+    query = " and ".join(LABELS[m] for m in (*result.missing, *result.switched_off))
+    if result.gallery_zeroed:
+        return (f"{query} zeroed in the query **and in the gallery** (the missing-modality protocol: the gallery's "
+                "features recomputed without it), so like is compared with like.")
+    return (f"{query} zeroed in the query only: the gallery's features keep all three modalities (a prebuilt "
+            "index is not recomputed), so the ranking compares a partial query with whole triples.")
 
 
 def parts_table(match: RankedMatch, depth: int = 0) -> str:
@@ -93,7 +105,9 @@ def parts_table(match: RankedMatch, depth: int = 0) -> str:
 def result_json(result: SearchAnswer, gallery_name: str = "default gallery", gallery_size: int | None = None) -> dict:
     """The ``/search_json`` answer: the gallery searched, matches with their parts (each part's cosine,
     its rank in the gallery by that part alone and z-score against the gallery, null through an index,
-    and its share of the score); identities and cameras null when unknown, cameras 1-based as on the page."""
+    and its share of the score); identities and cameras null when unknown, cameras 1-based as on the page;
+    ``zeroed``: the modalities zeroed in the query (missing or switched off) and in the gallery (the same ones
+    under the missing-modality protocol, none through a prebuilt index)."""
     matches = [{"rank": m.rank, "name": m.name, "score": round(m.similarity, 6), "identity": label_or_none(m.pid),
                 "camera": _camera_number(m.camid),
                 "parts": {name: {"cosine": round(p.cosine, 6), "share": round(p.share, 6),
@@ -102,7 +116,9 @@ def result_json(result: SearchAnswer, gallery_name: str = "default gallery", gal
                           for name, p in m.parts.items()}}
                for m in result.matches]
     return {"gallery": {"name": gallery_name, "triples": gallery_size}, "matches": matches,
-            "missing": list(result.missing), "query_identity": label_or_none(result.query_pid),
+            "missing": list(result.missing), "switched_off": list(result.switched_off),
+            "zeroed": {"query": [*result.missing, *result.switched_off], "gallery": list(result.gallery_zeroed)},
+            "query_identity": label_or_none(result.query_pid),
             "camera": _camera_number(result.camera), "seconds": round(result.seconds, 4)}
 
 

@@ -22,8 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
+from gradio.data_classes import ImageData
+from gradio_client.utils import is_file_obj_with_meta
+from pydantic import ConfigDict, model_validator
 
 from signal_core.modalities import LABELS, MODALITIES
+from signal_core.utils.messages import shown
 from signal_core.viz import heat_legend_html, legend_html
 
 from .explain import VIEWS
@@ -37,7 +41,8 @@ from .upload_ui import add_upload_section
 TITLE = "Signal: multi-modal object re-identification"
 INTRO = ("Give a query object as up to three images (RGB, near infrared, thermal infrared), or click an "
          "example, and press **Search**: the gallery is ranked by the cosine similarity of Signal's "
-         "features. A modality left empty is zeroed, as in the missing-modality protocol. Below, what the "
+         "features. A modality left empty (or unticked) is zeroed in the query and in the gallery, as in the "
+         "missing-modality protocol (the status says so). Below, what the "
          "model looked at: the tokens its selective interaction (SIM) kept and where its local "
          "alignment (LAM) sampled, or the scores SIM selected them by; click a result to compare and to "
          "see its similarity split by part of the feature. Untick a modality to see how the ranks move "
@@ -48,6 +53,22 @@ CSS = (".signal-legend {font-size: 0.9em; padding: 0.3em 0;}\n"  # captions wrap
 MAX_FILE_SIZE_MB = 20  # default upload limit per file
 DELETE_CACHE = (3600, 3600)  # every hour, delete uploads older than an hour (gradio's delete_cache)
 UPLOAD_CACHE_MB = 1024  # default cap of gradio's upload folder (demo/upload_guard.py)
+NOT_A_FILE = "\0not a file: "  # how ImagePayload marks a value that is no file (no file name holds a NUL)
+
+
+class ImagePayload(ImageData):
+    """gradio's image payload, where a value that is no file at all (a number, a bare string, a dict
+    without a path) passes as an empty file noting what it was: :class:`ImageInput` then refuses it in
+    one line (gradio's own validation would log a traceback and show pydantic's text)."""
+
+    model_config = ConfigDict(title="ImageData")  # the API's description stays gradio's
+
+    @model_validator(mode="before")
+    @classmethod
+    def _any_value(cls, value):
+        if is_file_obj_with_meta(value):
+            return value
+        return {"path": "", "orig_name": NOT_A_FILE + shown(value, 40), "meta": {"_type": "gradio.FileData"}}
 
 
 class ImageInput(gr.Image):
@@ -56,9 +77,11 @@ class ImageInput(gr.Image):
     Gradio opens uploads with PIL before the handler runs; a file PIL cannot open would fail there
     with a generic error. Here such a file reaches the handler as its path, where
     :func:`signal_core.data.images.decode_image` gives the user a clear message. A payload with no readable
-    file at all (e.g. a data: URL of garbage) is an error naming the modality, not a missing one.
+    file at all (a number, a path outside the upload folder) is an error naming the modality, not a
+    missing one.
     """
 
+    data_model = ImagePayload
     modality_label = "image"  # set per input ("RGB", ...); not a constructor argument, as gradio sends
     # the constructor's arguments to the page as the component's properties
 
@@ -68,6 +91,10 @@ class ImageInput(gr.Image):
     def preprocess(self, payload):
         if payload is None:
             return None
+        given = getattr(payload, "orig_name", None) or ""
+        if given.startswith(NOT_A_FILE):
+            raise user_error(f"{self.modality_label} input: not an image file (got {given[len(NOT_A_FILE):]}): "
+                             "send a file (gradio_client's handle_file(path)).")
         try:
             value = super().preprocess(payload)
         except Exception:  # noqa: BLE001 - reported by the handler's own decoder when there is a file
@@ -294,20 +321,22 @@ def launch(page: gr.Blocks, host: str, port: int, share: bool = False, served_pa
             per-search image folders, example query files); registered as gradio static paths, so
             they are served as they are on disk, never copied into gradio's cache.
         blocked_paths: never served, whatever else says (the feature cache, the weights).
-        max_file_size_mb: upload limit per file.
-        upload_cache_mb: gradio's upload folder holds at most this much (:mod:`demo.upload_guard`).
+        max_file_size_mb: limit per file, uploaded or embedded in a request (a data: URL).
+        upload_cache_mb: gradio's upload folder holds at most this much, embedded files included
+            (:mod:`demo.upload_guard`).
     """
     from starlette.middleware import Middleware
 
     paths = serve_files(served_paths)
     with _one_event_loop():
         page.queue(default_concurrency_limit=concurrency, max_size=256)
+        guard = Middleware(UploadGuard, max_bytes=int(upload_cache_mb * 2**20),
+                           max_file_bytes=int(max_file_size_mb * 2**20))
         started = page.launch(
             server_name=host, server_port=port, share=share, allowed_paths=paths,
             blocked_paths=[str(Path(p).resolve()) for p in blocked_paths],
             max_file_size=int(max_file_size_mb * 1024 * 1024),
-            prevent_thread_lock=True, css=CSS, show_error=True, quiet=False,
-            app_kwargs={"middleware": [Middleware(UploadGuard, max_bytes=int(upload_cache_mb * 2**20))]})
+            prevent_thread_lock=True, css=CSS, show_error=True, quiet=False, app_kwargs={"middleware": [guard]})
     if not prevent_thread_lock:
         page.block_thread()  # serves until Ctrl-C / SIGTERM, then closes the server
     return started

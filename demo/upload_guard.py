@@ -6,10 +6,18 @@ Gradio keeps every file posted to ``/gradio_api/upload`` (query images, zips) in
 (``Content-Length``, as browsers and ``gradio_client`` do) and, when the folder would then hold more
 than ``max_bytes``, the oldest files there (at least :data:`MIN_AGE_S` old: a visitor's current
 query stays) are deleted to make room; when that is not enough the post is refused with 507 and a
-one-line message. Uploaded galleries are removed as soon as they are read (:mod:`demo.upload_ui`).
+one-line message. An uploaded gallery refused for what it holds, and a query image the decoder refuses,
+are removed at once (:mod:`demo.upload_ui`, :mod:`demo.handlers`).
+
+Every other post is read first (at most :func:`max_body_bytes`, else 413) and files embedded in its
+JSON (``data:`` URLs; URLs for the server to fetch are refused) are taken in by
+:func:`demo.embedded_files.take_in_json`: written into the same folder under the same limits (at most
+``max_file_bytes`` each, room made as for an upload, else 507), before gradio reads the request.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -17,9 +25,15 @@ import threading
 import time
 from pathlib import Path
 
+from signal_core.utils.atomic import atomic_write
+
+from .embedded_files import Refused, take_in_json
+
 log = logging.getLogger(__name__)
 UPLOAD_ROUTE = "/gradio_api/upload"
 MIN_AGE_S = 600.0  # files younger than this are never deleted to make room (a search in progress uses them)
+MAX_FILE_BYTES = 20 * 2**20  # default limit per file (the demo passes its --max-file-size)
+JSON_SLACK = 2**20  # what a request's JSON may hold besides its embedded files
 
 
 def gradio_upload_folder() -> str:
@@ -27,6 +41,18 @@ def gradio_upload_folder() -> str:
     from gradio.utils import get_upload_folder
 
     return get_upload_folder()
+
+
+def remove_uploaded(paths) -> None:
+    """Delete the visitor's uploaded files from gradio's upload folder (only files inside it)."""
+    root = Path(gradio_upload_folder()).resolve()
+    for path in paths:
+        path = Path(path).resolve()
+        if path.is_relative_to(root) and path != root:
+            with contextlib.suppress(OSError):  # gone meanwhile, or not a file
+                path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # gradio keeps each upload in a folder of its own
+                path.parent.rmdir()
 
 
 def folder_files(folder: Path) -> list[tuple[float, int, Path]]:
@@ -65,23 +91,34 @@ def make_room(folder: Path, incoming: int, max_bytes: int, now: float | None = N
     return used + incoming <= max_bytes
 
 
+def max_body_bytes(max_file_bytes: int) -> int:
+    """The largest request body read besides uploads: three embedded images (base64: 4 bytes per 3)."""
+    return 4 * max_file_bytes + JSON_SLACK
+
+
 class UploadGuard:
     """ASGI middleware capping gradio's upload folder at ``max_bytes`` (see the module's docstring)."""
 
-    def __init__(self, app, max_bytes: int, folder: str | os.PathLike | None = None):
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app, max_bytes: int, folder: str | os.PathLike | None = None,
+                 max_file_bytes: int = MAX_FILE_BYTES):
+        self.app, self.max_bytes, self.max_file_bytes = app, max_bytes, max_file_bytes
         self.folder = Path(folder or gradio_upload_folder())
         self._lock = threading.Lock()  # one clean-up at a time
 
     async def __call__(self, scope, receive, send):
-        if scope.get("type") == "http" and scope.get("method") == "POST" and scope.get("path", "").endswith(
-                UPLOAD_ROUTE):
-            refusal = await self._check(dict(scope.get("headers") or []))
-            if refusal is not None:
-                status, message = refusal
-                log.info("upload refused: %s", message)
-                await _respond(send, status, message)
-                return
+        if scope.get("type") != "http" or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        if scope.get("path", "").endswith(UPLOAD_ROUTE):
+            refusal = await self._check(headers)
+        else:
+            refusal, scope, receive = await self._take_in(scope, receive, headers)
+        if refusal is not None:
+            status, message = refusal
+            log.info("upload refused: %s", message)
+            await _respond(send, status, message)
+            return
         await self.app(scope, receive, send)
 
     async def _check(self, headers: dict) -> tuple[int, str] | None:
@@ -100,8 +137,76 @@ class UploadGuard:
 
         if await to_thread.run_sync(room):
             return None
-        return 507, (f"this server's upload space ({self.max_bytes / 2**20:.0f} MB) is full: try again in a few "
-                     "minutes.")
+        return 507, self._full()
+
+    def _full(self) -> str:
+        return f"this server's upload space ({self.max_bytes / 2**20:.0f} MB) is full: try again in a few minutes."
+
+    async def _take_in(self, scope, receive, headers: dict):
+        """(refusal or None, scope, receive) of a post other than an upload: its body read (bounded), the files
+        embedded in its JSON taken in, and handed on rewritten."""
+        from anyio import to_thread
+
+        limit = max_body_bytes(self.max_file_bytes)
+        length = headers.get(b"content-length", b"").decode("latin-1").strip()
+        if length.isdigit() and int(length) > limit:
+            return (413, f"a request of {int(length) / 2**20:.0f} MB is over this server's limit of "
+                         f"{limit / 2**20:.0f} MB: send images as files (gradio_client's handle_file)."), scope, receive
+        body, more = b"", True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away: nothing to take in
+                return None, scope, _replay(b"", receive, message)
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > limit:
+                return (413, f"a request over {limit / 2**20:.0f} MB is over this server's limit: send images as "
+                             "files (gradio_client's handle_file)."), scope, receive
+        try:
+            rewritten = await to_thread.run_sync(take_in_json, body, self.max_file_bytes, self._store)
+        except Refused as exc:
+            return (exc.status, str(exc)), scope, receive
+        if rewritten is not None:
+            body = rewritten
+            scope = dict(scope, headers=[(k, v) for k, v in scope.get("headers") or [] if k != b"content-length"]
+                         + [(b"content-length", str(len(body)).encode())])
+        return None, scope, _replay(body, receive)
+
+    def _store(self, files: list[tuple[bytes, str]]) -> list[str]:
+        """Write embedded files into the upload folder (each in a folder named by its content's hash, as
+        gradio keeps uploads), room made as for an upload; all or none.
+
+        Raises:
+            Refused: 507 when the folder cannot make room for them all.
+        """
+        with self._lock:
+            if not make_room(self.folder, sum(len(data) for data, _ in files), self.max_bytes):
+                raise Refused(507, self._full())
+            paths: list[Path] = []
+            try:
+                for data, name in files:
+                    paths.append(self.folder / hashlib.sha256(data).hexdigest() / name)
+                    atomic_write(paths[-1], lambda tmp, data=data: Path(tmp).write_bytes(data))
+            except OSError as exc:
+                for path in paths:
+                    path.unlink(missing_ok=True)
+                log.warning("an embedded file could not be stored: %s", exc)
+                raise Refused(507, self._full()) from None
+            return [str(path.resolve()) for path in paths]
+
+
+def _replay(body: bytes, receive, first: dict | None = None):
+    """An ASGI ``receive`` giving ``first`` (or ``body`` as the whole request), then the client's messages."""
+    sent = False
+
+    async def replayed():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return first or {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
 
 
 async def _respond(send, status: int, message: str) -> None:

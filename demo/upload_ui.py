@@ -7,7 +7,6 @@ a ``gr.Error`` (``gradio_client`` raises ``AppError`` with the message).
 """
 from __future__ import annotations
 
-import contextlib
 import html
 import logging
 from pathlib import Path
@@ -19,8 +18,8 @@ from signal_core.data.triples import TRIPLE_IMAGE_EXTENSIONS
 from signal_core.utils.messages import bounded, markdown_text, shown
 
 from .search import MAX_TOP_K
-from .sessions import GalleryDropped, SessionGalleries
-from .upload_guard import gradio_upload_folder
+from .sessions import GalleryDropped, SessionGalleries, UploadBusy
+from .upload_guard import remove_uploaded
 from .uploads import UploadError
 
 log = logging.getLogger(__name__)
@@ -86,13 +85,15 @@ def add_upload_section(page: gr.Blocks, uploads: SessionGalleries, top_k: gr.Sli
                                                                unit="triples"))
         except UploadError as exc:
             log.info("upload refused: %s", shown(str(exc), 200))
+            if not isinstance(exc, UploadBusy):  # refused for what it holds: nothing of it stays on the server
+                remove_uploaded(paths)
             raise _error(f"Upload refused: {exc}") from None
         except Exception as exc:  # noqa: BLE001 - keep serving whatever happens
             log.exception("loading an uploaded gallery failed")
             raise _error(f"Loading the gallery failed (internal error {exc.__class__.__name__}; it is logged on "
                          "the server).") from None
-        finally:  # the upload was read (or refused): nothing of it stays in gradio's upload folder
-            remove_uploaded(paths)
+        # a loaded upload stays in gradio's folder (capped, cleaned hourly): gradio keeps identical uploads at one
+        # path, so another visitor loading the same file may still need it
         return markdown_text(status)
 
     def reset(request: gr.Request):
@@ -124,21 +125,10 @@ def add_upload_section(page: gr.Blocks, uploads: SessionGalleries, top_k: gr.Sli
     for button, source, name in ((load_button, files, "load_files"), (api_button, api_zip, "load_gallery")):
         clicked = button.click(load, inputs=[source], outputs=[status], api_name=name,
                                concurrency_limit=uploads.limits.max_concurrent, concurrency_id="upload")
-        # its files were removed from the server after the load, loaded or refused: the list shows none
+        # loaded or refused, the list is emptied (a refused upload's files were removed from the server)
         clicked.then(lambda: None, inputs=None, outputs=[source], api_visibility="private", queue=False)
         changed.append(clicked.success(fit_top_k, inputs=[top_k], outputs=[top_k], api_visibility="private"))
     reset = reset_button.click(reset, inputs=None, outputs=[status], api_name="reset_gallery").then(
         fit_top_k, inputs=[top_k], outputs=[top_k], api_visibility="private")
     page.unload(end)
     return UploadSection([*changed, reset])
-
-
-def remove_uploaded(paths) -> None:
-    """Delete the visitor's uploaded files from gradio's upload folder (only files inside it)."""
-    root = Path(gradio_upload_folder()).resolve()
-    for path in paths:
-        path = Path(path).resolve()
-        if path.is_relative_to(root) and path != root:
-            path.unlink(missing_ok=True)
-            with contextlib.suppress(OSError):  # gradio keeps each upload in a folder of its own
-                path.parent.rmdir()

@@ -27,9 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from PIL import Image
-
-from signal_core.data.images import MAX_PIXELS, ImageDecodeError, check_pixel_count
+from signal_core.data.images import MAX_PIXELS, ImageDecodeError, open_image
 from signal_core.data.triples import TRIPLE_IMAGE_EXTENSIONS, match_triple_names
 from signal_core.modalities import FOLDERS
 from signal_core.utils.messages import os_reason, reason, shown
@@ -157,20 +155,12 @@ def _open_new(dest_root: Path, folder: str, name: str):
 
 
 def _check_image(path: Path, name: str, limits: UploadLimits) -> None:
-    """The file is an image PIL can identify, within the pixel limit (header only)."""
+    """The file is an image of an accepted format, within the pixel limit (header only)."""
     try:
-        with Image.open(path) as img:
-            check_pixel_count(img.size, f"'{shown(name)}'", limits.max_pixels)
+        with open_image(path, f"'{shown(name)}'", limits.max_pixels):
+            pass
     except ImageDecodeError as exc:
         raise UploadError(f"{exc}") from None
-    except Image.DecompressionBombError as exc:  # PIL's own check on open (over 2 x its MAX_IMAGE_PIXELS)
-        found = re.search(r"\((\d+) pixels\)", str(exc))
-        count = f"{int(found[1]) / 1e6:.0f} Mpx" if found else "too many pixels"
-        raise UploadError(f"'{shown(name)}' has {count}, over this demo's limit of {limits.max_pixels / 1e6:.0f} Mpx: "
-                          "downscale it first.") from None
-    except Exception:  # noqa: BLE001 - any unreadable file
-        raise UploadError(f"'{shown(name)}' is not an image this demo can read "
-                          "(PNG, JPEG, BMP, TIFF or WebP).") from None
 
 
 class _Budget:

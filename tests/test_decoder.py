@@ -3,13 +3,16 @@ train.extract path, the train.evaluate path and the demo (a transparent RGBA PNG
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
 from signal_core import load_weights
 from signal_core.data import TripleDataset, build_transforms, read_triples_folder
-from signal_core.data.images import decode_image
+from signal_core.data.errors import DatasetError
+from signal_core.data.images import ImageDecodeError, decode_image
+from signal_core.data.transforms import load_image
 from signal_core.retrieval.folder_features import encode_records
 from signal_core.retrieval.split_features import extract_dataset_features
 from tests.demo_helpers import make_checkpoint
@@ -78,3 +81,44 @@ def test_features_identical_through_extract_evaluate_and_demo(tmp_path):
     torch.testing.assert_close(unit(evaluate, dim=1), extract, rtol=0, atol=1e-6)
     torch.testing.assert_close(unit(demo, dim=1), extract, rtol=0, atol=1e-6)
     torch.testing.assert_close(demo, evaluate, rtol=0, atol=1e-6)
+
+
+def _eps(path):
+    """A tiny EPS file (what PIL's EPS plugin would hand to Ghostscript)."""
+    path.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n"
+                     b"0 0 moveto 8 8 lineto stroke\nshowpage\n%%EOF\n")
+    return path
+
+
+@pytest.mark.parametrize("name, make", [
+    ("figure.eps", _eps),
+    ("renamed.png", _eps),  # the content decides, not the extension
+    ("doc.pdf", lambda p: Image.new("RGB", (8, 8)).save(p, "PDF")),
+    ("icon.ico", lambda p: Image.new("RGB", (16, 16)).save(p, "ICO")),
+    ("anim.gif", lambda p: Image.new("P", (8, 8)).save(p, "GIF")),
+])
+def test_only_camera_and_dataset_formats_are_opened(tmp_path, monkeypatch, name, make):
+    from PIL import EpsImagePlugin
+
+    def ghostscript(*args, **kwargs):
+        raise AssertionError("Ghostscript would have run")
+
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", ghostscript)
+    make(tmp_path / name)
+    expected = (f"'{name}' is not an image file in a format read here (JPEG, PNG, BMP, TIFF, WebP or PPM / PGM): "
+                "convert it to PNG or JPEG.")
+    with pytest.raises(ImageDecodeError) as info:
+        decode_image(tmp_path / name)
+    assert str(info.value) == expected
+    with pytest.raises(DatasetError, match="cannot be read .*not an image file in a format read here"):
+        load_image(tmp_path / name)  # the command lines' datasets: the same decoder
+
+
+@pytest.mark.parametrize("fmt, suffix", [("JPEG", "jpg"), ("PNG", "png"), ("BMP", "bmp"), ("TIFF", "tif"),
+                                         ("WEBP", "webp"), ("PPM", "ppm")])
+def test_the_accepted_formats_decode(tmp_path, fmt, suffix):
+    Image.new("RGB", (12, 8), (200, 30, 10)).save(tmp_path / f"a.{suffix}", fmt)
+    Image.new("L", (12, 8), 77).save(tmp_path / "g.pgm", "PPM")
+    assert decode_image(tmp_path / f"a.{suffix}").shape == (8, 12, 3)
+    assert decode_image(tmp_path / f"a.{suffix}")[0, 0, 0] > 150
+    assert (decode_image(tmp_path / "g.pgm") == 77).all()

@@ -9,6 +9,8 @@ highlight of a result that moved.
 """
 from __future__ import annotations
 
+import base64
+import io
 import os
 import re
 import signal
@@ -67,7 +69,7 @@ def test_a_visitor_whose_gallery_was_removed_is_told(server, noisy_zip):
     assert _load(alice, noisy_zip).startswith("Loaded 1 triples from 'noisy.zip'")
     answer = alice.predict(*triple, 1, "unknown", api_name="/search_json")
     assert answer["gallery"] == {"name": "your gallery 'noisy.zip'", "triples": 1}
-    assert not [p for p in _uploads(root) if p.suffix == ".zip"]  # read, then removed from gradio's folder
+    assert [p.name for p in _uploads(root) if p.suffix == ".zip"] == ["noisy.zip"]  # kept: another may load it
     assert _load(bob, noisy_zip).startswith("Loaded 1 triples")  # over the 1 MB budget: alice's is removed
     message = _error_message(alice, *triple, 1, "unknown", api_name="/search_json")
     assert message.startswith("your gallery 'noisy.zip' was removed to make room for other visitors' galleries")
@@ -77,6 +79,24 @@ def test_a_visitor_whose_gallery_was_removed_is_told(server, noisy_zip):
     assert alice.predict(api_name="/reset_gallery") == "You are searching the default gallery."
     answer = alice.predict(*triple, 3, "unknown", api_name="/search_json")
     assert answer["gallery"] == {"name": "default gallery", "triples": 15}
+    for path in _uploads(root):  # room again for the other tests
+        path.unlink()
+
+
+def test_several_visitors_load_the_same_zip_at_once(server, tmp_path):
+    """gradio keeps identical uploads at one path: no load may delete it under the others."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    url, _, root, _ = server
+    archive = zip_folder(make_triples_folder(tmp_path / "g", ids=(3,), per_id=1, seed=5), tmp_path / "same.zip")
+    clients = [_client(url) for _ in range(6)]
+    with ThreadPoolExecutor(len(clients)) as pool:
+        answers = list(pool.map(lambda client: _load(client, archive), clients))
+    assert all(answer.startswith("Loaded 1 triples from 'same.zip'") for answer in answers), answers
+    for client in clients:
+        client.predict(api_name="/reset_gallery")
+    for path in _uploads(root):  # room again for the other tests
+        path.unlink()
 
 
 def test_refused_uploads_are_deleted_and_the_upload_folder_is_capped(server, tmp_path):
@@ -195,6 +215,64 @@ def test_browser_no_image_gallery_change_and_modality_switch(chromium, server, t
         assert results.count() == 0  # the uploaded gallery's results are gone
         if shot:
             page.screenshot(path=shot.replace(".png", "-reset.png"), full_page=True)
+
+
+def _png_bytes(height: int, width: int, seed: int = 0) -> bytes:
+    """A PNG of noise (incompressible: about 3 bytes a pixel)."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 255, (height, width, 3), dtype=np.uint8)).save(buffer,
+                                                                                                          "PNG")
+    return buffer.getvalue()
+
+
+def _call(url: str, image, api: str = "search_json") -> tuple[int, str]:
+    """(status, text) of a REST call of ``api`` with ``image`` as its RGB input: the HTTP refusal, or the
+    event stream's result."""
+    answer = httpx.post(f"{url}gradio_api/call/{api}", json={"data": [image, None, None, 3, "unknown"]}, timeout=120)
+    if answer.status_code != 200:
+        return answer.status_code, answer.json()["error"]
+    with httpx.stream("GET", f"{url}gradio_api/call/{api}/{answer.json()['event_id']}", timeout=120) as events:
+        return 200, "".join(events.iter_text())
+
+
+def test_files_embedded_in_the_json_are_held_to_the_upload_limits(server):
+    """data: URLs in an API call's JSON: 1 MB per file, 2 MB in the upload folder, the decoder's formats; what
+    is refused is not kept; a URL to fetch and a value that is no file are refused in one line."""
+    url, queries, root, _ = server
+    for path in _uploads(root):  # an empty 2 MB folder (the tests before leave recent query images)
+        path.unlink()
+    before = _uploads(root)
+    static = str(queries / "RGB" / "000002_cam2_001.png")  # a served file: gradio reads it in place
+
+    def embedded(data: bytes, kind: str = "png", **where) -> dict:
+        data_url = f"data:image/{kind};base64," + base64.b64encode(data).decode()
+        return {"path": static, "url": data_url, "meta": {"_type": "gradio.FileData"}} | where
+
+    big = _png_bytes(600, 800)  # 1.4 MB: over --max-file-size 1
+    assert _call(url, embedded(big)) == (413, "a file of 1 MB is over this server's limit of 1 MB per file.")
+    as_path = {"path": "data:image/png;base64," + base64.b64encode(big).decode(), "meta": {"_type": "gradio.FileData"}}
+    assert _call(url, as_path)[0] == 413
+    assert _uploads(root) == before
+    answers = [_call(url, embedded(_png_bytes(480, 480, seed)))[0] for seed in range(4)]  # 0.66 MB each
+    assert answers == [200, 200, 200, 507], answers  # the 2 MB folder is full after three
+    assert sum(p.stat().st_size for p in _uploads(root)) <= 2 << 20
+    status, events = _call(url, embedded(_png_bytes(8, 8), "png"))  # small: still room
+    assert status == 200 and '"matches"' in events
+    added = set(_uploads(root)) - set(before)
+    assert len(added) == 4 and all(p.suffix == ".png" for p in added)
+    for path in added:  # room again for what follows
+        path.unlink()
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\nshowpage\n"
+    status, events = _call(url, embedded(eps, "eps"))
+    assert status == 200 and "RGB input: 'upload-" in events and "not an image file in a format read here" in events
+    assert _uploads(root) == before  # refused by the decoder: deleted
+    assert _call(url, {"path": "https://example.com/a.png", "meta": {"_type": "gradio.FileData"}}) == (
+        400, "a file given as a URL is not fetched by this server: send the file itself (gradio_client's handle_file "
+        "uploads it).")
+    status, events = _call(url, 7)
+    assert status == 200 and ('"error": "RGB input: not an image file (got 7): send a file (gradio_client\'s '
+                              'handle_file(path))."') in events
+    assert "Traceback" not in (root / "server.log").read_text()
 
 
 def test_sigterm_removes_the_visitors_images(server, noisy_zip):

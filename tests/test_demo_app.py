@@ -171,8 +171,8 @@ def test_user_errors_raise_in_the_client(server, tmp_path):
     bad = tmp_path / "notes.txt"
     bad.write_text("this is not an image")
     assert _error_message(client, rgb, handle_file(str(bad)), None, 3, "unknown") == (
-        "NIR input: 'notes.txt' is not an image file (or not a format that can be read here: use PNG, JPEG, BMP, "
-        "TIFF or WebP).")
+        "NIR input: 'notes.txt' is not an image file in a format read here (JPEG, PNG, BMP, TIFF, WebP or PPM / "
+        "PGM): convert it to PNG or JPEG.")
     assert _error_message(client, None, None, None, 3, "unknown") == (
         "Give at least one image (RGB, NIR or TIR) to search with.")
     assert _error_message(client, rgb, nir, tir, 3.7, "unknown") == (
@@ -184,7 +184,8 @@ def test_user_errors_raise_in_the_client(server, tmp_path):
     assert _error_message(client, big, nir, tir, 3, "unknown") == (
         "RGB input: 'big.png' has 169 Mpx, over the limit of 40 Mpx: downscale it first.")
     garbage = {"path": None, "url": "data:image/png;base64,bm90IGFuIGltYWdl", "meta": {"_type": "gradio.FileData"}}
-    assert _error_message(client, garbage, nir, tir, 3, "unknown").startswith("RGB input: not an image")
+    message = _error_message(client, garbage, nir, tir, 3, "unknown")  # taken in as an upload, then decoded
+    assert message.startswith("RGB input: 'upload-") and "is not an image file in a format read here" in message
     large = tmp_path / "large.png"
     large.write_bytes(os.urandom(1_200_000))  # over the server's --max-file-size 1 (MB)
     with pytest.raises(ValueError, match="exceeds the maximum file size of 1048576 bytes"):  # told by the client

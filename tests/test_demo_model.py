@@ -96,3 +96,33 @@ def test_bf16_keeps_features_and_top10(bundled):
     assert tolerance < 5e-3
     assert (d32.gather(1, top16) - d32.gather(1, top32)).abs().max() <= tolerance
     assert torch.equal(top32[:, 0], top16[:, 0])  # rank-1 unchanged
+
+
+@pytest.mark.slow
+def test_without_tir_a_person_query_finds_persons_and_the_answer_says_what_was_zeroed(bundled):
+    """Query 601 (a person) with TIR unticked or not given: the gallery loses TIR too (the missing-modality
+    protocol), and the top ten are persons; comparing the TIR-less query with three-modality gallery
+    features ranked vehicles first."""
+    from demo.search import SearchEngine
+    from demo.text import result_json, summary
+    from train.synthetic.identity import make_identity
+    from train.synthetic.spec import SyntheticSpec
+
+    model, _, gallery = bundled
+    spec = SyntheticSpec(**json.loads((ASSETS / "demo" / "demo.json").read_text())["source"]["synthetic_spec"])
+    kind = {e.pid: make_identity(spec, e.pid).kind for e in gallery.entries}
+    engine = SearchEngine(model, gallery, extract_gallery_features(model, gallery, progress=False))
+    triple = [str(ASSETS / "demo" / "query" / d / "000601_cam1_000.jpg") for d in ("RGB", "NI", "TI")]
+    assert kind[601] == "person"
+    unticked = engine.search(*triple, top_k=10, explain=False, switched_on=("rgb", "nir"))
+    assert [kind[m.pid] for m in unticked.matches] == ["person"] * 10
+    assert sum(m.pid == 601 for m in unticked.matches) >= 2
+    answer = result_json(unticked)
+    assert answer["zeroed"] == {"query": ["tir"], "gallery": ["tir"]} and answer["switched_off"] == ["tir"]
+    assert "TIR zeroed in the query **and in the gallery**" in summary(unticked, len(gallery))
+    not_given = engine.search(*triple[:2], None, top_k=10, explain=False)  # the API: no TIR image
+    assert [m.index for m in not_given.matches] == [m.index for m in unticked.matches]
+    assert result_json(not_given)["zeroed"] == {"query": ["tir"], "gallery": ["tir"]}
+    query_only = engine.search(*triple, top_k=10, explain=False, switched_on=("rgb", "nir"), gallery_too=False)
+    assert sum(kind[m.pid] == "vehicle" for m in query_only.matches) >= 5  # the old reading
+    assert result_json(query_only)["zeroed"] == {"query": ["tir"], "gallery": []}

@@ -12,7 +12,7 @@ from PIL import Image
 
 from demo import text
 from demo.feature_cache import FeatureCache, cache_key, gallery_fingerprint, model_fingerprint
-from demo.features import InputTransform, triple_batch
+from demo.features import InputTransform, extract_gallery_features, triple_batch
 from demo.gallery import GalleryError, load_gallery, read_triples_folder
 from demo.search import QueryError, SearchEngine
 from signal_core.data import UNKNOWN
@@ -39,8 +39,8 @@ def test_decode_modes(tmp_path, mode, array):
 
 
 def test_decode_palette_and_arrays(tmp_path):
-    Image.new("P", (7, 5), 3).save(tmp_path / "p.gif")
-    assert decode_image(tmp_path / "p.gif").shape == (5, 7, 3)
+    Image.new("P", (7, 5), 3).save(tmp_path / "p.png")
+    assert decode_image(tmp_path / "p.png").shape == (5, 7, 3)
     assert decode_image(np.linspace(0, 1, 30, dtype=np.float32).reshape(5, 6)).max() == 255
     assert decode_image(np.zeros((4, 4, 2), np.uint16)).shape == (4, 4, 3)
 
@@ -117,8 +117,14 @@ def test_missing_modality_is_zeroed(engine):
     assert torch.equal(batch["nir"], torch.zeros_like(batch["nir"])) and batch["rgb"].abs().sum() > 0
     expected = engine.model.extract_features(batch["rgb"], torch.zeros_like(batch["rgb"]),
                                              torch.zeros_like(batch["rgb"]))
-    scores = engine.gallery_features @ torch.nn.functional.normalize(expected, dim=1)[0]
+    query = torch.nn.functional.normalize(expected, dim=1)[0]
+    both_sides = extract_gallery_features(engine.model, engine.gallery, progress=False, missing="nt")
+    scores = torch.nn.functional.normalize(both_sides, dim=1) @ query  # the gallery lost NIR and TIR too
     assert result.matches[0].similarity == pytest.approx(scores.max().item(), abs=1e-5)
+    assert result.gallery_zeroed == ("nir", "tir")
+    query_only = engine.search(entry.paths[0], None, "", top_k=5, gallery_too=False)
+    assert query_only.matches[0].similarity == pytest.approx((engine.gallery_features @ query).max().item(), abs=1e-5)
+    assert query_only.gallery_zeroed == () and "zeroed in the query only" in text.summary(query_only, 12)
 
 
 def test_bad_queries(engine, tmp_path):

@@ -158,8 +158,8 @@ def test_pixels_not_an_image_duplicates_not_a_zip(triples, tmp_path):
     big = write_png_header(tmp_path / "big.png", 13000, 13000).read_bytes()
     names = ["000001_cam1_000.png"]
     for extra, expected in (
-        ({"RGB/000009_cam1_000.png": big}, "'RGB/000009_cam1_000.png' has 169 Mpx, over this demo's limit of 40 Mpx"),
-        ({"NI/000001_cam1_000.png": b"text"}, "'NI/000001_cam1_000.png' is not an image this demo can read"),
+        ({"RGB/000009_cam1_000.png": big}, "'RGB/000009_cam1_000.png' has 169 Mpx, over the limit of 40 Mpx"),
+        ({"NI/000001_cam1_000.png": b"text"}, "'NI/000001_cam1_000.png' is not an image file in a format read here"),
     ):
         archive = zip_members(tmp_path / "a.zip", {**triple_members(triples, names), **extra})
         assert expected in _refused(tmp_path, archive)
@@ -238,3 +238,41 @@ def test_nir_and_tir_images_without_an_rgb_image_are_listed_as_ignored(triples, 
     (files / "NI_lonely.png").write_bytes(png)
     intake = intake_files(sorted(files.iterdir()), tmp_path / "out2")
     assert intake.images == 3 and intake.ignored == ["NI_lonely.png (no RGB image of that name)"]
+
+
+def test_embedded_files_are_taken_in_whole_or_refused_before_anything_is_written(tmp_path):
+    import base64
+    import json
+
+    from demo.embedded_files import Refused, take_in_json
+
+    stored = []
+
+    def store(files):
+        stored.extend(files)
+        return [str(tmp_path / name) for _, name in files]
+
+    meta = {"_type": "gradio.FileData"}
+    data_url = "data:image/png;base64," + base64.b64encode(b"\x89PNG fake").decode()
+    body = json.dumps({"data": [{"path": "x", "url": data_url, "meta": meta, "orig_name": "../../000001_cam1_0.png"},
+                                None, 3, "data:not a file"], "fn_index": 2}).encode()
+    out = json.loads(take_in_json(body, 100, store))
+    assert out["data"][0] == {"path": str(tmp_path / "000001_cam1_0.png"), "meta": meta,
+                              "orig_name": "../../000001_cam1_0.png", "size": 9}
+    assert out["data"][1:] == [None, 3, "data:not a file"] and out["fn_index"] == 2  # plain strings: not files
+    assert stored == [(b"\x89PNG fake", "000001_cam1_0.png")]
+    escaped = body.replace(b'"url": "data:', b'"url": "\\u0064ata:')  # JSON escapes do not hide it
+    assert take_in_json(escaped, 100, store) is not None and len(stored) == 2
+    assert take_in_json(b'{"data": [1, "x"]}', 100, store) is None  # nothing embedded: handed on as it came
+    assert take_in_json(b"not json", 100, store) is None
+    stored.clear()
+    two = json.dumps([{"path": data_url, "meta": meta}, {"path": "y", "url": "data:image/png;base64,"
+                                                         + base64.b64encode(bytes(200)).decode()}]).encode()
+    with pytest.raises(Refused, match="over this server's limit of") as info:
+        take_in_json(two, 100, store)
+    assert info.value.status == 413 and stored == []  # the first one was not written either
+    for item, status in (({"path": "https://example.com/a.png"}, 400), ({"url": "data:image/png,raw"}, 400),
+                         ({"url": "data:image/png;base64,@@@@"}, 400)):
+        with pytest.raises(Refused) as info:
+            take_in_json(json.dumps([item]).encode(), 100, store)
+        assert info.value.status == status and stored == []

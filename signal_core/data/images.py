@@ -8,12 +8,20 @@ after). An image of more than :data:`MAX_PIXELS` pixels is refused from its head
 is decoded (a 657 KB PNG can hold 13000 x 13000 pixels, 2 GB decoded). Anything that is not a
 readable image raises :class:`ImageDecodeError` with a message meant for the user; no other
 exception escapes :func:`decode_image`.
+
+Only the formats cameras and datasets write are opened (:data:`FORMATS`: JPEG, PNG, BMP, TIFF, WebP
+and the netpbm PPM / PGM / PBM): PIL would otherwise open whatever it recognises, EPS included, whose
+plugin runs Ghostscript on the file. Any other file, of any extension, is refused in one line by
+:func:`open_image`, the one place that opens an image file (the decoder, the demo's upload checks).
 """
 from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
@@ -29,6 +37,9 @@ ImageFile.LOAD_TRUNCATED_IMAGES = True  # a truncated JPEG still shows what it h
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 ImageSource = str | Path | np.ndarray | Image.Image
+# PIL's names of the formats opened (JPEG includes the multi-picture MPO of many cameras; PPM also reads PGM / PBM)
+FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP", "PPM")
+FORMATS_SHOWN = "JPEG, PNG, BMP, TIFF, WebP or PPM / PGM"
 
 
 class ImageDecodeError(ValueError):
@@ -59,21 +70,40 @@ def decode_image(source: ImageSource, max_side: int = MAX_SIDE, max_pixels: int 
     if not path.is_file():
         raise ImageDecodeError(f"'{name}' does not exist or is not a file.")
     try:
-        with Image.open(path) as img:  # reads the header only
-            check_pixel_count(img.size, f"'{name}'", max_pixels)
+        with open_image(path, f"'{name}'", max_pixels) as img:  # reads the header only
             return _limit_size(pil_to_rgb8(img, max_side), max_side)
+    except ImageDecodeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any decoder failure becomes a user message
+        raise ImageDecodeError(f"'{name}' could not be decoded ({reason(exc)}).") from None
+
+
+@contextmanager
+def open_image(source: str | Path | BinaryIO, what: str, max_pixels: int = MAX_PIXELS) -> Iterator[Image.Image]:
+    """``PIL.Image.open`` of one of :data:`FORMATS` only, its pixel count checked from the header.
+
+    Args:
+        source: a file path or a binary file object.
+        what: how messages name it, e.g. "'a.png'".
+
+    Raises:
+        ImageDecodeError: not an image, another format, or over ``max_pixels``.
+    """
+    try:
+        img = Image.open(source, formats=FORMATS)
     except Image.DecompressionBombError as exc:  # PIL's own check on open (over 2 x MAX_IMAGE_PIXELS)
         found = re.search(r"\((\d+) pixels\)", str(exc))
         count = f"{int(found[1]) / 1e6:.0f} Mpx" if found else f"more than {2 * MAX_PIXELS / 1e6:.0f} Mpx"
-        raise ImageDecodeError(f"'{name}' has {count}, over the limit of {max_pixels / 1e6:.0f} Mpx: "
+        raise ImageDecodeError(f"{what} has {count}, over the limit of {max_pixels / 1e6:.0f} Mpx: "
                                "downscale it first.") from None
-    except ImageDecodeError:
-        raise
     except Image.UnidentifiedImageError:
-        raise ImageDecodeError(f"'{name}' is not an image file (or not a format that can be read here: "
-                               "use PNG, JPEG, BMP, TIFF or WebP).") from None
-    except Exception as exc:  # noqa: BLE001 - any decoder failure becomes a user message
-        raise ImageDecodeError(f"'{name}' could not be decoded ({reason(exc)}).") from None
+        raise ImageDecodeError(f"{what} is not an image file in a format read here ({FORMATS_SHOWN}): convert it to "
+                               "PNG or JPEG.") from None
+    except OSError as exc:
+        raise ImageDecodeError(f"{what} could not be read ({reason(exc)}).") from None
+    with img:
+        check_pixel_count(img.size, what, max_pixels)
+        yield img
 
 
 def check_pixel_count(size: tuple[int, int], what: str, max_pixels: int = MAX_PIXELS) -> None:
