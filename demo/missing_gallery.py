@@ -7,8 +7,9 @@ modality (not given, or switched off on the page) compared with gallery features
 compares unlike with unlike: with TIR off, a person's query ranks vehicles first on the bundled demo.
 :class:`ZeroedGalleries` computes, once per setting and on first use, the gallery's features with the
 same modalities zeroed (:func:`demo.features.extract_gallery_features` with ``missing``), and keeps them
-in memory (at most the six settings). A gallery searched through a prebuilt index keeps its features
-(its images are not re-encoded at search time): the answer says so.
+in memory (at most the six settings). A gallery searched through a saved index or an IVF index (a feature
+folder of 50,000 triples or more) keeps its features (its images are not re-encoded at search time): the
+answer says so.
 """
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ from signal_core.data.images import ImageDecodeError, ImageSource, decode_image
 from signal_core.metrics.parts import PartScore, feature_layout, part_scores
 from signal_core.modalities import LABELS, MODALITIES
 from signal_core.retrieval.feature_store import FeatureStoreError, read_features
-from signal_core.retrieval.index import GalleryIndex
+from signal_core.retrieval.index import AUTO_EXACT_MAX_ROWS, GalleryIndex
 from signal_core.retrieval.split_features import run_features
 from signal_core.utils.hashing import sha256_file
 from signal_core.utils.messages import quoted, shown
@@ -170,8 +170,9 @@ class SearchEngine:
     def from_feature_folder(cls, model, folder: str | os.PathLike, device: str | torch.device = "cpu",
                             weights: str | os.PathLike | None = None, description: str = "",
                             served: ServedFolder | None = None, features_fn=None) -> SearchEngine:
-        """A prebuilt gallery (``python -m train.extract``), searched through a :class:`GalleryIndex`
-        (exact below 50,000 rows, IVF above); thumbnails are made only for the results shown.
+        """A prebuilt gallery (``python -m train.extract``): below ``AUTO_EXACT_MAX_ROWS`` (50,000) rows its
+        features are searched as a gallery folder's are (so a query's missing modalities are zeroed in the
+        gallery too), above through an IVF :class:`GalleryIndex`; thumbnails are made only for the results shown.
 
         Raises:
             FeatureStoreError: not a finished, intact feature folder, or made with other weights.
@@ -185,7 +186,8 @@ class SearchEngine:
                            for r in rows],
                           f"feature folder {folder}")
         warn_unknown_cameras(gallery, model.num_cameras)
-        index = GalleryIndex.build(features, kind="auto")
+        index = (torch.from_numpy(features) if len(features) < AUTO_EXACT_MAX_ROWS
+                 else GalleryIndex.build(features, kind="auto"))
         del features
         served = served if served is not None else ServedFolder()
         thumbs = served.subfolder("thumbs")
@@ -287,7 +289,8 @@ class SearchEngine:
                 zeroed too, and each match's rank with all given modalities is kept (a second,
                 feature-only encoder pass).
             gallery_too: zero the query's missing and switched-off modalities in the gallery too, as the
-                missing-modality protocol does (:mod:`demo.missing_gallery`; not through a prebuilt index).
+                missing-modality protocol does (:mod:`demo.missing_gallery`; not through a saved index or a
+                feature folder of 50,000 triples or more).
 
         Raises:
             QueryError: nothing to search with, an unreadable image, a bad top k or camera.

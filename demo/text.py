@@ -107,7 +107,7 @@ def result_json(result: SearchAnswer, gallery_name: str = "default gallery", gal
     its rank in the gallery by that part alone and z-score against the gallery, null through an index,
     and its share of the score); identities and cameras null when unknown, cameras 1-based as on the page;
     ``zeroed``: the modalities zeroed in the query (missing or switched off) and in the gallery (the same ones
-    under the missing-modality protocol, none through a prebuilt index)."""
+    under the missing-modality protocol, none through a saved index or a feature folder of 50,000 triples or more)."""
     matches = [{"rank": m.rank, "name": m.name, "score": round(m.similarity, 6), "identity": label_or_none(m.pid),
                 "camera": _camera_number(m.camid),
                 "parts": {name: {"cosine": round(p.cosine, 6), "share": round(p.share, 6),

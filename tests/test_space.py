@@ -76,6 +76,22 @@ def test_gallery_features_are_precomputed_with_relative_paths(space):
     np.testing.assert_allclose(features, expected, atol=1e-6)
 
 
+def test_the_spaces_gallery_follows_the_missing_modality_protocol(space, monkeypatch):
+    """The Space's prebuilt gallery (a feature folder) is searched as a gallery folder is: a query without TIR
+    is compared with the gallery's features without TIR (demo.missing_gallery), computed from its images."""
+    from demo.options import parse_options
+    from demo.startup import build_engine
+
+    out = space[0].folder
+    monkeypatch.chdir(out)
+    for name, value in _defaults(out).items():
+        monkeypatch.setenv(name, value)
+    engine, examples = build_engine(parse_options([]), progress=False)
+    rgb, nir, _ = examples[0].paths
+    answer = engine.search(rgb, nir, None, top_k=3, explain=False)
+    assert answer.gallery_zeroed == ("tir",) and len(answer.matches) == 3
+
+
 def test_every_binary_file_goes_through_lfs(space, tmp_path):
     out = shutil.copytree(space[0].folder, tmp_path / "space")
     (out / "odd.bin2").write_bytes(b"\0\1\2")  # a binary of a kind the default patterns do not name
