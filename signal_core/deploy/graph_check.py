@@ -65,8 +65,10 @@ class _GraphWeights(Mapping):
         if self._last[0] != name:
             from onnx import TensorProto, numpy_helper
 
-            tensor = TensorProto()
-            tensor.CopyFrom(self._tensors[name])  # external data is read into the copy, not the graph
+            tensor = self._tensors[name]
+            if tensor.data_location == TensorProto.EXTERNAL:  # read into a copy, not into the graph
+                tensor = TensorProto()
+                tensor.CopyFrom(self._tensors[name])
             self._last = (name, torch.from_numpy(np.array(numpy_helper.to_array(tensor, self._base_dir))))
         return self._last[1]
 
