@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +56,12 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else ""
 
 
-def check_finite(state: StateDict, name: str) -> None:
-    """Refuse weights holding NaN or infinity (a diverged run, a damaged or tampered file).
+_DIVERGED = "the run that wrote it diverged or the file is damaged; use an earlier checkpoint"
+
+
+def check_finite(state: Mapping[str, torch.Tensor], name: str, remedy: str = _DIVERGED) -> None:
+    """Refuse weights holding NaN or infinity (a diverged run, a damaged or tampered file); ``remedy`` says what
+    to do (an exported graph is checked alike: ``signal_core.deploy.graph_check``).
 
     Raises:
         CheckpointError: naming the first such tensor (in name order) and how many there are.
@@ -64,8 +69,7 @@ def check_finite(state: StateDict, name: str) -> None:
     bad = [k for k in sorted(state) if state[k].is_floating_point() and not bool(torch.isfinite(state[k]).all())]
     if bad:
         more = f" and {len(bad) - 1} other tensor(s)" if len(bad) > 1 else ""
-        raise CheckpointError(f"{name} holds NaN or infinite weights (tensor {bad[0]!r}{more}): the run that wrote "
-                              "it diverged or the file is damaged; use an earlier checkpoint.")
+        raise CheckpointError(f"{name} holds NaN or infinite weights (tensor {bad[0]!r}{more}): {remedy}.")
 
 
 def official_key_to_ours(key: str) -> str:

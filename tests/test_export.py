@@ -165,3 +165,63 @@ def test_int8_bundled_model_ranks_the_demo_gallery_like_fp32(tmp_path, capsys):
     ov = load_engine(tmp_path / "int8.onnx", kind="openvino")
     query = [batches["query"][k] for k in ("rgb", "nir", "tir", "cam_ids")]
     assert cos(ov(*query), feats["int8", "query"]).min() > 0.99
+
+
+def _edited(source: Path, target: Path, edit) -> Path:
+    """A copy of an exported graph with ``edit(proto)`` applied; its Signal metadata (weights digest) kept."""
+    import onnx
+
+    proto = onnx.load(str(source))
+    edit(proto)
+    onnx.save(proto, str(target))
+    return target
+
+
+def _nan_weight(proto) -> None:
+    from onnx import numpy_helper
+
+    tensor = next(t for t in proto.graph.initializer if t.data_type == 1 and np.prod(t.dims) > 1)
+    values = numpy_helper.to_array(tensor).copy()
+    values.flat[0] = np.nan
+    tensor.CopyFrom(numpy_helper.from_array(values, tensor.name))
+
+
+def _fixed_batch(proto) -> None:
+    for graph_input in proto.graph.input:
+        graph_input.type.tensor_type.shape.dim[0].dim_value = 1
+
+
+def _other_size(proto) -> None:
+    for graph_input in proto.graph.input[:3]:
+        graph_input.type.tensor_type.shape.dim[2].dim_value = 96
+
+
+@pytest.fixture(scope="module")
+def extract_setup(tiny, tmp_path_factory):
+    """The tiny model's weights and a triples folder of 6 (train.extract, batch 2: three batches)."""
+    from tests.test_extract_search import gallery_names, make_triples
+
+    root = tmp_path_factory.mktemp("graphs")
+    save_checkpoint(tiny, root / "tiny.safetensors")
+    return root / "tiny.safetensors", make_triples(root / "triples", gallery_names(ids=(1, 2), per_id=3))
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
+@pytest.mark.parametrize("edit, words", [
+    (_nan_weight, "holds NaN or infinite weights (tensor '"),
+    (_fixed_batch, "takes rgb of shape [1, 3, 64, 32] (a fixed batch of 1); these weights need [batch, 3, 64, 32]"),
+    (_other_size, "takes rgb of shape [batch, 3, 96, 32] (another shape); these weights need [batch, 3, 64, 32]"),
+])
+def test_a_broken_graph_is_refused_before_any_feature(tiny_onnx, extract_setup, edit, words, engine, tmp_path, capsys):
+    """Issue 29: a graph of NaN gave exit 0 and a folder of NaN features; one of a fixed batch or another
+    input size failed in the middle of the extraction."""
+    from train import extract
+
+    weights, triples = extract_setup
+    graph = _edited(tiny_onnx, tmp_path / "edited.onnx", edit)
+    out = tmp_path / "feats"
+    assert extract.main(["--weights", str(weights), "--triples", str(triples), "--out", str(out), "--batch-size", "2",
+                         "--num-workers", "0", "--no-progress", "--engine", engine, "--onnx", str(graph)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and words in err and "python -m train.export" in err, err
+    assert not out.exists(), err

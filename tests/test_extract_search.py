@@ -376,3 +376,29 @@ def test_a_triples_folder_lists_what_it_leaves_out(weights, tmp_path, capsys):
     assert err.startswith(f"WARNING: {root}: ignored 7 entries of RGB/, NI/, TI/ that are not part of a triple: "
                           "NI/000009_cam1_000.png (no RGB image of that name); NI/null.png") and err.count("\n") == 1
     assert read_features(tmp_path / "f").features.shape[0] == 2
+
+
+def test_non_finite_features_are_never_written(weights, tmp_path):
+    """Issue 29: whatever computes them (a broken graph, broken weights), NaN features are refused by the writer,
+    naming the triples; the shards before are kept."""
+    names = gallery_names(ids=(1, 2), per_id=3)
+    triples = make_triples(tmp_path / "t", names)
+    records = read_triples_folder(triples.resolve())
+    model = load_checkpoint(weights).eval()
+    calls = []
+
+    def features(rgb, nir, tir, cams):  # the second batch of shard 1 holds a NaN row
+        calls.append(len(rgb))
+        out = np.ones((len(rgb), model.cfg.feature_dim), np.float32)
+        if len(calls) == 3:
+            out[1, 5] = np.nan
+        return out
+
+    out = tmp_path / "f"
+    with pytest.raises(FeatureStoreError) as exc:
+        extract_to_folder(model, records, out, {"sha256": "x"}, {"precision": "fp32"}, batch_size=2, shard_size=4,
+                          progress=False, features_fn=features)
+    assert f"not finite (NaN or infinity): {names[5]};" in str(exc.value) and "\n" not in str(exc.value)
+    manifest = read_manifest(out)
+    assert manifest["count"] == 4 and [e["file"] for e in manifest["shards"]] == ["shard-00000.npz"]
+    assert not (out / "shard-00001.npz").exists()

@@ -89,3 +89,28 @@ def test_demo_gallery_from_a_milvus_collection(extracted, tmp_path):
     other = make_checkpoint(tmp_path / "other.safetensors", seed=1)
     with pytest.raises(StartupError, match="built with other weights"):
         build_engine(DemoOptions(weights=str(other), gallery=str(extracted["milvus"]), queries=""), progress=False)
+
+
+def test_extract_into_a_collection_of_another_gallery_replaces_it(extracted, tmp_path, capsys):
+    """Issue 29: gallery B written over gallery A (same row count and weights) kept A's rows, and the search
+    ranked A."""
+    from tests.test_extract_search import make_triples
+
+    other = make_triples(tmp_path / "b", gallery_names(per_id=3), seed=7)  # the same names, other images
+    uri = str(extracted["milvus"]).replace("g.db", "ab.db")
+    assert run_extract(extracted["weights"], extracted["triples"], tmp_path / "fa", "--threads", "1",
+                       "--index", uri) == 0
+    assert run_extract(extracted["weights"], other, tmp_path / "fb", "--threads", "1", "--index", uri) == 0
+    assert "held another gallery (12 rows" in capsys.readouterr().err
+    got = run_search(tmp_path / "fb", tmp_path / "got.json", "--index", uri)
+    want = run_search(tmp_path / "fb", tmp_path / "want.json", "--features", str(tmp_path / "fb"), "--index", "exact")
+    assert ranked(got) == ranked(want)
+    assert all(m["paths"][0].startswith(str(other.resolve())) for r in got["results"] for m in r["matches"])
+
+
+def test_search_of_a_missing_lite_file_says_so_and_creates_nothing(extracted, tmp_path, capsys):
+    missing = tmp_path / "none.db"
+    args = ["--index", f"milvus:{missing}", "--queries", str(extracted["feats"]), "--out", str(tmp_path / "r.json")]
+    assert search.main(args) == 2
+    assert f"{missing} does not exist; build the gallery first" in error_line(capsys)
+    assert not missing.exists() and not (tmp_path / "r.json").exists()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from signal_core.retrieval import milvus_index
-from signal_core.retrieval.gallery_open import index_rows, open_index, rows_metadata, write_index
+from signal_core.retrieval.gallery_open import gallery_digest, index_rows, open_index, rows_metadata, write_index
 from signal_core.retrieval.index import GalleryIndex, IndexFileError
 from signal_core.retrieval.milvus_index import MilvusGallery, MilvusGalleryError, parse_milvus_uri
 from signal_core.utils.optional import MissingExtraError
@@ -145,3 +145,93 @@ def test_missing_extra_names_it(monkeypatch):
     with pytest.raises(MissingExtraError) as exc:
         MilvusGallery.load("milvus:g.db")
     assert 'pip install ".[scale]"' in one_line(exc)
+
+
+def test_another_gallery_of_the_same_size_is_replaced_not_kept(data, tmp_path):
+    """Issue 29: a collection holding gallery A (same rows count and weights) was kept for gallery B."""
+    feats, meta, queries = data
+    rows = [{"name": f"{i:04d}.png", "paths": [f"A/{i}.png"] * 3, "pid": int(p), "camid": 0, "sceneid": None}
+            for i, p in enumerate(meta["pid"][:40])]
+    uri, info = f"milvus:{tmp_path / 'g.db'}", {"model_sha256": "w1", "precision": "fp32"}
+    write_index(uri, feats[:40], rows, info).close()
+    other = [{**r, "paths": [p.replace("A/", "B/") for p in r["paths"]]} for r in rows]
+    replaced = write_index(uri, feats[40:80], other, info)  # gallery B: 40 other rows, the same weights
+    assert len(replaced) == 40 and index_rows(replaced) == other
+    np.testing.assert_array_equal(replaced.search(queries, K).rows,
+                                  GalleryIndex.build(feats[40:80], kind="exact").search(queries, K).rows)
+    assert replaced.info["gallery_sha256"] == gallery_digest(feats[40:80], other) != gallery_digest(feats[:40], rows)
+    assert replaced._client.list_collections() == ["signal_gallery"]  # nothing left beside it
+    replaced.close()
+    sgi = write_index(tmp_path / "g.sgi", feats[40:80], other, info)  # the faiss file records the same digest
+    assert open_index(tmp_path / "g.sgi").info["gallery_sha256"] == replaced.info["gallery_sha256"]
+    assert len(sgi) == 40
+
+
+def test_a_name_that_is_not_utf8_is_refused_before_anything_is_written(tmp_path):
+    names = ["000001_cam1_0.png", "000001_cam2_\udcff.png"]  # a file name in Latin-1, as Python reads it
+    uri = f"milvus:{tmp_path / 'u.db'}"
+    with pytest.raises(MilvusGalleryError) as exc:
+        MilvusGallery.build(uri, np.ones((2, D), np.float32), {"name": names})
+    assert "row 1: the name '000001_cam2_\\udcff.png' is not valid UTF-8" in one_line(exc)
+    assert not (tmp_path / "u.db").exists()
+
+
+@pytest.mark.parametrize("kind, words", [
+    ("file", "is a file, not a Milvus Lite database"),
+    ("link to a file", "(a symbolic link to"),
+    ("dangling link", "is a broken symbolic link"),
+    ("other folder", "is a folder that is not a Milvus Lite database"),
+    ("missing", "does not exist; build the gallery first"),
+])
+def test_a_lite_path_that_is_not_a_database_is_one_line_and_left_alone(kind, words, tmp_path):
+    path, target = tmp_path / "g.db", tmp_path / "target"
+    if kind == "file":
+        path.write_text("notes")
+    elif kind == "link to a file":
+        target.write_text("notes")
+        path.symlink_to(target)
+    elif kind == "dangling link":
+        path.symlink_to(tmp_path / "nothing.db")
+    elif kind == "other folder":
+        path.mkdir()
+        (path / "photo.png").write_bytes(b"x")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(MilvusGalleryError) as exc:
+        open_index(f"milvus:{path}")
+    message = one_line(exc)
+    assert words in message and "in use by another process" not in message
+    if kind != "missing":  # a search never writes; building there is refused alike
+        with pytest.raises(MilvusGalleryError, match=words.split(" (")[0].replace("(", r"\(")):
+            MilvusGallery.build(f"milvus:{path}", np.ones((2, D), np.float32))
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_locked_database_says_another_process_holds_it(gallery, tmp_path):
+    """The lock Milvus Lite takes (flock on LOCK) held elsewhere: one line, no traceback on stderr."""
+    import fcntl
+    import shutil
+
+    copy = tmp_path / "held.db"
+    shutil.copytree(gallery.uri[len("milvus:"):], copy, ignore=shutil.ignore_patterns("LOCK"))
+    with open(copy / "LOCK", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as another process holding it would
+        with pytest.raises(MilvusGalleryError) as exc:
+            MilvusGallery.load(f"milvus:{copy}")
+    assert f"{copy} is in use by another process" in one_line(exc)
+
+
+@pytest.mark.parametrize("damage", ["schema", "data"])
+def test_a_damaged_database_is_one_line(gallery, damage, tmp_path, capfd):
+    import shutil
+
+    copy = tmp_path / "damaged.db"
+    shutil.copytree(gallery.uri[len("milvus:"):], copy, ignore=shutil.ignore_patterns("LOCK"))
+    files = sorted(copy.rglob("schema.json" if damage == "schema" else "*.parquet"))
+    assert files
+    for file in files:
+        file.write_bytes(b"{not what Milvus Lite wrote")
+    capfd.readouterr()
+    with pytest.raises(MilvusGalleryError) as exc:
+        MilvusGallery.load(f"milvus:{copy}").search(np.ones((1, D), np.float32), K)
+    assert "the database may be damaged: rebuild it" in one_line(exc)
+    assert "Traceback" not in capfd.readouterr().err

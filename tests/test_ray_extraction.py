@@ -117,3 +117,4 @@ def test_unreadable_image_on_ray_stops_then_skip_bad_finishes(data, ray_session,
     feats, rows, manifest = read_features(out)
     assert feats.shape[0] == len(names) - 1 and names[4] not in [r["name"] for r in rows]
     assert [s["name"] for s in manifest["skipped"]] == [names[4]] and str(bad) in manifest["skipped"][0]["error"]
+

@@ -5,7 +5,8 @@
 - ``onnxruntime`` / ``openvino`` with ``onnx``: an exported graph (``python -m train.export``), checked
   against the model: the same input size, feature size and cameras, and, when the graph records it,
   the same weights (a graph of other weights would give features that the rest of the run, labelled
-  with these weights, silently mixes up).
+  with these weights, silently mixes up); and, whatever its metadata says, inputs of the model's image size
+  with a free batch, and finite weights (``graph_check.py``).
 - ``onnxruntime`` / ``openvino`` without ``onnx``: the model exported fp32 on the fly into a cache
   (``$SIGNAL_ONNX_CACHE`` or ``~/.cache/signal-onnx``), keyed on the weights' digest, and reused. An
   export is deterministic from the weights and takes seconds (ViT-B/16: ~10 s), so asking for a file
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from .engines import ENGINES, FeatureEngine, load_engine
 from .export import export_onnx, model_digest, read_export_info
+from .graph_check import check_graph_inputs, check_graph_weights
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +119,11 @@ def _given_onnx(onnx: str | os.PathLike, model, digest: str) -> Path:
     if info.weights_digest and info.weights_digest != digest:
         raise EngineError(f"{path} was exported from other weights than the ones given (same geometry, other "
                           "values); export it from these weights with python -m train.export.")
+    try:
+        check_graph_inputs(proto, path, ours[0])
+        check_graph_weights(proto, path)
+    except ValueError as exc:
+        raise EngineError(str(exc)) from None
     return path
 
 

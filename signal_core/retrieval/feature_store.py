@@ -18,7 +18,8 @@ Layout::
 Each shard is written to a temporary file and renamed into place, and only then listed in the
 manifest (also written atomically) with its sha256, so a reader or a resumed run never sees a
 half-written shard: a shard file the manifest does not list (a run killed between the two writes)
-is simply recomputed. :func:`read_features` checks every shard against its checksum.
+is simply recomputed. :func:`read_features` checks every shard against its checksum. Non-finite features
+(NaN or infinity, from broken weights or a broken graph) are never written: the writer refuses the shard.
 
 Per-row metadata (``rows``): ``{"name", "paths": [rgb, nir, tir], "pid", "camid", "sceneid"}``,
 with ``None`` where unknown; ``camid`` is 0-based.
@@ -251,6 +252,13 @@ class FeatureWriter:
         features = np.ascontiguousarray(features, dtype=np.float32)
         if features.ndim != 2 or features.shape[0] != len(rows):
             raise ValueError(f"shard {index}: {features.shape} features for {len(rows)} rows.")
+        bad = np.flatnonzero(~np.isfinite(features).all(axis=1))
+        if bad.size:
+            names = ", ".join(str(rows[i].get("name", i)) for i in bad[:5]) + (", ..." if bad.size > 5 else "")
+            raise FeatureStoreError(f"the features of {bad.size} of {len(rows)} triple(s) in shard {index} are not "
+                                    f"finite (NaN or infinity): {names}; the weights or the graph that computed them "
+                                    "are broken (nothing of this shard was written): check them, or export the "
+                                    "graph again.")
         buffer = io.BytesIO()
         np.savez(buffer, features=features, rows=np.array(json.dumps(list(rows))))
         data = buffer.getvalue()

@@ -12,7 +12,9 @@ sha256 and the features' precision, so that a search can check its queries come 
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,11 +24,13 @@ import numpy as np
 
 from ..data import label_from, label_or_none
 from .index import GalleryIndex, IndexFileError
-from .milvus_index import MilvusGallery, MilvusGalleryError, is_milvus_uri
+from .milvus_index import MilvusGallery, is_milvus_uri
 
 SavedIndex = GalleryIndex | MilvusGallery
 INDEX_SUFFIX = ".sgi"  # a faiss gallery index file
 ROW_FIELDS = ("pid", "camid", "sceneid")
+_DIGEST_ROWS = 65_536  # feature rows hashed at a time
+log = logging.getLogger(__name__)
 
 
 def is_index_spec(spec: str | os.PathLike) -> bool:
@@ -61,36 +65,51 @@ def index_rows(index: SavedIndex) -> list[dict[str, Any]]:
                                                          meta["sceneid"])]
 
 
+def gallery_digest(features: np.ndarray, rows: Sequence[Mapping[str, Any]]) -> str:
+    """sha256 of a gallery's content: every row's name, paths and labels, then its features (float32), in order.
+    Two galleries of the same size and weights differ here (recorded as ``info["gallery_sha256"]``)."""
+    digest = hashlib.sha256(f"{len(rows)} x {features.shape[1]}\n".encode())
+    for row in rows:  # json escapes a name that is not UTF-8 (surrogates): always encodable
+        digest.update(json.dumps([str(row.get("name", "")), list(row.get("paths", [])),
+                                  *(row.get(key) for key in ROW_FIELDS)]).encode() + b"\n")
+    for start in range(0, len(features), _DIGEST_ROWS):
+        digest.update(np.ascontiguousarray(features[start:start + _DIGEST_ROWS], dtype=np.float32).tobytes())
+    return digest.hexdigest()
+
+
 def write_index(spec: str | os.PathLike, features: np.ndarray, rows: Sequence[Mapping[str, Any]],
                 info: Mapping[str, Any], kind: str = "auto") -> SavedIndex:
     """Index ``features`` ([N, D], L2-normalised) with their ``rows`` into ``spec`` and save it.
 
+    Both kinds record ``gallery_sha256`` (:func:`gallery_digest`) in their ``info``, and ``spec`` ends up
+    holding this gallery: a ``.sgi`` file is written atomically (replaced if present); a Milvus collection
+    that already holds this very gallery (same digest, weights and precision) is kept, one holding another
+    gallery is replaced (the new one is built beside it and renamed into place, with a warning).
+
     Args:
-        spec: a ``.sgi`` file (written atomically, replaced if present) or a ``milvus:`` URI (a new
-            collection; an existing one is kept when it already holds these N rows of the same weights).
+        spec: a ``.sgi`` file or a ``milvus:`` URI.
         info: ``{"model_sha256", "precision", ...}`` kept with the index.
         kind: the faiss kind of a ``.sgi`` file (exact | ivfpq | auto); a Milvus collection is FLAT.
 
     Raises:
-        MilvusGalleryError: the collection exists with other content, or Milvus cannot be reached.
+        MilvusGalleryError: the collection is not a Signal gallery, or Milvus cannot be reached.
         ValueError: ``spec`` is neither.
     """
     metadata = rows_metadata(rows)
+    info = {**info, "gallery_sha256": gallery_digest(features, rows)}
     if is_milvus_uri(spec):
-        try:
-            existing = MilvusGallery.load(str(spec), dim=features.shape[1], model_sha256=info.get("model_sha256"))
-        except MilvusGalleryError as exc:
-            if "holds no gallery collection" not in str(exc):
-                raise
-            return MilvusGallery.build(str(spec), features, metadata, info=info)
-        if len(existing) != len(features):
-            raise MilvusGalleryError(f"'{spec}' already holds a gallery of {len(existing)} rows (these features: "
-                                     f"{len(features)}); give another #collection or file, or drop it first.")
-        return existing
+        held = MilvusGallery.find(str(spec))
+        if held is not None and held.dim == features.shape[1] and all(held.info.get(k) == v for k, v in info.items()):
+            return held  # this very gallery: kept
+        if held is not None:
+            log.warning("%s held another gallery (%d rows, gallery sha256 %s...): replaced by these %d rows.", spec,
+                        len(held), str(held.info.get("gallery_sha256"))[:12], len(features))
+            held.close()
+        return MilvusGallery.build(str(spec), features, metadata, info=info, overwrite=held is not None)
     if not str(spec).lower().endswith(INDEX_SUFFIX):
         raise ValueError(f"--index '{spec}': give a faiss index file ending in {INDEX_SUFFIX} or a milvus: URI.")
     index = GalleryIndex.build(features, kind=kind, metadata=metadata)
-    index.info = dict(info)
+    index.info = info
     index.save(spec)
     return index
 

@@ -11,13 +11,17 @@ as soon as it is complete: a killed run keeps its finished shards, and the same 
 without Ray) resumes it. The weights and the images must be readable at the same paths on every
 node (a shared file system); ``signal_core`` is shipped to the workers with the job
 (``runtime_env.py_modules``); torch and the rest of the requirements must be installed there.
-Ray is imported only here, lazily (``pip install ".[scale]"``).
+Ray is imported only here, lazily (``pip install ".[scale]"``). Nothing waits unbounded: a cluster
+address must answer as Ray within seconds and an actor's CPUs must fit on a node (``ray_cluster.py``);
+Ctrl-C stops the run (finished shards kept) even where Ray swallows the KeyboardInterrupt (:class:`_CtrlC`).
 """
 from __future__ import annotations
 
 import json
 import logging
-import socket
+import signal
+import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +34,7 @@ from tqdm.auto import tqdm
 from ..data import DatasetError, TripleRecord
 from .feature_store import FeatureWriter
 from .folder_features import SKIP_HINT, ExtractionSummary, folder_settings
+from .ray_cluster import check_actor_fits, check_ray_address, local_cpus
 
 log = logging.getLogger(__name__)
 LOCAL = "auto"  # --ray auto: start a Ray of this machine's own
@@ -85,6 +90,40 @@ class _Encoder:
                 for key, values in out.items()}
 
 
+class _CtrlC:
+    """Ctrl-C during a Ray run, remembered: the KeyboardInterrupt the handler raises can land where it is
+    swallowed (a finaliser or one of Ray's callbacks: "Exception ignored in ..."), and the run then went on to
+    its end and exit 0. :meth:`check` raises it again at every step of the run, and leaving the block does."""
+
+    def __init__(self) -> None:
+        self.received, self._previous = False, None
+
+    def __enter__(self) -> _CtrlC:
+        self.arm()
+        return self
+
+    def arm(self) -> None:
+        """(Re)install the handler (only the main thread can)."""
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGINT, self._handle)
+            if self._previous is None:
+                self._previous = previous
+
+    def _handle(self, signum, frame) -> None:
+        self.received = True
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.received:
+            raise KeyboardInterrupt
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        if exc_type is None:
+            self.check()
+
+
 def _units(records: Sequence[TripleRecord], shards: Sequence[int], shard_size: int, batch_size: int) -> list[dict]:
     """The work units of ``shards``: one per batch of the single-process path."""
     units = []
@@ -103,17 +142,24 @@ def start_ray(options: RayOptions):
 
     Raises:
         MissingExtraError: Ray is not installed.
-        ValueError: the cluster at ``options.address`` cannot be joined.
+        ValueError: the cluster at ``options.address`` cannot be joined or does not answer as Ray (within
+            ``ray_cluster.RAY_TIMEOUT_S`` per step), or a local Ray's CPUs cannot hold one actor.
     """
     from ..utils.optional import require
 
+    local = options.address == LOCAL
+    running = sys.modules.get("ray") is not None and sys.modules["ray"].is_initialized()
+    if local and not running:
+        import torch
+
+        if not torch.cuda.is_available():  # a local Ray of CPUs only: what an actor asks for is known now
+            check_actor_fits(options.threads, options.num_cpus or local_cpus(), "this machine gives Ray")
     ray = require("ray", "--ray (extraction on Ray)")
     require("ray.data", "--ray (extraction on Ray)")
     if ray.is_initialized():
         return ray, False
-    local = options.address == LOCAL
     if not local:
-        _check_reachable(options.address)
+        check_ray_address(options.address)
     try:
         ray.init(address="local" if local else options.address, num_cpus=options.num_cpus if local else None,
                  include_dashboard=False, logging_level=logging.WARNING,
@@ -125,27 +171,14 @@ def start_ray(options: RayOptions):
     return ray, True
 
 
-def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
-    """Raise ``ValueError`` unless ``address`` (host:port or ray://host:port) accepts a TCP connection:
-    ``ray.init`` waits for a cluster that is not there for minutes."""
-    client = address.startswith("ray://")
-    host, _, port = address.removeprefix("ray://").rstrip("/").rpartition(":")
-    if not host:
-        host, port = port, "10001" if client else "6379"
-    if not port.isdigit() or not host:
-        raise ValueError(f"--ray '{address}' is not a Ray address; give host:6379 (the head node), "
-                         "ray://host:10001 (Ray client) or auto.")
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
-    except OSError as exc:
-        raise ValueError(f"cannot reach the Ray cluster at '{address}' ({exc.strerror or type(exc).__name__}); "
-                         "start it (ray start --head) or check the address, or use --ray auto.") from None
-
-
 def _pool(ray, options: RayOptions) -> tuple[int, bool]:
-    """(actors, use_gpu) for the cluster's resources."""
+    """(actors, use_gpu) for the cluster's resources; ``ValueError`` when an actor fits on no node."""
     resources = ray.cluster_resources()
     gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
+    if not gpus:
+        nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive", True)]
+        check_actor_fits(options.threads, int(max((n.get("CPU", 0) for n in nodes), default=cpus)),
+                         "the largest node of the Ray cluster has")
     if options.actors is not None:
         return options.actors, gpus > 0
     return (gpus, True) if gpus else (max(1, cpus // max(1, options.threads)), False)
@@ -174,13 +207,16 @@ def extract_with_ray(source: ModelSource, cfg, records: Sequence[TripleRecord], 
     todo = [i for i in range(n_shards) if i not in done][:max_shards]
     start_time, written, processed = time.perf_counter(), 0, 0
     if todo:
-        ray, started = start_ray(options)
-        try:
-            written, processed = _run(ray, source, records, writer, todo, options, batch_size, shard_size, skip_bad,
-                                      progress, done, cfg.feature_dim)
-        finally:
-            if started:
-                ray.shutdown()
+        with _CtrlC() as ctrl_c:
+            ray, started = start_ray(options)
+            try:
+                ctrl_c.arm()  # after ray.init, in case it set a handler of its own
+                ctrl_c.check()
+                written, processed = _run(ray, source, records, writer, todo, options, batch_size, shard_size,
+                                          skip_bad, progress, done, cfg.feature_dim, ctrl_c)
+            finally:
+                if started:
+                    ray.shutdown()
     complete = len(writer.finished_shards) == n_shards
     manifest = writer.finish() if complete else writer.manifest
     return ExtractionSummary(Path(out), int(manifest["count"]), len(records), list(manifest["skipped"]), len(done),
@@ -189,7 +225,7 @@ def extract_with_ray(source: ModelSource, cfg, records: Sequence[TripleRecord], 
 
 def _run(ray, source: ModelSource, records: Sequence[TripleRecord], writer: FeatureWriter, todo: list[int],
          options: RayOptions, batch_size: int, shard_size: int, skip_bad: bool, progress: bool,
-         done: set[int], dim: int) -> tuple[int, int]:
+         done: set[int], dim: int, ctrl_c: _CtrlC) -> tuple[int, int]:
     """Encode the shards ``todo`` on ``ray`` and write each as soon as its units are in; (shards, triples) done."""
     actors, use_gpu = _pool(ray, options)
     units = _units(records, todo, shard_size, batch_size)
@@ -210,18 +246,19 @@ def _run(ray, source: ModelSource, records: Sequence[TripleRecord], writer: Feat
     bar = tqdm(total=len(records), initial=sum(min(shard_size, len(records) - i * shard_size) for i in done),
                desc="features (ray)", unit="triple", disable=not progress)
     try:
-        return _collect(dataset, expected, writer, bar, skip_bad, dim)
+        return _collect(dataset, expected, writer, bar, skip_bad, dim, ctrl_c)
     finally:
         bar.close()
         context.execution_options.preserve_order, context.enable_progress_bars = saved
 
 
 def _collect(dataset, expected: dict[int, int], writer: FeatureWriter, bar, skip_bad: bool,
-             dim: int) -> tuple[int, int]:
+             dim: int, ctrl_c: _CtrlC) -> tuple[int, int]:
     """Gather the encoded units of each shard (``expected[shard]`` of them); write a shard when complete."""
     pending: dict[int, dict[int, tuple]] = {}
     written = processed = 0
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+        ctrl_c.check()
         for shard, start, feats, rows, skipped in zip(batch["shard"], batch["start"], batch["features"], batch["rows"],
                                                       batch["skipped"]):
             rows, skipped = json.loads(rows), json.loads(skipped)
