@@ -30,20 +30,12 @@ from signal_core.retrieval.feature_store import read_features, read_manifest
 from signal_core.utils.hashing import sha256_file
 from signal_core.weights_source import WeightsSourceError, parse_hub_name
 from tests.official_format import official_keys, official_state
-from tests.test_extract_search import error_line, gallery_names, make_triples, run_extract
+from tests.test_extract_search import error_line, gallery_names, make_triples, one_thread, run_extract  # noqa: F401 - one_thread: autouse
 from tests.test_train import write_config, write_rgbnt201
 from train import convert, evaluate, search
 
 REPO = Path(__file__).resolve().parents[1]
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def features(model: SignalModel, seed: int = 0) -> torch.Tensor:
