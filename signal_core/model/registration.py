@@ -5,16 +5,19 @@ the images' full-resolution edges, not in the tokens LAM samples (docs/alignment
 the displacement ``t`` (x, y) in pixels with ``modality(p + t) = RGB(p)``, the convention of
 ``synthetic.json``'s ``nir_shift`` / ``tir_shift``, by a correlation over a bounded search window:
 
-* ``feature``: ``magnitude`` (the gradient magnitude of the grey image, standardised) or ``orientation``
-  (the unit gradient with its angle doubled, ``exp(2i theta)`` weighted by ``|g|^2 / (|g|^2 + eps^2)``:
-  the correlation of two of them sums ``cos(2 dtheta) = 2 cos^2(dtheta) - 1``, blind to the sign of the
-  contrast, which TIR inverts);
+* ``feature``: ``orientation`` (the doubled-angle gradient orientation, as the complex form of the colour
+  structure tensor ``sum_c (gx + i gy)^2`` over its trace plus a noise floor: the correlation of two of
+  them sums ``|g||g'| cos(2 dtheta)``, blind to the sign of the contrast, which TIR inverts) or
+  ``magnitude`` (the summed gradient magnitude, minus its mean);
 * ``phase``: whiten the cross-power spectrum (phase correlation) or not (plain cross-correlation).
 
-Both images get a Hann window; the correlation is computed with ``torch.fft`` for the whole batch at
-once; the peak inside ``+-radius`` px is refined to sub-pixel by a parabola per axis. Its confidence is
+The correlation is linear (zero-padded), computed with ``torch.fft`` for the whole batch at once, over
+the whole frame (a Hann window is an option: measured, it loses, since the background moves with the
+frame); the peak inside ``+-radius`` px is refined to sub-pixel by a parabola per axis. Its confidence is
 the peak over the highest value outside a 2-px neighbourhood; below ``min_confidence`` (or on a
-featureless image) the displacement is 0. Nothing here learns: no parameters, no state-dict keys.
+featureless image) the displacement is 0. ``orientation`` without window is the measured choice
+(``python -m benchmarks.registration``, docs/alignment.md). Nothing here learns: no parameters, no
+state-dict keys.
 """
 from __future__ import annotations
 
@@ -104,6 +107,8 @@ def correlation(ref: torch.Tensor, moved: torch.Tensor, phase: bool, radius: int
                 window: bool = False) -> torch.Tensor:
     """[N, 2r+1, 2r+1] ``c[dy, dx] = Re sum_p conj(ref(p)) moved(p + d)`` for |d| <= r (index r = 0).
 
+    ``moved`` [N, H, W] may stack k batches against one ``ref`` [N / k, H, W] (NIR and TIR against RGB).
+
     A linear correlation (the frame is zero-padded by at least ``radius``: no wrap-around within the
     window), by FFT; ``phase`` whitens the cross-power spectrum; ``window`` multiplies both maps by a
     Hann window first (measured: it hides the background, which moves with the frame, and loses)."""
@@ -112,7 +117,9 @@ def correlation(ref: torch.Tensor, moved: torch.Tensor, phase: bool, radius: int
         taper = hann(h, w, ref.device)
         ref, moved = ref * taper, moved * taper
     size = (fast_size(h + radius), fast_size(w + radius))
-    cross = torch.fft.fft2(moved, s=size) * torch.fft.fft2(ref, s=size).conj()
+    reference = torch.fft.fft2(ref, s=size).conj()
+    moved = torch.fft.fft2(moved, s=size)
+    cross = (moved.unflatten(0, (-1, len(ref))) * reference).flatten(0, 1)  # ref tiled over the moved stack
     if phase:
         cross = cross / (cross.abs() + 1e-3 * cross.abs().mean(dim=(1, 2), keepdim=True) + 1e-20)
     surface = torch.fft.ifft2(cross).real
@@ -156,7 +163,8 @@ def estimate_shift(ref: torch.Tensor, moved: torch.Tensor, method: str = "orient
     """Displacement ``t`` [N, 2] (x, y) px with ``moved(p + t) ~ ref(p)`` and its confidence [N].
 
     Args:
-        ref, moved: [N, C, H, W] images (any normalisation; only their gradients count).
+        ref, moved: [N, C, H, W] images (any normalisation; only their gradients count); ``moved`` may
+            stack k batches [k x N] against one ``ref`` (each compared with the same references).
         method: a key of :data:`METHODS`.
         radius: the largest displacement searched per axis, in pixels.
         min_confidence: below this peak ratio the displacement is 0 (a featureless image gives 0).
@@ -199,8 +207,7 @@ class Registration(nn.Module):
     def forward(self, rgb: torch.Tensor, nir: torch.Tensor, tir: torch.Tensor) -> RegistrationOutput:
         b = rgb.shape[0]
         moved = torch.cat([nir, tir], dim=0)
-        shift, confidence = estimate_shift(rgb.repeat(2, 1, 1, 1), moved, self.method, self.radius,
-                                           self.min_confidence)
+        shift, confidence = estimate_shift(rgb, moved, self.method, self.radius, self.min_confidence)
         warped = translate(moved, shift)
         return RegistrationOutput(nir=warped[:b], tir=warped[b:],
                                   displacement=shift.unflatten(0, (2, b)).transpose(0, 1),
