@@ -129,3 +129,11 @@ def test_training_forward_reports_the_displacement():
     out = model(rgb, moved, moved, targets=torch.tensor([0, 1]))
     assert torch.allclose(out.displacement[:, 0], torch.tensor([[5.0, 3.0], [-4.0, -6.0]]), atol=0.5)
     assert torch.isfinite(out.loss)
+
+
+def test_the_onnx_graph_refuses_registration_rather_than_silently_dropping_it():
+    from signal_core.deploy.export import FeatureGraph
+
+    with pytest.raises(ValueError, match="not part of the exported graph"):
+        FeatureGraph(build_model(_cfg(registration="orientation")))
+    FeatureGraph(build_model(_cfg()))  # the default exports as before
