@@ -28,6 +28,8 @@ NON_NEGATIVE_FIELDS = ("camera_embed_scale", "gam_label_smoothing", "lam_offset_
 SELECTIONS = ("union", "intersection")
 REFERENCE_POINTS = ("official", "paper", "centred")
 LAM_OFFSETS = ("own", "matched")  # where NIR / TIR offsets come from (model/lam.py)
+# image-level registration of NIR / TIR to RGB before the encoder (model/registration.py); "none" = the authors'
+REGISTRATIONS = ("none", "orientation", "orientation_phase", "magnitude", "magnitude_phase")
 
 
 @dataclass
@@ -82,6 +84,13 @@ class SignalConfig:
     # a local cost volume against RGB, up to lam_match_radius tokens; an extension, docs/alignment.md)
     lam_offsets: str = "own"
     lam_match_radius: int = 2
+
+    # --- registration: warp NIR / TIR onto RGB before the encoder (not in the paper; docs/alignment.md) ---
+    # "none" (authors) | "orientation" (gradient-orientation correlation, chosen by measurement) | "orientation_phase"
+    # | "magnitude" | "magnitude_phase" (the other measured candidates)
+    registration: str = "none"
+    registration_window: float = 0.3125  # largest displacement searched, x the shorter side (20 px at 128 x 64)
+    registration_min_confidence: float = 1.1  # peak ratio below which the displacement is 0
 
     # --- losses ------------------------------------------------------------------------------
     id_weight: float = 0.25  # weight of each label-smoothed cross-entropy
@@ -167,6 +176,14 @@ class SignalConfig:
             raise ValueError("lam_offsets='matched' needs one sampler per modality: set share_offsets=False.")
         if self.lam_match_radius < 1:
             raise ValueError(f"lam_match_radius must be at least 1 token, got {self.lam_match_radius}.")
+        if self.registration not in REGISTRATIONS:
+            raise ValueError(f"registration must be one of {REGISTRATIONS}, got {self.registration!r}.")
+        if not 0 < self.registration_window <= 0.5:
+            raise ValueError(f"registration_window must be in (0, 0.5] (a fraction of the shorter image side), "
+                             f"got {self.registration_window}.")
+        if not (self.registration_min_confidence >= 0 and math.isfinite(self.registration_min_confidence)):
+            raise ValueError(f"registration_min_confidence must be a finite peak ratio >= 0 (1.1 by default), "
+                             f"got {self.registration_min_confidence}.")
         if self.use_lam:
             hk, wk = self.lam_grid_size
             if hk < 2 or wk < 2:

@@ -27,6 +27,8 @@ def test_fit_ignores_a_bias_per_axis_and_finds_the_slope():
     res = fit(2.0 * true + np.array([5.0, -7.0]), true)
     assert res["r"] == pytest.approx(1.0) and res["slope"] == pytest.approx(2.0) and res["n"] == 4
     assert res["r_x"] == pytest.approx(1.0) and res["r_y"] == pytest.approx(1.0)
+    per_axis = fit(true * np.array([0.5, 3.0]), true)
+    assert per_axis["slope_x"] == pytest.approx(0.5) and per_axis["slope_y"] == pytest.approx(3.0)
     # a constant offset per axis is no tracking, even if the axes' means differ
     assert math.isnan(fit(np.tile([[3.0, -3.0]], (4, 1)), true)["r"])
     assert fit(-true, true)["r"] == pytest.approx(-1.0)

@@ -69,7 +69,7 @@ def predicted_offsets(model: SignalModel, records: Sequence[TripleRecord], devic
 
 def fit(predicted: np.ndarray, true: np.ndarray) -> dict[str, float]:
     """Pearson r and least-squares slope of ``predicted`` on ``true``, both [N, 2] (x, y), each axis
-    centred on its own mean before pooling (a constant bias per axis is no tracking), plus r per axis.
+    centred on its own mean before pooling (a constant bias per axis is no tracking), plus r and slope per axis.
     NaN where a variance is zero."""
     x, y = np.asarray(true, float).reshape(-1, 2), np.asarray(predicted, float).reshape(-1, 2)
     out = {"r": _r(x - x.mean(0), y - y.mean(0)), "slope": float("nan"), "n": int(len(x))}
@@ -77,6 +77,9 @@ def fit(predicted: np.ndarray, true: np.ndarray) -> dict[str, float]:
     if (xc ** 2).sum() > 1e-12:
         out["slope"] = float((xc * yc).sum() / (xc ** 2).sum())
     out["r_x"], out["r_y"] = _r(xc[:, 0], yc[:, 0]), _r(xc[:, 1], yc[:, 1])
+    for axis, name in enumerate("xy"):
+        var = (xc[:, axis] ** 2).sum()
+        out[f"slope_{name}"] = float((xc[:, axis] * yc[:, axis]).sum() / var) if var > 1e-12 else float("nan")
     return out
 
 

@@ -18,6 +18,7 @@ from .heads import build_heads
 from .lam import LAMOutput, LocalAlignment
 from .losses import batch_hard_triplet, label_smoothed_ce
 from .precision import PRECISION_DTYPES, ShadowWeights, resolve_precision
+from .registration import Registration, displacement_on_grid
 from .sim import SelectionMasks, SelectiveInteraction
 
 
@@ -33,6 +34,7 @@ class SignalOutput:
     lam: LAMOutput | None = None  # LAM sampling
     losses: dict[str, torch.Tensor] = field(default_factory=dict)  # weighted terms, sum = loss
     loss: torch.Tensor | None = None  # total loss (when targets were given)
+    displacement: torch.Tensor | None = None  # [B, 2, 2] (NIR, TIR) x (x, y) px found by registration
 
     @property
     def feature(self) -> torch.Tensor:
@@ -52,6 +54,7 @@ class ModalityExplanation:
     sampled_positions: torch.Tensor | None  # [B, K, 2] LAM sampling positions (x, y) in [-1, 1]
     intra_scores: torch.Tensor | None = None  # [B, L] own class token's attention (intra is its top-k1)
     inter_scores: torch.Tensor | None = None  # [B, L] attention received from the other modalities' queries
+    displacement: torch.Tensor | None = None  # [B, 2] (x, y) px registration moved this modality by (RGB: 0)
 
 
 @dataclass
@@ -83,6 +86,8 @@ class SignalModel(nn.Module):
         self.lam = (LocalAlignment(d, cfg.grid_size, cfg.lam_stride, cfg.offset_channels, cfg.lam_offset_range,
                                    cfg.reference_points, cfg.share_offsets, cfg.lam_detach,
                                    cfg.lam_offsets, cfg.lam_match_radius) if cfg.use_lam else None)
+        self.registration = (Registration(cfg.registration, cfg.image_size, cfg.registration_window,
+                                          cfg.registration_min_confidence) if cfg.registration != "none" else None)
         self.heads = (build_heads(cfg.head_layout or "concat", d, cfg.num_classes, cfg.use_sim)
                       if cfg.num_classes else None)
         self.inference_precision = "fp32"  # set_inference_precision(); training always runs in fp32
@@ -136,8 +141,9 @@ class SignalModel(nn.Module):
             targets: [B] identity labels; when given, the losses are computed.
             align: run GAM / LAM (default: in training mode only; they never change the feature).
         """
+        nir, tir, displacement = self.register(rgb, nir, tir)
         cls, patches = self.encode(rgb, nir, tir, cam_ids)
-        out = SignalOutput(cls_tokens=cls, fused=None)
+        out = SignalOutput(cls_tokens=cls, fused=None, displacement=displacement)
         if self.sim is not None:
             out.fused, out.masks = self.sim(cls, patches)
         align = self.training if align is None else align
@@ -151,6 +157,15 @@ class SignalModel(nn.Module):
             out.losses = self.losses(out, targets)
             out.loss = torch.stack(list(out.losses.values())).sum()
         return out
+
+    def register(self, rgb: torch.Tensor, nir: torch.Tensor, tir: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """NIR and TIR warped onto RGB and the displacement [B, 2, 2] found (``cfg.registration``); the
+        images unchanged and None without registration (the default, the authors' model)."""
+        if self.registration is None:
+            return nir, tir, None
+        out = self.registration(rgb, nir, tir)
+        return out.nir, out.tir, out.displacement
 
     def _head_input(self, name: str, out: SignalOutput) -> torch.Tensor:
         if name == "concat":
@@ -216,6 +231,7 @@ class SignalModel(nn.Module):
 
     def _inference(self, rgb, nir, tir, cam_ids, explain: bool) -> tuple[torch.Tensor, Explanation | None]:
         with _eval_mode(self):
+            nir, tir, displacement = self.register(rgb, nir, tir)
             cls, patches = self.encode(rgb, nir, tir, cam_ids, reduced_precision=True)
             parts, masks = [cls.flatten(1)], None
             if self.sim is not None:
@@ -226,6 +242,7 @@ class SignalModel(nn.Module):
                 return features, None
             lam = self.lam(patches) if self.lam is not None else None
             scores = self.sim.selection.score_maps(cls, patches) if self.sim is not None else None
+        moved = None if displacement is None else torch.cat([torch.zeros_like(displacement[:, :1]), displacement], 1)
         per = {}
         for i, name in enumerate(MODALITIES):
             per[name] = ModalityExplanation(
@@ -233,11 +250,21 @@ class SignalModel(nn.Module):
                 inter=None if masks is None else masks.inter[:, i],
                 final=None if masks is None else masks.final[:, i],
                 reference_points=None if lam is None else lam.reference.reshape(-1, 2).float(),
-                sampled_positions=None if lam is None else lam.positions[:, i].flatten(1, 2).float(),
+                sampled_positions=None if lam is None else self._positions(lam.positions[:, i], moved, i),
                 intra_scores=None if scores is None else scores[0][:, i].float(),
                 inter_scores=None if scores is None else scores[1][:, i].float(),
+                displacement=None if moved is None else moved[:, i].float(),
             )
         return features, Explanation(grid_size=self.cfg.grid_size, features=features, **per)
+
+
+    def _positions(self, positions: torch.Tensor, moved: torch.Tensor | None, i: int) -> torch.Tensor:
+        """[B, K, 2] LAM's sampling positions of modality ``i`` in its own (unregistered) image: those on the
+        registered image, moved by the registration's displacement (so offsets include it)."""
+        positions = positions.flatten(1, 2).float()
+        if moved is None:
+            return positions
+        return positions + displacement_on_grid(moved[:, i], self.cfg.grid_size, self.cfg.image_size)[:, None]
 
 
 class _eval_mode:
