@@ -120,9 +120,10 @@ def test_served_and_blocked_paths(engine, assets, tmp_path):
     assert blocked_paths(engine) == [str(engine.cache_path.resolve()), str(Path(assets[0]).resolve())]
 
 
-def test_feature_folder_gallery_is_searched_through_the_index(assets, tmp_path):
-    """--gallery FEATS: a prebuilt feature folder (train.extract) is the gallery; a gallery triple
-    as the query finds itself at rank 1; features of other weights are refused with a message."""
+def test_feature_folder_gallery_is_searched_through_its_features(assets, tmp_path):
+    """--gallery FEATS: a prebuilt feature folder (train.extract) is the gallery, searched as a gallery folder is
+    below 50,000 rows (its features, no index); a gallery triple as the query finds itself at rank 1; features of
+    other weights are refused with a message."""
     import torch
 
     from demo.options import DemoOptions, StartupError
@@ -139,7 +140,7 @@ def test_feature_folder_gallery_is_searched_through_the_index(assets, tmp_path):
                       {"source": "test"}, batch_size=4, progress=False)
     options = DemoOptions(weights=str(weights), gallery=str(tmp_path / "feats"), queries="")
     engine, _ = build_engine(options, progress=False)
-    assert engine.index is not None and len(engine.gallery) == len(records)
+    assert engine.index is None and len(engine.gallery) == len(engine.gallery_features) == len(records)
     result = engine.search(*records[3].paths, top_k=5, camera=records[3].camid + 1, explain=False)
     assert result.matches[0].index == 3 and result.matches[0].similarity > 0.999
     assert [m.rank for m in result.matches] == [1, 2, 3, 4, 5] and result.matches[0].thumbnail

@@ -4,6 +4,7 @@
     engines        FeatureEngine: one callable over torch, onnxruntime and OpenVINO, thread-safe
     engine_choice  the engine a command line or the demo asks for (engine_for_model), checked
     quantize       int8 post-training static quantization (needs the deploy extra)
+    graph_check    a user's ONNX graph checked when opened: its inputs, finite weights
 """
 from __future__ import annotations
 

@@ -6,6 +6,7 @@
     sim            SIM: intra- / inter-modal token selection and modal interaction
     gam            GAM: Gram-volume global alignment
     lam            LAM: deformable local alignment
+    registration   image-level registration: NIR / TIR displacement to RGB, estimated and undone (option)
     heads          BNNeck identity heads
     losses         label-smoothed cross-entropy, batch-hard triplet
     precision      inference precision (a bf16 encoder copy, thread-safe)

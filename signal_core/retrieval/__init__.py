@@ -6,8 +6,10 @@
     index            GalleryIndex on faiss: exact or IVF, junk filtering (needs the index extra)
     index_file       the index's one-file, checksummed container
     milvus_index     MilvusGallery: the same interface on a Milvus collection (Milvus Lite or a server)
+    milvus_lite_file  a Milvus Lite file's path checked before it is opened; Milvus Lite's logs kept quiet
     gallery_open     one opener for a saved gallery: an index file or a milvus: URI
     ray_extraction   the feature folder of many triples on Ray Data (an actor pool; scale extra)
+    ray_cluster      what a Ray cluster can hold and whether an address answers as Ray, checked first
 """
 from __future__ import annotations
 
