@@ -12,7 +12,7 @@ Modules, one concept each:
     served         the per-search images the page is sent, written atomically
     uploads        safe intake of a visitor's own gallery (zip or files)
     upload_guard   a cap on gradio's upload folder (oldest files out, else 507), and on every request body
-    embedded_files files embedded in an API call's JSON (data: URLs), taken in as uploads or refused
+    embedded_files  files embedded in an API call's JSON (data: URLs), taken in as uploads or refused
     missing_gallery  the gallery's side of the missing-modality protocol (features with modalities zeroed)
     sessions       per-visitor galleries, their limits and clean-up
     text           the words, markdown and JSON the page and the API show
