@@ -40,14 +40,17 @@ def take_in_json(body: bytes, max_file_bytes: int, store: Store) -> bytes | None
 
     Raises:
         Refused: a file over ``max_file_bytes`` (413), a data: URL that is not base64 (400), a file
-            given as a URL for the server to fetch (400); or whatever ``store`` refuses.
+            given as a URL for the server to fetch (400), JSON nested too deeply to read (400); or whatever
+            ``store`` refuses.
     """
     try:
         payload = json.loads(body)
+        found: list[dict] = []
+        _collect(payload, found)
     except (ValueError, UnicodeDecodeError):
         return None
-    found: list[dict] = []
-    _collect(payload, found)
+    except RecursionError:
+        raise Refused(400, "the request's JSON is nested too deeply.") from None
     if not found:
         return None
     files = [_file_of(item, max_file_bytes) for item in found]  # every check before anything is written

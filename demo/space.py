@@ -32,6 +32,7 @@ from pathlib import Path
 from .options import DEFAULT_GALLERY, DEFAULT_QUERIES, DEFAULT_WEIGHTS, REPO_ROOT, StartupError
 from .space_files import app_text, front_matter, gitattributes_text, readme_text, requirements_text
 
+_SIGNATURE = "Written by ``python -m demo.space``"  # in every Space's app.py (demo.space_files.app_text)
 CODE_PACKAGES = ("signal_core", "demo")  # what the Space's app imports (tests/test_space.py checks it)
 FEATURES, GALLERY, EXAMPLES, MODEL = "gallery-features", "gallery", "examples", "model"
 PRECISION = "fp32"  # the gallery's features and the Space's queries alike (bf16 would differ per CPU)
@@ -61,8 +62,39 @@ def _working_directory(path: Path):
 
 
 def _copy_code(target: Path) -> None:
+    """The Python files of the code packages (nothing else a checkout may hold there: notes, caches, secrets)."""
+    def not_code(folder: str, names: list[str]) -> set[str]:
+        return {n for n in names if n == "__pycache__" or (not n.endswith(".py") and not (Path(folder) / n).is_dir())}
+
     for package in CODE_PACKAGES:
-        shutil.copytree(REPO_ROOT / package, target / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copytree(REPO_ROOT / package, target / package, ignore=not_code)
+
+
+def _check_out(out: Path, overwrite: bool, inputs: list[Path]) -> None:
+    """Refuse an ``out`` that is a file, holds or lies in an input (or the checkout), or exists and is not a Space
+    this command built (``--overwrite`` replaces only those)."""
+    if out.exists() and not out.is_dir():
+        raise SpaceError(f"{out} is a file: --out names the folder to write.")
+    if REPO_ROOT.is_relative_to(out):
+        raise SpaceError(f"--out {out} holds the checkout, which --overwrite would delete: choose a folder of its own.")
+    for path in [*(REPO_ROOT / p for p in CODE_PACKAGES), *inputs]:
+        path = path.resolve()
+        if out == path or out.is_relative_to(path) or path.is_relative_to(out):
+            raise SpaceError(f"--out {out} would replace, hold or lie in {path}, which this command reads: choose a "
+                             "folder of its own.")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise SpaceError(f"{out} already exists; choose a new --out or pass --overwrite to replace it.")
+        if _SIGNATURE not in _read(out / "app.py"):
+            raise SpaceError(f"{out} is not a Space folder written by python -m demo.space, so --overwrite leaves it "
+                             "alone: choose a new --out.")
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")[:2000]
+    except OSError:
+        return ""
 
 
 def _stage_gallery(gallery_spec: str, dataset: str | None, target: Path):
@@ -113,10 +145,10 @@ def build_space(out: str | Path, weights: str = DEFAULT_WEIGHTS, gallery: str = 
     from .startup import load_examples, load_model, resolve_folder, resolve_weights, stage_examples
 
     out = Path(out).expanduser().resolve()
-    if out.exists() and not overwrite:
-        raise SpaceError(f"{out} already exists; choose a new --out or pass --overwrite to replace it.")
     try:
         weights_path = resolve_weights(weights)
+        inputs = [weights_path, *(p for p in (resolve_folder(gallery), resolve_folder(queries)) if p)]
+        _check_out(out, overwrite, inputs)
         model, _ = load_model(weights_path, dataset, __import__("torch").device("cpu"), PRECISION)
     except StartupError as exc:
         raise SpaceError(str(exc)) from None

@@ -3,8 +3,9 @@
 Gradio keeps every file posted to ``/gradio_api/upload`` (query images, zips) in its upload folder
 (``GRADIO_TEMP_DIR``, default ``<temp>/gradio``) until its clean-up (:data:`demo.ui.DELETE_CACHE`).
 :class:`UploadGuard` is an ASGI middleware in front of that route: a post must declare its length
-(``Content-Length``, as browsers and ``gradio_client`` do) and, when the folder would then hold more
-than ``max_bytes``, the oldest files there (at least :data:`MIN_AGE_S` old: a visitor's current
+(``Content-Length``, as browsers and ``gradio_client`` do; a chunked post is refused, and a body longer
+than declared is cut off) and, when the folder would then hold more than ``max_bytes`` (counting the
+posts admitted and still arriving), the oldest files there (at least :data:`MIN_AGE_S` old: a visitor's current
 query stays) are deleted to make room; when that is not enough the post is refused with 507 and a
 one-line message. An uploaded gallery refused for what it holds, and a query image the decoder refuses,
 are removed at once (:mod:`demo.upload_ui`, :mod:`demo.handlers`).
@@ -12,7 +13,9 @@ are removed at once (:mod:`demo.upload_ui`, :mod:`demo.handlers`).
 Every other post is read first (at most :func:`max_body_bytes`, else 413) and files embedded in its
 JSON (``data:`` URLs; URLs for the server to fetch are refused) are taken in by
 :func:`demo.embedded_files.take_in_json`: written into the same folder under the same limits (at most
-``max_file_bytes`` each, room made as for an upload, else 507), before gradio reads the request.
+``max_file_bytes`` each, room made as for an upload, else 507), before gradio reads the request. The
+bodies read at once hold at most :data:`BODY_BUDGET_FILES` times that limit together (else 503).
+Recordings (``/gradio_api/process_recording``: the demo records nothing) are refused.
 """
 from __future__ import annotations
 
@@ -31,6 +34,8 @@ from .embedded_files import Refused, take_in_json
 
 log = logging.getLogger(__name__)
 UPLOAD_ROUTE = "/gradio_api/upload"
+REFUSED_ROUTES = ("/gradio_api/process_recording",)  # files gradio would take that the page never sends
+BODY_BUDGET_FILES = 4  # request bodies read at once hold at most this many times max_body_bytes together
 MIN_AGE_S = 600.0  # files younger than this are never deleted to make room (a search in progress uses them)
 MAX_FILE_BYTES = 20 * 2**20  # default limit per file (the demo passes its --max-file-size)
 JSON_SLACK = 2**20  # what a request's JSON may hold besides its embedded files
@@ -104,14 +109,19 @@ class UploadGuard:
         self.app, self.max_bytes, self.max_file_bytes = app, max_bytes, max_file_bytes
         self.folder = Path(folder or gradio_upload_folder())
         self._lock = threading.Lock()  # one clean-up at a time
+        self._arriving = 0  # bytes of admitted uploads still arriving (under _lock)
+        self._buffered = 0  # bytes of request bodies being read (event loop only)
 
     async def __call__(self, scope, receive, send):
         if scope.get("type") != "http" or scope.get("method") != "POST":
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
-        if scope.get("path", "").endswith(UPLOAD_ROUTE):
-            refusal = await self._check(headers)
+        path, incoming = scope.get("path", ""), 0
+        if path.endswith(REFUSED_ROUTES):
+            refusal = 404, "this demo takes no recordings."
+        elif path.endswith(UPLOAD_ROUTE):
+            refusal, incoming = await self._check(headers)
         else:
             refusal, scope, receive = await self._take_in(scope, receive, headers)
         if refusal is not None:
@@ -119,25 +129,36 @@ class UploadGuard:
             log.info("upload refused: %s", message)
             await _respond(send, status, message)
             return
-        await self.app(scope, receive, send)
+        if not incoming:
+            await self.app(scope, receive, send)
+            return
+        try:  # an admitted upload counts against the folder until it is written (and then is in the folder)
+            await self.app(scope, _at_most(incoming, receive), send)
+        finally:
+            with self._lock:
+                self._arriving -= incoming
 
-    async def _check(self, headers: dict) -> tuple[int, str] | None:
+    async def _check(self, headers: dict) -> tuple[tuple[int, str] | None, int]:
+        """(refusal or None, the bytes admitted) of a post to the upload route."""
         from anyio import to_thread
 
         length = headers.get(b"content-length", b"").decode("latin-1").strip()
-        if not length.isdigit():
-            return 411, "an upload must declare its length (Content-Length)."
+        if not length.isdigit() or b"transfer-encoding" in headers:
+            return (411, "an upload must declare its length (Content-Length) and not be chunked."), 0
         incoming = int(length)
         if incoming > self.max_bytes:
-            return 413, f"an upload of {incoming / 2**20:.0f} MB is over this server's upload space."
+            return (413, f"an upload of {incoming / 2**20:.0f} MB is over this server's upload space."), 0
 
         def room() -> bool:
             with self._lock:
-                return make_room(self.folder, incoming, self.max_bytes)
+                if not make_room(self.folder, incoming + self._arriving, self.max_bytes):
+                    return False
+                self._arriving += incoming
+                return True
 
         if await to_thread.run_sync(room):
-            return None
-        return 507, self._full()
+            return None, incoming
+        return (507, self._full()), 0
 
     def _full(self) -> str:
         return f"this server's upload space ({self.max_bytes / 2**20:.0f} MB) is full: try again in a few minutes."
@@ -153,19 +174,25 @@ class UploadGuard:
             return (413, f"a request of {int(length) / 2**20:.0f} MB is over this server's limit of "
                          f"{limit / 2**20:.0f} MB: send images as files (gradio_client's handle_file)."), scope, receive
         body, more = b"", True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":  # the client went away: nothing to take in
-                return None, scope, _replay(b"", receive, message)
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(body) > limit:
-                return (413, f"a request over {limit / 2**20:.0f} MB is over this server's limit: send images as "
-                             "files (gradio_client's handle_file)."), scope, receive
         try:
+            while more:
+                message = await receive()
+                if message["type"] != "http.request":  # the client went away: nothing to take in
+                    return None, scope, _replay(b"", receive, message)
+                chunk = message.get("body", b"")
+                body, more = body + chunk, message.get("more_body", False)
+                self._buffered += len(chunk)
+                if len(body) > limit:
+                    return (413, f"a request over {limit / 2**20:.0f} MB is over this server's limit: send images "
+                                 "as files (gradio_client's handle_file)."), scope, receive
+                if self._buffered > BODY_BUDGET_FILES * limit:
+                    return (503, "this server is reading too many large requests: try again in a moment."), scope, \
+                        receive
             rewritten = await to_thread.run_sync(take_in_json, body, self.max_file_bytes, self._store)
         except Refused as exc:
             return (exc.status, str(exc)), scope, receive
+        finally:
+            self._buffered -= len(body)
         if rewritten is not None:
             body = rewritten
             scope = dict(scope, headers=[(k, v) for k, v in scope.get("headers") or [] if k != b"content-length"]
@@ -193,6 +220,19 @@ class UploadGuard:
                 log.warning("an embedded file could not be stored: %s", exc)
                 raise Refused(507, self._full()) from None
             return [str(path.resolve()) for path in paths]
+
+
+def _at_most(declared: int, receive):
+    """An ASGI ``receive`` that ends the request (as a client that went away) past ``declared`` body bytes."""
+    received = 0
+
+    async def bounded():
+        nonlocal received
+        message = await receive()
+        received += len(message.get("body", b""))
+        return {"type": "http.disconnect"} if received > declared else message
+
+    return bounded
 
 
 def _replay(body: bytes, receive, first: dict | None = None):

@@ -79,6 +79,8 @@ def parse_hub_name(spec: str) -> HubName:
     usage = "hf-hub:owner/repo[@revision]" if folder_only else "hf://owner/repo[@revision][/path/to/file]"
     if len(parts) < 2 or (folder_only and len(parts) > 2) or not all(parts):
         raise WeightsSourceError(f"'{spec}' is not a Hub name: write {usage}.")
+    if parts[0] in ("datasets", "spaces"):  # HfFileSystem's spelling of other kinds of repository
+        raise WeightsSourceError(f"'{spec}': weights are read from model repositories, not {parts[0]}: write {usage}.")
     repo, _, revision = parts[1].partition("@")
     if not (_NAME.match(parts[0]) and _NAME.match(repo)) or (revision == "" and "@" in parts[1]):
         raise WeightsSourceError(f"'{spec}' is not a Hub name: write {usage} (letters, digits, '.', '_', '-').")

@@ -212,6 +212,9 @@ def test_hub_names_parse_and_bad_ones_say_how_to_write_them():
                 "hf-hub:me/signal@"):
         with pytest.raises(WeightsSourceError, match="is not a Hub name: write hf"):
             parse_hub_name(bad)
+    for other in ("hf://datasets/me/signal/model.safetensors", "hf://spaces/me/signal/model.safetensors"):
+        with pytest.raises(WeightsSourceError, match="weights are read from model repositories"):
+            parse_hub_name(other)
 
 
 def test_a_fifo_or_a_missing_file_is_one_line_never_a_wait(tmp_path, capsys):

@@ -117,6 +117,34 @@ def test_existing_out_and_missing_token_are_one_line(space, tmp_path, monkeypatc
         push_space(space[0].folder, "someone/signal")
 
 
+def test_out_never_replaces_what_the_command_reads(space, tmp_path):
+    """Once: --overwrite deleted whatever --out named: the gallery, a folder holding it, the checkout."""
+    _, weights, gallery = space
+    before = sorted(p.name for p in (gallery / "RGB").iterdir())
+    stranger = tmp_path / "notes"
+    stranger.mkdir()
+    (stranger / "keep.txt").write_text("mine")
+    (tmp_path / "file").write_text("a file")
+    cases = [(gallery, "which this command reads"), (gallery.parent, "which this command reads"),
+             (gallery / "RGB", "which this command reads"), (REPO.parent, "holds the checkout"),
+             (REPO / "demo" / "space-x", "which this command reads"), (tmp_path / "file", "is a file"),
+             (stranger, "not a Space folder written by python -m demo.space")]
+    for out, words in cases:
+        with pytest.raises(SpaceError, match=words):
+            build_space(out, str(weights), str(gallery), None, overwrite=True, progress=False)
+    assert sorted(p.name for p in (gallery / "RGB").iterdir()) == before and (stranger / "keep.txt").exists()
+    assert not (REPO / "demo" / "space-x").exists()
+
+
+def test_the_space_holds_only_the_code_packages_python_files(space):
+    out = space[0].folder
+    for package in ("signal_core", "demo"):
+        files = {p.relative_to(out / package) for p in (out / package).rglob("*") if p.is_file()}
+        assert files and all(f.suffix == ".py" for f in files)
+        assert files == {p.relative_to(REPO / package) for p in (REPO / package).rglob("*.py")
+                         if "__pycache__" not in p.parts}
+
+
 def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
