@@ -126,3 +126,11 @@ def markdown_table(table: dict[str, dict]) -> str:
         lines.append(f"| {label} | {c['params']:,} | {c['params_m']:.2f} | {c['mib_fp32']:.2f} | "
                      f"{c['params_all'] / 1e6:.2f} | {c['gflops']:.4f} |")
     return "\n".join(lines) + "\n"
+
+
+def summary_line(table: dict[str, dict]) -> str:
+    """One line of :func:`complexity_dict`'s totals (a report's header)."""
+    total, added = table["total"], table["added"]
+    return (f"{total['params_m']:.2f} M learnable parameters ({total['mib_fp32']:.1f} MiB fp32; SIM + GAM + LAM "
+            f"{added['params_m']:.2f} M, {added['params_all'] / 1e6:.2f} M counting frozen ones), "
+            f"{total['gflops']:.2f} GFLOPs per triple (SIM + GAM + LAM {added['gflops']:.3f})")
