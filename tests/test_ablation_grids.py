@@ -19,7 +19,7 @@ from train.ablation.plot import band, sweep_points
 from train.ablation.record import GRID_FILE, benchmark_digest, cell_record, write_grid_name, write_record
 from train.config import load_config, resolved_config
 
-from .test_ablation import _hand_made_spec
+from .test_ablation import _hand_made_spec, _tiny_benchmark
 
 TINY = SignalConfig.preset("tiny")  # 8 x 4 = 32 tokens per modality
 
@@ -145,3 +145,22 @@ def test_a_folder_of_another_grid_is_refused(tmp_path, capsys):
     (spec.out / GRID_FILE).unlink()
     assert ablation_main(args + ["--grid", "table4"]) == 2
     assert "holds the grid 'table3', not 'table4'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_sweep_grid_trains_resumes_and_plots(tmp_path, capsys):
+    """fig5a on a tiny benchmark: two k1 points, one seed, one epoch; the cells train with the row's k1, the
+    folder records its grid, a second run trains nothing, and the plot is written from the real cells."""
+    data = _tiny_benchmark(tmp_path)
+    args = ["--grid", "fig5a", "--config", str(tmp_path / "tiny.yaml"), "--data-root", str(data),
+            "--out", str(tmp_path / "grid"), "--seeds", "1", "--rows", "k1_8,k1_20"]
+    assert ablation_main(args) == 0
+    out = capsys.readouterr().out
+    assert "ablation grid fig5a: 2 cells, 0 done, 2 to run" in out and "Fig. 5 (a)" in out
+    for k in (8, 20):
+        resolved = yaml.safe_load((tmp_path / "grid" / f"k1_{k}" / "seed_1" / "config.yaml").read_text())
+        assert resolved["model"]["k1"] == k and resolved["model"]["selection"] == "union"
+    assert json.loads((tmp_path / "grid" / GRID_FILE).read_text()) == {"grid": "fig5a"}
+    assert (tmp_path / "grid" / "fig5a.png").read_bytes()[:4] == b"\x89PNG"
+    assert ablation_main(args) == 0
+    assert "2 cells, 2 done, 0 to run" in capsys.readouterr().out
