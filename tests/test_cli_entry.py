@@ -16,7 +16,7 @@ import torch
 import train.__main__ as train_cmd
 from signal_core import SignalConfig, build_model, save_checkpoint
 from signal_core.retrieval.feature_store import read_features
-from train import baselines, convert, evaluate, export, extract, flags, search
+from train import baselines, complexity, convert, evaluate, export, extract, flags, search
 from train.ablation.__main__ import main as ablation_main
 from train.report.__main__ import main as report_main
 from train.synthetic import cli as synthetic
@@ -26,7 +26,8 @@ from .test_extract_search import gallery_names, make_triples
 REPO = Path(__file__).resolve().parent.parent
 COMMANDS = {"train": train_cmd.main, "evaluate": evaluate.main, "report": report_main, "extract": extract.main,
             "search": search.main, "export": export.main, "synthetic": synthetic.main, "baselines": baselines.main,
-            "ablation": ablation_main, "convert": convert.main}
+            "ablation": ablation_main, "convert": convert.main,
+            "complexity": complexity.main}
 
 
 @pytest.fixture(scope="module")

@@ -121,6 +121,9 @@ def test_cli_writes_a_report_and_rejects_a_bad_folder(setup, tmp_path, capsys):
     common = ["--config", str(config), "--weights", str(weights), "--no-progress"]
     assert report_main(common + ["--data-root", str(tmp / "data"), "--out", str(tmp_path / "r")]) == 0
     assert (tmp_path / "r" / "index.html").is_file() and "nir+tir" in capsys.readouterr().out
+    cost = json.loads((tmp_path / "r" / "metrics.json").read_text())["complexity"]  # measured from the model
+    assert cost["total"]["params"] == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert "M learnable parameters" in (tmp_path / "r" / "index.html").read_text()
     assert report_main(common + ["--data-root", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r2")]) == 2
     assert capsys.readouterr().err.startswith("error: ")
 

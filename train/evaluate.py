@@ -19,6 +19,7 @@ import torch
 from signal_core import build_model, load_weights, resolve_weights
 from signal_core.data import load_dataset
 from signal_core.deploy.engine_choice import engine_for_model
+from signal_core.model.complexity import complexity_dict, summary_line
 from signal_core.model.precision import PRECISIONS
 from signal_core.retrieval.split_features import MISSING_SETTINGS
 from signal_core.utils.atomic import write_json
@@ -135,9 +136,12 @@ def _report(args: argparse.Namespace, weights: Path | None, model, dataset, devi
     if tracking is not None:
         lines = "; ".join(format_tracking(v, f"{k}: ") for k, v in tracking.items())
         meta["LAM offset tracking"] = lines.replace("\n", "; ")
+    cost = complexity_dict(model)  # measured on one triple (signal_core/model/complexity.py)
+    meta["complexity"] = summary_line(cost)
+    extra = {"complexity": cost, **({"lam_offsets": tracking} if tracking is not None else {})}
     report = write_report(model, dataset, args.report, device, batch_size, workers, history=history,
                           seed=args.seed, meta=meta, progress=not args.no_progress, features_fn=features_fn,
-                          extra_metrics={"lam_offsets": tracking} if tracking is not None else None)
+                          extra_metrics=extra)
     print(f"{dataset.name} test, {label}:\n{format_metrics(report.metrics)}\n")
     print(f"{'zeroed':>8} | " + format_metrics(report.metrics["missing"]["none"]).splitlines()[0])
     for name, values in report.metrics["missing"].items():

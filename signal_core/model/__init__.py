@@ -10,6 +10,7 @@
     heads          BNNeck identity heads
     losses         label-smoothed cross-entropy, batch-hard triplet
     precision      inference precision (a bf16 encoder copy, thread-safe)
+    complexity     parameters and forward FLOPs per module, measured from the model
 """
 from __future__ import annotations
 
@@ -35,5 +36,7 @@ _EXPORTS = {  # public name -> module (imported on first use: optional packages 
     "PRECISIONS": "precision",
     "resolve_precision": "precision",
     "bf16_is_fast": "precision",
+    "complexity": "complexity",
+    "config_complexity": "complexity",
 }
 __all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

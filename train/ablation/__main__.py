@@ -1,4 +1,5 @@
-"""``python -m train.ablation --config train/configs/alignment.yaml --data-root DIR --out runs/ablation --seeds 3``."""
+"""``python -m train.ablation --grid table3 --config train/configs/alignment.yaml --data-root DIR --out runs/ablation
+--seeds 3``; grids: table3, table4, table5, fig5a, fig5b (grids.py)."""
 from __future__ import annotations
 
 import argparse
@@ -6,21 +7,30 @@ import sys
 from pathlib import Path
 
 from ..cli import command_main, command_parser
+from ..config import load_config
 from ..flags import input_path, output_folder, whole
-from .grid import ROWS, GridSpec, run_grid
+from .grid import PROTOCOLS, GridSpec, run_grid
+from .grids import GRIDS, build_grid
 from .summary import write_summary
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = command_parser("python -m train.ablation",
-                       "Train the paper's Table 3 grid over several seeds (resumable) and write ablation.json and "
-                       "ablation.md. A failing cell is reported and the others go on; the command then exits 2.")
+                       "Train one of the paper's ablation grids over several seeds (resumable) and write "
+                       "ablation.json, ablation.md and, for a sweep, <grid>.png. A failing cell is reported and the "
+                       "others go on; the command then exits 2.")
+    p.add_argument("--grid", choices=GRIDS, default="table3",
+                   help="table3 (modules), table4 (union / intersection), table5 (shared offsets), fig5a (k1 "
+                        "sweep), fig5b (alpha / beta sweep); a grid folder holds one grid")
     p.add_argument("--config", required=True, type=input_path, help="training YAML, e.g. train/configs/alignment.yaml")
     p.add_argument("--data-root", required=True, type=input_path, help="a benchmark from python -m train.synthetic")
     p.add_argument("--out", required=True, type=output_folder,
                    help="grid folder: one run folder per cell, the summary files")
     p.add_argument("--seeds", default="3", help="a count N (seeds 1..N) or a comma list, e.g. 1,2,3")
-    p.add_argument("--rows", default=",".join(ROWS), help=f"comma list of rows from {', '.join(ROWS)}")
+    p.add_argument("--rows", help="comma list of the grid's rows (default: all; see ablation.md for their names)")
+    p.add_argument("--protocol", choices=tuple(PROTOCOLS), default="last",
+                   help="the epoch each cell reports: last (default) or test-best, the authors' TEST-SELECTED "
+                        "epoch (optimistic; needs cells trained with train.eval_every=1)")
     p.add_argument("--jobs", type=whole(1, 8), default=1, help="cells trained at once (1..8)")
     p.add_argument("--threads", type=whole(1, 64), default=1, help="torch threads per training process (1..64)")
     p.add_argument("--summary-only", action="store_true", help="train nothing: summarise the finished cells")
@@ -47,21 +57,22 @@ def _seeds(text: str) -> tuple[int, ...]:
 
 
 def spec_from_args(args: argparse.Namespace) -> GridSpec:
-    rows = tuple(r.strip() for r in args.rows.split(",") if r.strip())
-    unknown = [r for r in rows if r not in ROWS]
-    if unknown or not rows:
-        raise ValueError(f"--rows: unknown row(s) {unknown}; choose from {', '.join(ROWS)}.")
     if not Path(args.config).is_file():
         raise ValueError(f"config file not found: {args.config}")
-    if not (Path(args.data_root) / "synthetic.json").is_file():
-        raise ValueError("--data-root must be a benchmark from python -m train.synthetic (its synthetic.json "
-                         "holds the true shifts the offsets are measured against).")
     bad = [o for o in args.overrides if not o.startswith(("model.", "train.")) or "=" not in o
            or o.startswith(("train.seed=", "train.output_dir="))]
     if bad:
         raise ValueError(f"overrides must look like train.epochs=2 (seed and output_dir are the grid's): {bad}")
+    grid = build_grid(args.grid, load_config(args.config, list(args.overrides))[0])
+    rows = tuple(grid.rows) if args.rows is None else tuple(r.strip() for r in args.rows.split(",") if r.strip())
+    unknown = [r for r in rows if r not in grid.rows]
+    if unknown or not rows:
+        raise ValueError(f"--rows: unknown row(s) {unknown} of grid {grid.name}; choose from {', '.join(grid.rows)}.")
+    if not (Path(args.data_root) / "synthetic.json").is_file():
+        raise ValueError("--data-root must be a benchmark from python -m train.synthetic (its synthetic.json "
+                         "holds the true shifts the offsets are measured against).")
     return GridSpec(args.config, args.data_root, Path(args.out), rows, _seeds(args.seeds), tuple(args.overrides),
-                    args.threads, args.jobs, args.overwrite)
+                    args.threads, args.jobs, args.overwrite, grid, args.protocol)
 
 
 def run(args: argparse.Namespace) -> dict:

@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -28,61 +28,24 @@ from signal_core.utils.atomic import write_json
 from ..checkpoints import find_checkpoint
 from ..offsets import offset_tracking
 from ..run_folder import CONFIG_FILE, HISTORY_FILE
+from .grids import COMPARISONS, FIX_MODEL, FIX_TRAIN, ROWS, TABLE3, Grid, Row
 from .record import (
     LOG_FILE,
     OFFSETS_FILE,
     benchmark_digest,
     cell_record,
+    check_grid_name,
     clear_cell,
     conflict_message,
     record_differences,
+    write_grid_name,
     write_record,
 )
 
+__all__ = ["COMPARISONS", "FIX_MODEL", "FIX_TRAIN", "ROWS", "CellFailed", "GridSpec", "PROTOCOLS", "Row", "read_cell",
+           "run_grid"]
+
 log = logging.getLogger(__name__)
-
-# The fixes of docs/alignment.md, named once: model fields and training fields.
-FIX_MODEL = {"offset_channels": 2, "reference_points": "centred", "lam_detach": True,
-             "gam_standardise": True, "gam_learn_tau": False}
-FIX_TRAIN = {"lam_lr_factor": 3.0}
-_OFF = {"use_sim": False, "use_gam": False, "use_lam": False}
-
-
-@dataclass(frozen=True)
-class Row:
-    """One row of the table: a name (also its folder), a label and the overrides it trains with."""
-
-    key: str
-    label: str
-    model: dict = field(default_factory=dict)
-    train: dict = field(default_factory=dict)
-
-    @property
-    def uses_lam(self) -> bool:
-        return bool(self.model.get("use_lam", True))
-
-    def overrides(self) -> list[str]:
-        """``model.KEY=VALUE`` / ``train.KEY=VALUE`` arguments of ``python -m train``."""
-        def text(v) -> str:
-            return str(v).lower() if isinstance(v, bool) else str(v)
-        return ([f"model.{k}={text(v)}" for k, v in self.model.items()]
-                + [f"train.{k}={text(v)}" for k, v in self.train.items()])
-
-
-ROWS = {row.key: row for row in (
-    Row("baseline", "baseline", dict(_OFF)),
-    Row("sim", "+ SIM", {**_OFF, "use_sim": True}),
-    Row("sim_gam", "+ SIM + GAM", {**_OFF, "use_sim": True, "use_gam": True}),
-    Row("full", "full (SIM + GAM + LAM)", {"use_sim": True, "use_gam": True, "use_lam": True}),
-    Row("full_fix", "full, GAM / LAM fixed", {"use_sim": True, "use_gam": True, "use_lam": True, **FIX_MODEL},
-        dict(FIX_TRAIN)),
-    Row("full_matched", "full fixed, matched LAM offsets",
-        {"use_sim": True, "use_gam": True, "use_lam": True, **FIX_MODEL, "lam_offsets": "matched"}, dict(FIX_TRAIN)),
-)}
-# (row, reference row): the paired differences reported, each "what the row adds"
-COMPARISONS = (("sim", "baseline"), ("sim_gam", "sim"), ("full", "sim_gam"), ("full_fix", "sim_gam"),
-               ("full_fix", "full"), ("full_matched", "full_fix"))
-
 
 @dataclass(frozen=True)
 class GridSpec:
@@ -97,13 +60,15 @@ class GridSpec:
     threads: int = 1  # torch / OpenMP threads per training process
     jobs: int = 1  # cells trained at once
     overwrite: bool = False  # train again the cells trained with another configuration (else refuse them)
+    grid: Grid = TABLE3  # the named grid (grids.py) whose rows these are
+    protocol: str = "last"  # the epoch a cell reports (summary.PROTOCOLS)
 
     def cell_dir(self, row: str, seed: int) -> Path:
         return self.out / row / f"seed_{seed}"
 
     def cells(self) -> list[tuple[Row, int]]:
         """(row, seed) of every cell, seed by seed."""
-        return [(ROWS[r], s) for s in self.seeds for r in self.rows]
+        return [(self.grid.rows[r], s) for s in self.seeds for r in self.rows]
 
 
 class CellFailed(Exception):
@@ -151,6 +116,7 @@ def grid_conflicts(spec: GridSpec, records: dict[tuple[str, int], dict]) -> dict
 
 def check_grid(spec: GridSpec) -> dict[tuple[str, int], dict]:
     """The cells' records; raises ValueError (one line) when a cell was trained otherwise."""
+    check_grid_name(spec.out, spec.grid.name)
     records = expected_records(spec)
     conflicts = grid_conflicts(spec, records)
     if conflicts:
@@ -212,16 +178,19 @@ def run_grid(spec: GridSpec) -> list[str]:
     Returns:
         One line per failed cell (empty when every cell finished).
     """
+    check_grid_name(spec.out, spec.grid.name)
     records = expected_records(spec)
     conflicts = grid_conflicts(spec, records)
     if conflicts and not spec.overwrite:
         raise ValueError(conflict_message(spec.out, conflicts))
+    write_grid_name(spec.out, spec.grid.name)
     for name in conflicts:
         clear_cell(spec.out / name)
     cells = spec.cells()
     todo = [(row, s) for row, s in cells if cell_state(spec.cell_dir(row.key, s), row) != "done"]
     again = f" ({len(conflicts)} of another configuration cleared)" if conflicts else ""
-    print(f"ablation grid: {len(cells)} cells, {len(cells) - len(todo)} done, {len(todo)} to run{again}", flush=True)
+    print(f"ablation grid {spec.grid.name}: {len(cells)} cells, {len(cells) - len(todo)} done, {len(todo)} to run"
+          f"{again}", flush=True)
     failures = []
     with ThreadPoolExecutor(max_workers=spec.jobs) as pool:
         futures = {pool.submit(run_cell, spec, row, s, records[row.key, s]): (row, s) for row, s in todo}
@@ -236,8 +205,20 @@ def run_grid(spec: GridSpec) -> list[str]:
     return failures
 
 
-def read_cell(cell: Path) -> dict | None:
-    """A finished cell's metrics (and offsets), or None."""
+# the epoch a cell reports: key -> what the tables say
+PROTOCOLS = {
+    "last": "last epoch (the model each run ends with; no epoch is chosen on the test split)",
+    "test-best": "TEST-SELECTED: each cell's epoch with the best test mAP (the authors' protocol; optimistic, "
+                 "the test split chose the epoch)",
+}
+
+
+def read_cell(cell: Path, protocol: str = "last") -> dict | None:
+    """A finished cell's metrics under ``protocol`` (and offsets, last-epoch losses), or None.
+
+    Raises:
+        ValueError: ``protocol="test-best"`` and the cell's history holds no per-epoch test metrics.
+    """
     path = cell / "metrics.json"
     if not path.is_file():
         return None
@@ -245,8 +226,15 @@ def read_cell(cell: Path) -> dict | None:
     if (cell / "offsets.json").is_file():
         out["offsets"] = json.loads((cell / "offsets.json").read_text())
     history = cell / HISTORY_FILE
-    if history.is_file():
-        lines = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
-        last = lines[-1] if lines else {}
-        out["final_losses"] = {k: v for k, v in last.items() if isinstance(v, float) and k != "lr"}
+    lines = ([json.loads(line) for line in history.read_text().splitlines() if line.strip()]
+             if history.is_file() else [])
+    if lines:
+        out["final_losses"] = {k: v for k, v in lines[-1].items() if isinstance(v, float) and k != "lr"}
+    if protocol == "test-best":
+        tested = [line for line in lines if isinstance(line.get("test"), dict)]
+        if not tested:
+            raise ValueError(f"--protocol test-best: {cell} has no per-epoch test metrics in its {HISTORY_FILE}; "
+                             "train the grid with train.eval_every=1 to use it.")
+        best = max(tested, key=lambda line: line["test"]["mAP"])
+        out["metrics"] = {**best["test"], "epoch": best["epoch"]}
     return out

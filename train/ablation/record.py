@@ -23,6 +23,7 @@ from ..config import config_differences, load_config, resolved_config
 from ..run_folder import CONFIG_FILE, HISTORY_FILE, METRICS_FILE
 
 RECORD_FILE = "grid_cell.json"
+GRID_FILE = "grid.json"  # in the grid folder: which named grid (grids.py) it holds
 OFFSETS_FILE = "offsets.json"
 LOG_FILE = "train.log"
 # what a cell folder can hold: the grid's files and python -m train's (removed by --overwrite, nothing else)
@@ -99,6 +100,34 @@ def conflict_message(out: Path, conflicts: dict[str, list[str]]) -> str:
     return (f"grid folder {out}: {len(conflicts)} cell(s) were trained with another configuration than this "
             f"command's (the cell's value -> this command's): {' | '.join(parts)}{more}. Use the same --config, "
             "overrides and --data-root, another --out, or --overwrite to train those cells again.")
+
+
+def recorded_grid(out: Path) -> str | None:
+    """The named grid a grid folder holds: its ``grid.json``, or ``"table3"`` for a folder of cells written
+    before grids had names (cells but no ``grid.json``), or None for an empty or new folder."""
+    try:
+        saved = json.loads((out / GRID_FILE).read_text())
+    except FileNotFoundError:
+        has_cells = out.is_dir() and any(holds_a_run(cell) for cell in out.glob("*/seed_*"))
+        return "table3" if has_cells else None
+    except (OSError, ValueError):
+        raise ValueError(f"grid folder {out}: an unreadable {GRID_FILE}; use another --out.") from None
+    if not isinstance(saved, dict) or not isinstance(saved.get("grid"), str):
+        raise ValueError(f"grid folder {out}: an unreadable {GRID_FILE}; use another --out.")
+    return saved["grid"]
+
+
+def check_grid_name(out: Path, grid: str) -> None:
+    """Raise ValueError (one line) when grid folder ``out`` holds another named grid than ``grid``."""
+    held = recorded_grid(out)
+    if held is not None and held != grid:
+        raise ValueError(f"grid folder {out} holds the grid {held!r}, not {grid!r}: use --grid {held} to resume "
+                         f"or summarise it, or another --out for {grid}.")
+
+
+def write_grid_name(out: Path, grid: str) -> Path:
+    """Record in ``out`` (created) which named grid it holds."""
+    return write_json(out / GRID_FILE, {"grid": grid}, indent=1)
 
 
 def clear_cell(cell: Path) -> None:
