@@ -25,7 +25,7 @@ import torch
 
 from benchmarks.engine_bench import cpu_flags
 from benchmarks.inference_bench import machine_info
-from signal_core import SignalModel, load_checkpoint
+from signal_core import SignalModel, load_checkpoint, with_registration
 from signal_core.config import REGISTRATIONS
 from signal_core.data import load_dataset
 from signal_core.utils.atomic import atomic_write, write_json
@@ -51,12 +51,7 @@ def model_spec(text: str) -> tuple[str, str | None]:
 
 def load_model(path: str, registration: str | None) -> SignalModel:
     """The checkpoint, with ``registration`` in place of its own (registration has no weights)."""
-    model = load_checkpoint(path)
-    if registration is None or registration == model.cfg.registration:
-        return model
-    changed = SignalModel(model.cfg.replace(registration=registration))
-    changed.load_state_dict(model.state_dict())
-    return changed.eval()
+    return with_registration(load_checkpoint(path), registration)
 
 
 def shift_key(shift: float) -> str:

@@ -6,8 +6,13 @@ Views of one triple (per modality, RGB / NIR / TIR):
 * "kept tokens": the patches SIM kept (tinted by why) and LAM's reference points with arrows to where
   it sampled. Every arrow is lengthened by a round factor of at most x5
   (:func:`signal_core.viz.auto_offset_scale`, as in the evaluation report), written on the image with
-  the mean real offset ("LAM arrows x5: 0.03 px"): offsets below a pixel stay visibly small.
+  the mean real offset ("LAM arrows x5: 0.03 px"): offsets below a pixel stay visibly small. With
+  image-level registration on, the positions include the displacement it found and the arrows are drawn
+  at their true length (x1, :func:`signal_core.viz.lam_arrow_scale`).
 * "SIM scores": the intra- and inter-modal token scores SIM selects by, as two heatmaps side by side.
+* "registration" (only for a model with registration, :func:`views`): RGB's edges; NIR's and TIR's edges
+  over RGB before (with the displacement found, at its true length) and after registration
+  (:mod:`signal_core.viz.registration`).
 
 What distinguishes a match by feature part (:func:`part_standing`): for each part alone (RGB, NIR,
 TIR class token, fused SIM tokens), the match's rank among the whole gallery by that part's cosine
@@ -24,19 +29,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from signal_core.modalities import MODALITIES
+from signal_core.modalities import LABELS, MODALITIES
 from signal_core.retrieval.index import GalleryIndex
 from signal_core.viz import (
     annotate,
-    auto_offset_scale,
     explanation_overlay,
+    lam_arrow_scale,
     offset_pixels,
     overlay_size,
+    reference_panel,
+    registration_panels,
     resize_for_overlay,
     score_maps_overlay,
 )
 
 VIEWS = ("kept tokens", "SIM scores")  # the page's view switch, first = default
+REGISTRATION_VIEW = "registration"  # a third view, for a model with image-level registration
 RANK_DEPTH = 100  # through an index, earlier ranks are looked up among this many (or 2 top k) results
 
 
@@ -57,13 +65,15 @@ class Drawings:
             e = explanation[modality]
             self.parts.append({"reference": _np(e.reference_points), "positions": _first(e.sampled_positions),
                                "intra": _first(e.intra), "inter": _first(e.inter), "final": _first(e.final),
-                               "intra_scores": _first(e.intra_scores), "inter_scores": _first(e.inter_scores)})
+                               "intra_scores": _first(e.intra_scores), "inter_scores": _first(e.inter_scores),
+                               "displacement": _first(getattr(e, "displacement", None))})
+        self.registered = any(p["displacement"] is not None for p in self.parts)
 
     @cached_property
     def offset_scales(self) -> list[float]:
         """How many times longer than the real offsets the LAM arrows are drawn, per modality."""
         return [1.0 if p["reference"] is None or p["positions"] is None
-                else auto_offset_scale(p["reference"], p["positions"], self.grid_size, self.image_size)
+                else lam_arrow_scale(p["reference"], p["positions"], self.grid_size, self.image_size, self.registered)
                 for p in self.parts]
 
     @cached_property
@@ -86,9 +96,27 @@ class Drawings:
         return [score_maps_overlay(image, self.grid_size, self.image_size, p["intra_scores"], p["inter_scores"])
                 for image, p in zip(self.images, self.parts)]
 
+    @cached_property
+    def registration(self) -> list[np.ndarray]:
+        """RGB's edges; NIR's and TIR's over RGB before | after registration (the displacement's arrow at its
+        true length); without registration, the kept-token drawings."""
+        rgb = self.images[0]
+        if not self.registered or rgb is None:
+            return self.kept
+        out = [reference_panel(rgb)]
+        for m in range(1, len(MODALITIES)):
+            out.append(registration_panels(rgb, self.images[m], self.parts[m]["displacement"], self.image_size,
+                                           LABELS[MODALITIES[m]]))
+        return out
+
     def view(self, name: str) -> list[np.ndarray]:
-        """The drawings of view ``name`` (one of :data:`VIEWS`)."""
-        return self.kept if name == VIEWS[0] else self.scores
+        """The drawings of view ``name`` (one of :func:`views`)."""
+        return {VIEWS[1]: self.scores, REGISTRATION_VIEW: self.registration}.get(name, self.kept)
+
+
+def views(registered: bool) -> tuple[str, ...]:
+    """The page's view switch: :data:`VIEWS`, and :data:`REGISTRATION_VIEW` for a model with registration."""
+    return (*VIEWS, REGISTRATION_VIEW) if registered else VIEWS
 
 
 def draw_explanation(images: Sequence[np.ndarray | None], explanation, grid_size: tuple[int, int],

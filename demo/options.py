@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from signal_core.config import REGISTRATIONS
 from signal_core.data import DATASETS
 from signal_core.deploy.engines import ENGINES
 
@@ -49,6 +50,7 @@ class DemoOptions:
     precision: str = "auto"
     engine: str = "torch"
     onnx: str | None = None
+    registration: str | None = None  # None: the checkpoint's own
     host: str = "127.0.0.1"
     port: int = 7860
     share: bool = False
@@ -87,6 +89,10 @@ OPTION_TABLE = [
                                   "LAM overlays always come from the torch model)"),
     ("--onnx", "SIGNAL_ONNX", "--engine onnxruntime|openvino: an exported .onnx of --weights (python -m "
                               "train.export; fp32 or int8); default: exported fp32 on the fly into a cache"),
+    ("--registration", "SIGNAL_REGISTRATION", f"{'|'.join(REGISTRATIONS)}: register NIR / TIR to RGB before the "
+                                              "encoder (no weights: any checkpoint takes it; the explanation then "
+                                              "draws the edges before / after and the displacement at its true "
+                                              "length); default: the checkpoint's own"),
     ("--host", "GRADIO_SERVER_NAME", "address to listen on"),
     ("--port", "GRADIO_SERVER_PORT", "port to listen on"),
     ("--share", "SIGNAL_SHARE", "also open a public gradio.live link (1/true)"),
@@ -139,7 +145,8 @@ def parse_options(argv: Sequence[str] | None = None, environ: Mapping[str, str] 
                                 help=f"{text} [{var}]")
             continue
         kind = int if isinstance(default, int) else str
-        choices = {"--device": DEVICES, "--precision": PRECISIONS, "--dataset": DATASETS, "--engine": ENGINES}.get(flag)
+        choices = {"--device": DEVICES, "--precision": PRECISIONS, "--dataset": DATASETS, "--engine": ENGINES,
+                   "--registration": REGISTRATIONS}.get(flag)
         value = env.get(var) or default
         if flag == "--dataset" and value:
             value = value.lower()
@@ -161,6 +168,11 @@ def validate_options(options: DemoOptions) -> None:
         raise StartupError(f"--engine {options.engine!r}: expected one of {', '.join(ENGINES)}.")
     if options.onnx and options.engine == "torch":
         raise StartupError("--onnx / SIGNAL_ONNX needs --engine / SIGNAL_ENGINE onnxruntime or openvino.")
+    if options.registration is not None and options.registration not in REGISTRATIONS:
+        raise StartupError(f"--registration {options.registration!r}: expected one of {', '.join(REGISTRATIONS)}.")
+    if options.registration not in (None, "none") and options.engine != "torch":
+        raise StartupError(f"--registration {options.registration} runs in the torch model only (an exported graph "
+                           "has none): drop --engine / SIGNAL_ENGINE, or use --registration none.")
     if options.batch_size < 1:
         raise StartupError(f"--batch-size must be at least 1, got {options.batch_size}.")
     if not 1 <= options.port <= 65535:

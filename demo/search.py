@@ -27,6 +27,7 @@ from signal_core.data.images import ImageDecodeError, ImageSource, decode_image
 from signal_core.metrics.parts import PartScore, feature_layout, part_scores
 from signal_core.modalities import LABELS, MODALITIES
 from signal_core.retrieval.feature_store import FeatureStoreError, read_features
+from signal_core.retrieval.folder_features import check_registration
 from signal_core.retrieval.index import AUTO_EXACT_MAX_ROWS, GalleryIndex
 from signal_core.retrieval.split_features import run_features
 from signal_core.utils.hashing import sha256_file
@@ -175,13 +176,18 @@ class SearchEngine:
         gallery too), above through an IVF :class:`GalleryIndex`; thumbnails are made only for the results shown.
 
         Raises:
-            FeatureStoreError: not a finished, intact feature folder, or made with other weights.
+            FeatureStoreError: not a finished, intact feature folder, or made with other weights or another
+                registration than ``model``'s.
         """
         features, rows, manifest = read_features(folder)
         made_with = manifest.get("model", {}).get("sha256")
         if weights is not None and made_with and made_with != sha256_file(weights):
             raise FeatureStoreError(f"the features in {folder} were made with other weights "
                                     f"({manifest['model'].get('path')}); extract them again with {weights}.")
+        try:
+            check_registration(manifest["settings"], model.cfg, f"the feature folder {folder}")
+        except ValueError as exc:
+            raise FeatureStoreError(str(exc)) from None
         gallery = Gallery([GalleryEntry(tuple(r["paths"]), label_from(r.get("pid")), label_from(r.get("camid")))
                            for r in rows],
                           f"feature folder {folder}")

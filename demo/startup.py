@@ -64,9 +64,11 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def load_model(path: Path, dataset: str | None, device: torch.device, precision: str = "auto"):
+def load_model(path: Path, dataset: str | None, device: torch.device, precision: str = "auto",
+               registration: str | None = None):
     """Our safetensors checkpoint, or the authors' .pth with the ``dataset`` preset; on ``device``, in
-    eval mode, with the inference precision set.
+    eval mode, with the inference precision set and ``registration`` (``--registration``; None: the
+    checkpoint's own) in place of the stored one: the model's config, in the feature cache key, records it.
 
     Returns:
         (model, the precision in use, "fp32" or "bf16", for the feature cache key).
@@ -77,7 +79,7 @@ def load_model(path: Path, dataset: str | None, device: torch.device, precision:
         raise StartupError(f"{path.name} looks like the authors' checkpoint: pass --dataset "
                            f"({'|'.join(DATASETS)}) so that its config is known.")
     try:
-        model = load_weights(path, SignalConfig.preset(dataset) if dataset else None, device)
+        model = load_weights(path, SignalConfig.preset(dataset) if dataset else None, device, registration)
     except Exception as exc:  # noqa: BLE001 - CheckpointError, SafetensorError, UnpicklingError, ...: all bad files
         kind = "" if isinstance(exc, CheckpointError) else f"{exc.__class__.__name__}: "
         detail = " ".join(str(exc).split()) or "unreadable file"
@@ -183,7 +185,7 @@ def _gallery_engine(options: DemoOptions, gallery_dir: Path, weights: Path, devi
         gallery = load_gallery(gallery_dir, options.dataset)
     except GalleryError as exc:
         raise StartupError(str(exc)) from None
-    model, precision = load_model(weights, options.dataset, device, options.precision)
+    model, precision = load_model(weights, options.dataset, device, options.precision, options.registration)
     features_fn, features_id, words = load_features_engine(options, model)
     cache = FeatureCache(options.cache_dir or default_cache_dir())
     try:
@@ -200,7 +202,7 @@ def _feature_folder_engine(options: DemoOptions, folder: Path, weights: Path, de
     """A feature folder of ``python -m train.extract``, searched through the gallery index."""
     from .search import SearchEngine
 
-    model, precision = load_model(weights, options.dataset, device, options.precision)
+    model, precision = load_model(weights, options.dataset, device, options.precision, options.registration)
     features_fn, _, words = load_features_engine(options, model)
     try:
         return SearchEngine.from_feature_folder(
@@ -220,6 +222,7 @@ def page_words(source: str, folder: Path) -> str:
 def _saved_index_engine(options: DemoOptions, weights: Path, device: torch.device):
     """A saved gallery index (a .sgi file or a milvus: URI, ``python -m train.extract ... --index``): its rows
     are the gallery; it must hold features of these weights."""
+    from signal_core.retrieval.folder_features import check_registration
     from signal_core.retrieval.gallery_open import index_rows, open_index
     from signal_core.utils.hashing import sha256_file
 
@@ -227,13 +230,14 @@ def _saved_index_engine(options: DemoOptions, weights: Path, device: torch.devic
     from .served import ServedFolder
     from .thumbnails import ThumbnailStore
 
-    model, precision = load_model(weights, options.dataset, device, options.precision)
+    model, precision = load_model(weights, options.dataset, device, options.precision, options.registration)
     features_fn, _, words = load_features_engine(options, model)
     try:
         index = open_index(options.gallery, dim=model.cfg.feature_dim, model_sha256=sha256_file(weights))
+        check_registration(index.info, model.cfg, f"the gallery index {options.gallery}")
         rows = index_rows(index)
-    except ValueError as exc:  # IndexFileError, MilvusGalleryError, MissingExtraError, an index without rows
-        raise StartupError(str(exc)) from None
+    except ValueError as exc:  # IndexFileError, MilvusGalleryError, MissingExtraError, an index without rows, or
+        raise StartupError(str(exc)) from None  # features of another registration
     gallery = Gallery([GalleryEntry(tuple(r["paths"]), label_from(r["pid"]), label_from(r["camid"])) for r in rows],
                       f"gallery index {options.gallery}")
     served = ServedFolder()

@@ -29,8 +29,9 @@ from pydantic import ConfigDict, model_validator
 from signal_core.modalities import LABELS, MODALITIES
 from signal_core.utils.messages import shown
 from signal_core.viz import heat_legend_html, legend_html
+from signal_core.viz.registration import legend_html as registration_legend_html
 
-from .explain import VIEWS
+from .explain import VIEWS, views
 from .gallery import GalleryEntry
 from .handlers import PageHandlers, user_error
 from .search import MAX_TOP_K, UNKNOWN_CAMERA, SearchEngine
@@ -163,7 +164,7 @@ def build_ui(engine: SearchEngine, examples: Sequence[GalleryEntry] = (), title:
         add_examples(examples, query, engine)
         upload_section = add_upload_section(page, uploads, query.top_k) if uploads is not None else None
         status, results = add_results()
-        explanation = add_explanation()
+        explanation = add_explanation(engine.model.cfg.registration)
         rank_outputs = wire_page_events(handlers, query, status, results, explanation)
         add_apis(handlers, query, status, results, explanation)
         if upload_section is not None:  # a new gallery, or back to the default: the old results go
@@ -216,14 +217,19 @@ def add_results() -> tuple[gr.Markdown, gr.Gallery]:
     return status, results
 
 
-def add_explanation() -> ExplanationOutputs:
-    """What the model looked at: the view switch, its legends, the query's and the selected result's overlays."""
+def add_explanation(registration: str = "none") -> ExplanationOutputs:
+    """What the model looked at: the view switch, its legends, the query's and the selected result's overlays;
+    for a model with image-level ``registration``, a third view of what it did."""
     gr.Markdown("### What the model looked at")
-    view = gr.Radio(list(VIEWS), value=VIEWS[0], label="View", elem_id="view",
-                    info="kept tokens: SIM's selection and LAM's sampling (arrows lengthened at most x5: the factor "
-                         "and the real mean offset are written on each image); SIM scores: the intra- and "
-                         "inter-modal scores SIM selects by")
-    gr.HTML(legend_html() + heat_legend_html())
+    registered = registration != "none"
+    arrows = ("at their true length: they include the displacement registration found" if registered else
+              "lengthened at most x5: the factor and the real mean offset are written on each image")
+    more = (f"; registration ({registration}): NIR / TIR edges over RGB before and after it, and the displacement "
+            "it found at its true length") if registered else ""
+    view = gr.Radio(list(views(registered)), value=VIEWS[0], label="View", elem_id="view",
+                    info=f"kept tokens: SIM's selection and LAM's sampling (arrows {arrows}); SIM scores: the intra- "
+                         f"and inter-modal scores SIM selects by{more}")
+    gr.HTML(legend_html() + heat_legend_html() + (registration_legend_html() if registered else ""))
     with gr.Row():
         query_overlays = [gr.Image(label=f"Query {LABELS[m]}", type="filepath", interactive=False,
                                    height=300, elem_id=f"query-overlay-{m}") for m in MODALITIES]

@@ -6,7 +6,9 @@ Public API:
     load_official_checkpoint(path, cfg)       the authors' Signal_model.pth -> SignalModel
     save_checkpoint / load_checkpoint         our safetensors checkpoints, config and checksum included
     load_weights(weights, official_cfg)       either kind of file, a Hub-style folder, hf-hub:owner/repo or
-                                              hf://owner/repo/file (CheckpointError naming a bad one)
+                                              hf://owner/repo/file (CheckpointError naming a bad one);
+                                              registration=... sets the model's registration at load time
+    with_registration(model, registration)    the same weights with another image-level registration
     save_pretrained(model, folder, facts)     a Hub-style folder: model.safetensors, config.json, model card
     resolve_weights(spec)                     the local file any --weights names (Hub names via the HF cache)
 
@@ -33,6 +35,7 @@ from .checkpoint import (
                          read_checkpoint_config,
                          read_checkpoint_metadata,
                          save_checkpoint,
+                         with_registration,
 )
 from .config import SignalConfig
 from .hub_folder import save_pretrained
@@ -46,4 +49,5 @@ __all__ = [
     "CardFacts", "CheckpointError", "Explanation", "ModalityExplanation", "SignalConfig", "SignalModel", "SignalOutput",
     "build_model", "load_checkpoint", "load_official_checkpoint", "load_weights", "read_checkpoint_config",
     "read_checkpoint_metadata", "resolve_weights", "save_checkpoint", "save_pretrained", "WeightsSourceError",
+    "with_registration",
 ]

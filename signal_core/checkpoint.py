@@ -303,21 +303,41 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     return model.to(device).eval()
 
 
+def with_registration(model: SignalModel, registration: str | None) -> SignalModel:
+    """``model`` with ``cfg.registration`` set to ``registration`` (None: as it is). Registration has no
+    weights, so any checkpoint takes any of :data:`signal_core.config.REGISTRATIONS`; the result keeps
+    ``model``'s device and train / eval mode, and is ``model`` itself when nothing changes.
+
+    Raises:
+        ValueError: an unknown registration (the message lists the known ones).
+    """
+    if registration is None or registration == model.cfg.registration:
+        return model
+    changed = SignalModel(model.cfg.replace(registration=registration, pretrained=None))  # validates the name
+    changed.load_state_dict(model.state_dict(), strict=True)
+    device = next(model.parameters()).device
+    return changed.to(device).train(model.training)
+
+
 def load_weights(weights: str | os.PathLike, official_cfg: SignalConfig | None = None,
-                 device: str | torch.device = "cpu") -> SignalModel:
+                 device: str | torch.device = "cpu", registration: str | None = None) -> SignalModel:
     """Weights named any way :func:`signal_core.weights_source.resolve_weights` takes (a file, a Hub-style
     folder, ``hf-hub:owner/repo``, ``hf://owner/repo/file``): our ``.safetensors`` checkpoint (its config is
     in the file or the folder's ``config.json``), or the authors' ``Signal_model.pth``, built from
     ``official_cfg`` (the dataset's preset; classes and cameras are read off the checkpoint).
+    ``registration``: the model's image-level registration in place of the stored one (None: the
+    checkpoint's own, ``official_cfg``'s for a ``.pth``; :func:`with_registration`).
 
     Raises:
         WeightsSourceError: weights that cannot be found or fetched (a ValueError).
         CheckpointError: a ``.pth`` without ``official_cfg``, or weights that do not fit.
+        ValueError: an unknown ``registration``.
     """
     path = resolve_weights(weights)
     if path.suffix == ".safetensors":
-        return load_checkpoint(path, device=device)
+        return with_registration(load_checkpoint(path, device=device), registration)
     if official_cfg is None:
         raise CheckpointError(f"{Path(path).name} is not one of our .safetensors checkpoints; to load the "
                               "authors' Signal_model.pth, give the dataset's preset config.")
-    return load_official_checkpoint(path, official_cfg.replace(num_classes=None, num_cameras=None)).to(device)
+    model = load_official_checkpoint(path, official_cfg.replace(num_classes=None, num_cameras=None)).to(device)
+    return with_registration(model, registration)

@@ -61,7 +61,8 @@ def setup_distributed(device_arg: str | None) -> tuple[int, int, torch.device]:
 
 
 def train_loader(dataset, model_cfg, cfg: TrainConfig, rank: int, world: int) -> tuple[DataLoader, IdentitySampler]:
-    transform = build_transforms(model_cfg.image_size, train=True, paired=cfg.paired_transforms)
+    transform = build_transforms(model_cfg.image_size, train=True, paired=cfg.paired_transforms,
+                                 rig_shift=cfg.rig_shift_augment)
     sampler = IdentitySampler(dataset.train, cfg.batch_size, cfg.num_instances, cfg.seed, rank, world)
     loader = DataLoader(TripleDataset(dataset.train, transform), batch_size=sampler.local_batch_size,
                         sampler=sampler, num_workers=cfg.num_workers, drop_last=True,

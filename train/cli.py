@@ -155,6 +155,20 @@ def add_engine_arguments(parser: argparse.ArgumentParser, uses: str) -> None:
                         "$SIGNAL_ONNX_CACHE (~/.cache/signal-onnx)")
 
 
+def add_registration_argument(parser: argparse.ArgumentParser, default: str) -> None:
+    """``--registration``: the model's image-level registration of NIR / TIR to RGB, set at load time
+    (:func:`signal_core.load_weights`; it has no weights, so any checkpoint takes any of them).
+
+    Args:
+        default: what leaving the flag out means, said in its help.
+    """
+    from signal_core.config import REGISTRATIONS
+
+    parser.add_argument("--registration", choices=REGISTRATIONS, default=None,
+                        help=f"register NIR / TIR to RGB before the encoder: {'|'.join(REGISTRATIONS)} (default: "
+                             f"{default}; docs/alignment.md)")
+
+
 def check_engine_arguments(args: argparse.Namespace) -> None:
     """Raise ``ValueError`` for an unknown ``--engine`` or an ``--onnx`` without one that reads it."""
     from signal_core.deploy.engines import ENGINES

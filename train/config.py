@@ -43,6 +43,9 @@ class TrainConfig:
     milestones: list[int] = field(default_factory=lambda: [20, 40])  # multistep epochs
     gamma: float = 0.1  # multistep decay
     paired_transforms: bool = False  # one random augmentation draw for all three modalities
+    # after the transforms, move NIR's and TIR's content each by a random integer displacement of at most this
+    # many px per axis, reflection border (a simulated misaligned rig; 0 = off, the authors'; docs/alignment.md)
+    rig_shift_augment: int = 0
     num_workers: int = 4  # data loader workers per process
     # auto (the authors': fp16 autocast + GradScaler on CUDA, fp32 elsewhere) | fp32 | fp16 | bf16
     precision: str = "auto"
@@ -63,7 +66,7 @@ _LOWER_BOUNDS = [("epochs", 1, True), ("batch_size", 1, True), ("num_instances",
                  ("weight_decay", 0.0, True), ("warmup_epochs", 0, True),
                  ("warmup_lr_factor", 0.0, True), ("min_lr_factor", 0.0, True), ("lr_noise_pct", 0.0, True),
                  ("gamma", 0.0, False), ("num_workers", 0, True), ("checkpoint_every", 1, True),
-                 ("eval_batch_size", 1, True), ("eval_every", 0, True)]
+                 ("eval_batch_size", 1, True), ("eval_every", 0, True), ("rig_shift_augment", 0, True)]
 def validate_train_config(cfg: TrainConfig) -> None:
     """Raise ``ValueError`` naming the first setting that cannot work and what it must be."""
     for name, low, inclusive in _LOWER_BOUNDS:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from signal_core import build_model, load_weights, resolve_weights
+from signal_core import build_model, load_weights, resolve_weights, with_registration
 from signal_core.data import load_dataset
 from signal_core.deploy.engine_choice import engine_for_model
 from signal_core.model.complexity import complexity_dict, summary_line
@@ -25,7 +25,7 @@ from signal_core.retrieval.split_features import MISSING_SETTINGS
 from signal_core.utils.atomic import write_json
 from signal_core.weights_source import WEIGHTS_HELP
 
-from .cli import add_engine_arguments, check_engine_arguments, command_main, command_parser
+from .cli import add_engine_arguments, add_registration_argument, check_engine_arguments, command_main, command_parser
 from .config import load_config
 from .flags import (
     MAX_PROCESSES,
@@ -70,6 +70,7 @@ def parse_args(argv=None, report_command: bool = False) -> argparse.Namespace:
                         "where the device runs it fast)")
     add_engine_arguments(p, "With --report the metrics, rankings and similarity figures come from the engine; "
                             "the SIM / LAM drawings need the model's internals and use torch")
+    add_registration_argument(p, "the checkpoint's own; for an authors' .pth the config's model.registration")
     p.add_argument("--batch-size", type=whole(1), default=None, help="test batch size (default: from the config)")
     p.add_argument("--num-workers", type=whole(0, MAX_PROCESSES), default=None)
     p.add_argument("--history", type=input_path,
@@ -81,14 +82,14 @@ def parse_args(argv=None, report_command: bool = False) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def load_model(weights: Path | None, model_cfg, cfg, dataset, device: torch.device):
+def load_model(weights: Path | None, model_cfg, cfg, dataset, device: torch.device, registration: str | None = None):
     """``weights`` (ours or the authors'), or, None (``--untrained``), the config's architecture at its seeded
-    random init."""
+    random init; with ``registration`` (``--registration``) in place of its own where given."""
     if weights is None:
         torch.manual_seed(cfg.seed)
-        return build_model(model_cfg.replace(pretrained=None, num_classes=None,
-                                             num_cameras=dataset.num_train_cams)).to(device)
-    return load_weights(weights, model_cfg, device)
+        model = build_model(model_cfg.replace(pretrained=None, num_classes=None, num_cameras=dataset.num_train_cams))
+        return with_registration(model.to(device), registration)
+    return load_weights(weights, model_cfg, device, registration)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -104,11 +105,13 @@ def run(args: argparse.Namespace) -> dict:
         raise FileNotFoundError(f"--history {args.history} does not exist; give a run folder's history.jsonl")
     check_engine_arguments(args)
     weights = None if args.untrained else resolve_weights(args.weights)  # Hub names: from the Hugging Face cache
-    model = load_model(weights, model_cfg, cfg, dataset, device)
+    model = load_model(weights, model_cfg, cfg, dataset, device, args.registration)
     precision = model.set_inference_precision(args.precision)
     engine = engine_for_model(model, args.engine, args.onnx) if args.engine != "torch" else None
     features_fn = engine.features if engine is not None else None
     label = precision if engine is None else f"engine {engine.label()}"
+    if model.cfg.registration != "none":
+        label += f", registration {model.cfg.registration}"
     batch_size = cfg.eval_batch_size if args.batch_size is None else args.batch_size
     workers = cfg.num_workers if args.num_workers is None else args.num_workers
     if args.report:

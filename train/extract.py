@@ -8,7 +8,9 @@ the same arguments (finished shards are kept, not recomputed); other weights or 
 refused. An unreadable image stops the run with its name (exit 2) unless ``--skip-bad``, which
 skips the triple and lists it in the manifest. ``--engine onnxruntime|openvino [--onnx FILE]``
 computes the features with an exported graph; the manifest records the engine and the graph's
-sha256, so a resume with another engine or graph is refused.
+sha256, so a resume with another engine or graph is refused. ``--registration NAME`` sets the model's
+image-level registration of NIR / TIR to RGB (default: the checkpoint's own); the manifest records it
+(and a saved ``--index`` too), so a resume with another is refused.
 
 ``--ray [auto|ADDRESS]`` computes the same folder on Ray (``pip install ".[scale]"``): a local Ray
 (auto) or a cluster's, one model per actor (``--actors``; GPUs when the cluster has them); see
@@ -30,13 +32,13 @@ from signal_core.data import DATASETS, DatasetError, TripleRecord, load_dataset,
 from signal_core.deploy.engine_choice import engine_for_model
 from signal_core.model.precision import PRECISIONS
 from signal_core.retrieval.feature_store import is_feature_folder, read_features, read_manifest
-from signal_core.retrieval.folder_features import ExtractionSummary, extract_to_folder
+from signal_core.retrieval.folder_features import ExtractionSummary, extract_to_folder, registration_setting
 from signal_core.retrieval.gallery_open import is_index_spec, write_index
 from signal_core.retrieval.milvus_index import is_milvus_uri, parse_milvus_uri
 from signal_core.utils.hashing import sha256_file
 from signal_core.weights_source import WEIGHTS_HELP
 
-from .cli import add_engine_arguments, check_engine_arguments, command_main, command_parser
+from .cli import add_engine_arguments, add_registration_argument, check_engine_arguments, command_main, command_parser
 from .flags import (
     MAX_PROCESSES,
     THREADS_HELP,
@@ -70,6 +72,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="encoder precision (default fp32; auto = bf16 where the device runs it fast; a resumed "
                         "run with auto keeps the folder's precision)")
     add_engine_arguments(p, "Recorded in the manifest")
+    add_registration_argument(p, "the checkpoint's own; recorded in the manifest, a resume with another is refused")
     p.add_argument("--device", type=device_flag, default=default_device())
     p.add_argument("--num-workers", type=whole(0, MAX_PROCESSES), default=min(4, max(0, (os.cpu_count() or 1) - 1)),
                    help="image-decoding worker processes")
@@ -128,7 +131,7 @@ def run(args: argparse.Namespace) -> ExtractionSummary:
         prepare_index_output(args.index)
     preset = SignalConfig.preset(args.dataset) if args.dataset else None
     device = torch.device("cpu" if args.ray is not None else args.device)  # with --ray the actors run the model
-    model = load_weights(weights, preset, device).eval()
+    model = load_weights(weights, preset, device, args.registration).eval()
     precision = args.precision
     if precision == "auto" and is_feature_folder(args.out):  # resume: keep the folder's resolved precision
         precision = read_manifest(args.out)["settings"].get("precision", "auto")
@@ -144,7 +147,7 @@ def run(args: argparse.Namespace) -> ExtractionSummary:
     if args.ray is not None:
         from signal_core.retrieval.ray_extraction import ModelSource, RayOptions, extract_with_ray
 
-        source = ModelSource(os.path.abspath(weights), args.dataset, settings["precision"])
+        source = ModelSource(os.path.abspath(weights), args.dataset, settings["precision"], args.registration)
         options = RayOptions(address=args.ray, actors=args.actors, threads=args.threads or 1)
         summary = extract_with_ray(source, model.cfg, records, args.out, model_info, settings, options,
                                    args.batch_size, args.shard_size, args.skip_bad, progress=not args.no_progress)
@@ -155,7 +158,7 @@ def run(args: argparse.Namespace) -> ExtractionSummary:
     precision = settings["precision"] if engine is None else f"{engine.kind} {engine.precision}"
     print(report(summary, precision))
     if args.index:
-        save_index(args.index, summary, model_info["sha256"], settings["precision"])
+        save_index(args.index, summary, model_info["sha256"], settings["precision"], model.cfg)
     return summary
 
 
@@ -170,7 +173,7 @@ def prepare_index_output(spec: str) -> None:
         parse_milvus_uri(spec)
 
 
-def save_index(spec: str, summary: ExtractionSummary, model_sha256: str, precision: str) -> None:
+def save_index(spec: str, summary: ExtractionSummary, model_sha256: str, precision: str, cfg: SignalConfig) -> None:
     """Save the finished feature folder's gallery in ``spec`` (a .sgi file or a milvus: URI)."""
     if not summary.complete:
         print(f"{spec}: not written, the feature folder is not complete; run the same command again.")
@@ -178,7 +181,8 @@ def save_index(spec: str, summary: ExtractionSummary, model_sha256: str, precisi
     features, rows, _ = read_features(summary.out)
     if len(features) == 0:
         raise ValueError(f"the feature folder '{summary.out}' holds no features: no index to save.")
-    index = write_index(spec, features, rows, {"model_sha256": model_sha256, "precision": precision})
+    index = write_index(spec, features, rows, {"model_sha256": model_sha256, "precision": precision,
+                                               **registration_setting(cfg)})
     print(f"{spec}: gallery index of {len(index)} rows ({index.kind}).")
 
 

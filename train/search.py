@@ -4,8 +4,9 @@
 ``--features`` is a feature folder written by ``python -m train.extract``. ``--queries`` is either
 another feature folder (extracted with the same weights) or a triples folder, whose features are
 computed here with ``--weights`` (the same weights as the gallery: the sha256 is checked) in the
-gallery's precision. The gallery is searched through ``signal_core.retrieval.index.GalleryIndex`` (exact
-search, or IVF-PQ for large galleries; ``--index auto`` picks by size), or, with ``--index
+gallery's precision and registration (``--registration``, if given, must be the gallery's). The gallery
+is searched through ``signal_core.retrieval.index.GalleryIndex`` (exact search, or IVF-PQ for large
+galleries; ``--index auto`` picks by size), or, with ``--index
 gallery.sgi|milvus:gallery.db|milvus://host:19530`` (saved by ``python -m train.extract ... --index``),
 through that saved index, whose rows stand in for ``--features`` (docs/scale.md).
 
@@ -33,14 +34,14 @@ import torch
 from signal_core import SignalConfig, load_weights, resolve_weights
 from signal_core.data import DATASETS, UNKNOWN, is_triples_folder, label_from, read_triples_folder
 from signal_core.retrieval.feature_store import is_feature_folder, read_features
-from signal_core.retrieval.folder_features import encode_records
+from signal_core.retrieval.folder_features import check_registration, encode_records, recorded_registration
 from signal_core.retrieval.gallery_open import index_rows, is_index_spec, open_index, rows_metadata
 from signal_core.retrieval.index import GalleryIndex
 from signal_core.utils.atomic import write_json
 from signal_core.utils.hashing import sha256_file
 from signal_core.weights_source import WEIGHTS_HELP
 
-from .cli import command_main, command_parser
+from .cli import add_registration_argument, command_main, command_parser
 from .flags import (
     MAX_PROCESSES,
     THREADS_HELP,
@@ -77,6 +78,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--weights", type=weights_input,
                    help="the gallery's weights, to extract a triples folder of queries: " + WEIGHTS_HELP)
     p.add_argument("--dataset", choices=DATASETS, help="preset of an authors' .pth")
+    add_registration_argument(p, "the one the gallery's features were made with; another is refused")
     p.add_argument("--device", type=device_flag, default=default_device())
     p.add_argument("--batch-size", type=whole(1), default=32)
     p.add_argument("--num-workers", type=whole(0, MAX_PROCESSES), default=0)
@@ -95,6 +97,10 @@ def query_features(args: argparse.Namespace, gallery: Gallery) -> tuple[np.ndarr
         if queries.manifest["model"]["sha256"] != gallery_sha:
             raise ValueError(f"the query features in '{args.queries}' come from other weights than the gallery's "
                              f"('{gallery.label}'); extract both with the same --weights.")
+        theirs, ours = recorded_registration(queries.manifest["settings"]), recorded_registration(gallery.settings)
+        if theirs != ours:
+            raise ValueError(f"the query features in '{args.queries}' were made with registration '{theirs}', the "
+                             f"gallery's ('{gallery.label}') with '{ours}'; extract both with the same --registration.")
         return queries.features, queries.metadata
     if not is_triples_folder(args.queries):
         raise ValueError(f"--queries '{args.queries}' is neither a feature folder (manifest.json) nor a triples "
@@ -107,7 +113,9 @@ def query_features(args: argparse.Namespace, gallery: Gallery) -> tuple[np.ndarr
                          "extracted with; use those.")
     records = read_triples_folder(Path(args.queries).expanduser().resolve())
     preset = SignalConfig.preset(args.dataset) if args.dataset else None
-    model = load_weights(weights, preset, torch.device(args.device)).eval()
+    registration = args.registration or recorded_registration(gallery.settings)
+    model = load_weights(weights, preset, torch.device(args.device), registration).eval()
+    check_registration(gallery.settings, model.cfg, f"the gallery '{gallery.label}'")
     model.set_inference_precision(gallery.precision)
     encoded = encode_records(model, records, args.device, args.batch_size, args.num_workers, args.skip_bad)
     for s in encoded.skipped:
@@ -172,6 +180,7 @@ class Gallery:
     precision: str
     label: str  # the feature folder or saved index, as given
     seconds: float  # to build or open the index
+    settings: dict[str, Any]  # what the features were made with: the folder's settings, the index's info
 
 
 def open_gallery(args: argparse.Namespace, junk_rows: bool) -> Gallery:
@@ -182,7 +191,8 @@ def open_gallery(args: argparse.Namespace, junk_rows: bool) -> Gallery:
         start = time.perf_counter()
         index = open_index(args.index)
         return Gallery(index, index_rows(index), str(index.info.get("model_sha256")),
-                       str(index.info.get("precision", "fp32")), args.index, time.perf_counter() - start)
+                       str(index.info.get("precision", "fp32")), args.index, time.perf_counter() - start,
+                       dict(index.info))
     if args.index not in INDEX_KINDS:
         raise ValueError(f"--index '{args.index}': use {'|'.join(INDEX_KINDS)}, or a saved index (FILE.sgi, "
                          "milvus:FILE.db, milvus://HOST:PORT).")
@@ -196,7 +206,7 @@ def open_gallery(args: argparse.Namespace, junk_rows: bool) -> Gallery:
     start = time.perf_counter()
     index = GalleryIndex.build(features, kind=args.index, metadata=metadata)
     return Gallery(index, rows, manifest["model"]["sha256"], manifest["settings"].get("precision", "fp32"),
-                   args.features, time.perf_counter() - start)
+                   args.features, time.perf_counter() - start, manifest["settings"])
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

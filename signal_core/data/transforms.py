@@ -11,6 +11,11 @@ Authors' pipelines (``make_dataloader.py``), applied INDEPENDENTLY to each modal
 ``paired=True`` (opt-in, not the authors') shares one random draw (flip, crop offset, erasing box
 and fill) across the three modalities, keeping them pixel-aligned: torchvision v2 transforms draw
 their parameters once when given several images together.
+
+``rig_shift=M`` (opt-in, not the authors'; training only) then moves NIR's and TIR's content each by its
+own random integer displacement, uniform in [-M, M] px per axis, the uncovered border filled by
+reflection (as the synthetic generator's rig shift): a misaligned rig simulated per triple, the
+augmentation baseline of a model without registration (docs/alignment.md).
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageFile
 from torch import Tensor
 from torchvision.transforms import v2
@@ -105,6 +111,38 @@ class TripleTransform:
         return f"TripleTransform(paired={self.paired}, pipeline={self.pipeline})"
 
 
+def shift_content(image: Tensor, dx: int, dy: int) -> Tensor:
+    """[C, H, W] with its content moved by (dx, dy) px, ``out(p + d) = image(p)``; the uncovered border is
+    filled by reflection. A zero displacement returns ``image`` itself."""
+    if dx == 0 and dy == 0:
+        return image
+    h, w = image.shape[-2:]
+    m = max(abs(dx), abs(dy))
+    padded = F.pad(image[None], (m, m, m, m), mode="reflect")[0]
+    return padded[:, m - dy:m - dy + h, m - dx:m - dx + w]
+
+
+class RigShiftTransform:
+    """A :class:`TripleTransform` followed by a random rig shift of NIR and TIR (module docstring).
+
+    Args:
+        inner: the transform of the three modalities.
+        max_shift: the largest displacement per axis, in pixels (> 0).
+        generator: the random source (None: torch's global one, reseeded per data-loader worker).
+    """
+
+    def __init__(self, inner: TripleTransform, max_shift: int, generator: torch.Generator | None = None) -> None:
+        self.inner, self.max_shift, self.generator = inner, int(max_shift), generator
+
+    def __call__(self, images: Sequence[Image.Image]) -> TensorTriple:
+        rgb, nir, tir = self.inner(images)
+        shifts = torch.randint(-self.max_shift, self.max_shift + 1, (2, 2), generator=self.generator).tolist()
+        return rgb, shift_content(nir, *shifts[0]), shift_content(tir, *shifts[1])
+
+    def __repr__(self) -> str:
+        return f"RigShiftTransform(max_shift={self.max_shift}, inner={self.inner})"
+
+
 def _to_normalised_tensor(mean: Sequence[float], std: Sequence[float]) -> list:
     return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
 
@@ -146,8 +184,21 @@ def build_test_transform(image_size: tuple[int, int], mean: Sequence[float] = NO
     return TripleTransform(pipeline)
 
 
-def build_transforms(image_size: tuple[int, int], train: bool, paired: bool = False, **kwargs) -> TripleTransform:
-    """Train or test transform; ``kwargs`` go to :func:`build_train_transform` (or mean / std for test)."""
-    if train:
-        return build_train_transform(image_size, paired=paired, **kwargs)
-    return build_test_transform(image_size, **kwargs)
+def build_transforms(image_size: tuple[int, int], train: bool, paired: bool = False, rig_shift: int = 0,
+                     **kwargs) -> TripleTransform | RigShiftTransform:
+    """Train or test transform; ``kwargs`` go to :func:`build_train_transform` (or mean / std for test);
+    ``rig_shift`` > 0 (training only) adds :class:`RigShiftTransform` of that many pixels at most.
+
+    Raises:
+        ValueError: ``rig_shift`` outside [0, half the shorter image side), or given for the test transform.
+    """
+    limit = min(int(image_size[0]), int(image_size[1])) // 2
+    if not 0 <= rig_shift < limit:
+        raise ValueError(f"rig_shift_augment must be from 0 to {limit - 1} px for {image_size[0]} x {image_size[1]} "
+                         f"inputs (reflection needs less than half the shorter side), got {rig_shift}.")
+    if not train:
+        if rig_shift:
+            raise ValueError("rig_shift is a training augmentation; the test transform has none.")
+        return build_test_transform(image_size, **kwargs)
+    transform = build_train_transform(image_size, paired=paired, **kwargs)
+    return RigShiftTransform(transform, rig_shift) if rig_shift else transform

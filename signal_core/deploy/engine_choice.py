@@ -64,7 +64,7 @@ def engine_for_model(model, kind: str = "torch", onnx: str | os.PathLike | None 
 
     Raises:
         EngineError: unknown engine, missing runtime package, onnx file missing, unreadable, or made
-            for another model.
+            for another model; an exported graph for a model with registration (not in the graph).
     """
     if kind not in ENGINES:
         raise EngineError(f"unknown engine {kind!r}: use one of {', '.join(ENGINES)}.")
@@ -73,6 +73,9 @@ def engine_for_model(model, kind: str = "torch", onnx: str | os.PathLike | None 
             raise EngineError("--onnx is for --engine onnxruntime or openvino; the torch engine runs the weights.")
         engine = load_engine(model, kind="torch", precision=model.inference_precision)
         return ModelEngine(engine, kind, engine.precision)
+    if model.cfg.registration != "none":  # the graph has no registration: its features would be another model's
+        raise EngineError(f"--engine {kind} runs an exported graph without the model's registration "
+                          f"'{model.cfg.registration}': use --engine torch, or registration none.")
     _require(kind)
     digest = model_digest(model)
     path = _given_onnx(onnx, model, digest) if onnx is not None else _cached_onnx(model, digest, cache_dir)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,12 +116,37 @@ def encode_records(model: SignalModel, records: Sequence[TripleRecord], device: 
     return EncodedRecords(features.astype(np.float32, copy=False), rows, skipped)
 
 
+def registration_setting(cfg: SignalConfig) -> dict[str, Any]:
+    """What features record of the model's image-level registration: ``{"registration": name}``, nothing for
+    ``none`` (the authors' model; so folders and indexes written before registration existed still match)."""
+    return {} if cfg.registration == "none" else {"registration": cfg.registration}
+
+
+def recorded_registration(settings: Mapping[str, Any]) -> str:
+    """The registration features were made with, from their recorded settings (absent: ``none``)."""
+    return str(settings.get("registration", "none"))
+
+
+def check_registration(recorded: Mapping[str, Any], cfg: SignalConfig, what: str) -> None:
+    """Refuse to compare features of ``what`` (made with ``recorded`` settings) with those of a model of ``cfg``
+    when their registrations differ: features with and without registration never mix.
+
+    Raises:
+        ValueError: naming both registrations and the flag that sets the model's.
+    """
+    made_with = recorded_registration(recorded)
+    if made_with != cfg.registration:
+        raise ValueError(f"{what} holds features made with registration '{made_with}', the model has "
+                         f"'{cfg.registration}': pass --registration {made_with} (or extract them again).")
+
+
 def folder_settings(cfg: SignalConfig, records: Sequence[TripleRecord], settings: dict[str, Any],
                     shard_size: int) -> dict[str, Any]:
     """The settings a feature folder records (compared on resume): the run's, plus the model's input
-    size and feature dimension, the shard size and the plan's hash."""
+    size, feature dimension and registration (:func:`registration_setting`), the shard size and the plan's hash."""
     return {**settings, "image_size": list(cfg.image_size), "feature_dim": cfg.feature_dim,
-            "shard_size": int(shard_size), "plan_sha256": plan_sha256(records), "normalised": True}
+            **registration_setting(cfg), "shard_size": int(shard_size), "plan_sha256": plan_sha256(records),
+            "normalised": True}
 
 
 @dataclass

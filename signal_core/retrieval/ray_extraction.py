@@ -57,6 +57,7 @@ class ModelSource:
     weights: str  # a path readable on every node
     preset: str | None  # dataset preset of an authors' .pth (None: our .safetensors)
     precision: str  # the resolved inference precision (fp32, bf16...)
+    registration: str | None = None  # the model's registration in place of the checkpoint's (None: its own)
 
 
 class _Encoder:
@@ -70,7 +71,7 @@ class _Encoder:
         torch.set_num_threads(max(1, threads))
         self.device = torch.device("cuda" if use_gpu else "cpu")
         preset = SignalConfig.preset(source.preset) if source.preset else None
-        self.model = load_weights(source.weights, preset, self.device).eval()
+        self.model = load_weights(source.weights, preset, self.device, source.registration).eval()
         self.model.set_inference_precision(source.precision)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -8,7 +8,9 @@
   Learned offsets are often a fraction of a pixel; ``offset_scale`` lengthens every arrow by that
   factor (the caller states it) and :func:`auto_offset_scale` picks a round factor that makes the
   typical arrow about three quarters of a patch long, at most x5 (:data:`MAX_OFFSET_SCALE`): a
-  mechanism that moved nothing is shown as moving nothing, not blown up to look as if it had.
+  mechanism that moved nothing is shown as moving nothing, not blown up to look as if it had. With
+  image-level registration the positions include its displacement, whole pixels that need no
+  lengthening: :func:`lam_arrow_scale` draws them at their true length (factor 1).
 
 Coordinates from :meth:`signal_core.SignalModel.explain` are in [-1, 1] (x, y) over the patch grid
 with ``align_corners=True``: -1 is the centre of the first patch, +1 the centre of the last.
@@ -124,6 +126,14 @@ def auto_offset_scale(reference: np.ndarray, positions: np.ndarray, grid_size: t
     return max(1.0, max(m * decade for m in (1, 2, 5) if m * decade <= wanted))
 
 
+def lam_arrow_scale(reference: np.ndarray, positions: np.ndarray, grid_size: tuple[int, int],
+                    image_hw: tuple[int, int], registered: bool) -> float:
+    """The factor LAM's arrows are drawn with: 1 (their true length) for a model with image-level registration
+    (``registered``: its positions include the displacement it found, pixels long), else
+    :func:`auto_offset_scale`'s."""
+    return 1.0 if registered else auto_offset_scale(reference, positions, grid_size, image_hw)
+
+
 def sampling_overlay(image: np.ndarray, grid_size: tuple[int, int], reference: np.ndarray | None,
                      positions: np.ndarray | None, offset_scale: float = 1.0) -> np.ndarray:
     """Draw each LAM reference point and an arrow to the position it sampled.
@@ -178,7 +188,7 @@ def legend_html() -> str:
 
 
 def _arrow(draw: ImageDraw.ImageDraw, start: tuple[float, float], end: tuple[float, float], thickness: int,
-           head: float) -> None:
+           head: float, colour: tuple[int, int, int] = ARROW_COLOUR) -> None:
     """A line from ``start`` to ``end`` with a filled triangular head (nothing for a zero offset)."""
     (x0, y0), (x1, y1) = start, end
     length = math.hypot(x1 - x0, y1 - y0)
@@ -187,9 +197,9 @@ def _arrow(draw: ImageDraw.ImageDraw, start: tuple[float, float], end: tuple[flo
     head = min(head, 0.6 * length)
     ux, uy = (x1 - x0) / length, (y1 - y0) / length
     bx, by = x1 - head * ux, y1 - head * uy  # base of the head
-    draw.line([(x0, y0), (bx, by)], fill=ARROW_COLOUR, width=thickness)
+    draw.line([(x0, y0), (bx, by)], fill=colour, width=thickness)
     half = 0.5 * head
-    draw.polygon([(x1, y1), (bx - half * uy, by + half * ux), (bx + half * uy, by - half * ux)], fill=ARROW_COLOUR)
+    draw.polygon([(x1, y1), (bx - half * uy, by + half * ux), (bx + half * uy, by - half * ux)], fill=colour)
 
 
 def _cells_to_pixels(cells: np.ndarray, hw: tuple[int, int]) -> np.ndarray:

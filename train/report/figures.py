@@ -19,7 +19,7 @@ from signal_core.data import TripleRecord, build_transforms, load_triple
 from signal_core.modalities import LABELS, MODALITIES
 from signal_core.retrieval.split_features import DatasetFeatures
 from signal_core.utils.atomic import atomic_write
-from signal_core.viz import RankedTriple, auto_offset_scale, explanation_overlay, offset_pixels, plots, ranklist_image
+from signal_core.viz import RankedTriple, explanation_overlay, lam_arrow_scale, offset_pixels, plots, ranklist_image
 from signal_core.viz.overlays import MAX_OFFSET_SCALE, overlay_size, resize_for_overlay
 
 from ..run_folder import read_history_file
@@ -167,12 +167,14 @@ def write_selection(model: SignalModel, records: Sequence[TripleRecord], explana
 
 def write_sampling(model: SignalModel, records: Sequence[TripleRecord], explanation, out_dir: Path) -> Figure:
     """Paper Fig. 9: LAM's reference points and sampled positions in the three modalities, arrows scaled
-    per modality (the factor is in each column's title)."""
+    per modality (the factor is in each column's title; 1 with image-level registration, whose displacement
+    the positions include)."""
     size, grid = tuple(model.cfg.image_size), tuple(model.cfg.grid_size)
     names = MODALITIES
     ref = explanation["rgb"].reference_points.cpu().numpy()  # [K, 2]
     pos = {m: explanation[m].sampled_positions.cpu().numpy() for m in names}  # [B, K, 2] each
-    scale = {m: auto_offset_scale(ref, pos[m], grid, size) for m in names}
+    registered = model.cfg.registration != "none"
+    scale = {m: lam_arrow_scale(ref, pos[m], grid, size, registered) for m in names}
     offsets = {m: offset_pixels(ref, pos[m], grid, size) for m in names}  # [B, K] input-image pixels
     rows = []
     for b, record in enumerate(records):
@@ -188,10 +190,12 @@ def write_sampling(model: SignalModel, records: Sequence[TripleRecord], explanat
     plots.save_figure(fig, out_dir / "lam.png")
     scales = ", ".join(f"{label} x{scale[m]:g}" for label, m in zip((LABELS[m] for m in names), names))
     means = ", ".join(f"{label} {offsets[m].mean():.2f}" for label, m in zip((LABELS[m] for m in names), names))
+    drawn = (f"at their true length (registration {model.cfg.registration}: the positions include the displacement "
+             f"it found)" if registered else f"lengthened by at most x{MAX_OFFSET_SCALE:g} ({scales}): offsets still "
+             "shorter than a pixel mean LAM moved little")
     return Figure("lam.png", "LAM reference points and sampled positions (paper Fig. 9)",
-                  f"White dots: LAM's reference points; red arrows: to where each modality sampled, lengthened "
-                  f"by at most x{MAX_OFFSET_SCALE:g} ({scales}): offsets still shorter than a pixel mean LAM moved "
-                  f"little. Mean real offsets in pixels of the {size[0]} x {size[1]} model input: {means}.")
+                  f"White dots: LAM's reference points; red arrows: to where each modality sampled, {drawn}. "
+                  f"Mean real offsets in pixels of the {size[0]} x {size[1]} model input: {means}.")
 
 
 def write_training_curves(history_path: Path, out_dir: Path) -> Figure | None:
