@@ -34,7 +34,8 @@ class Refused(ValueError):
         self.status = status
 
 
-def take_in_json(body: bytes, max_file_bytes: int, store: Store) -> bytes | None:
+def take_in_json(body: bytes, max_file_bytes: int, store: Store,
+                 handed_out: Callable[[str], bool] = lambda path: True) -> bytes | None:
     """``body`` with its embedded files written by ``store`` (all or none) and each referenced by its path;
     None when the body holds none (or is not JSON: gradio answers it as it does any such request).
 
@@ -45,10 +46,13 @@ def take_in_json(body: bytes, max_file_bytes: int, store: Store) -> bytes | None
     """
     try:
         payload = json.loads(body)
-        found: list[dict] = []
-        _collect(payload, found)
     except (ValueError, UnicodeDecodeError):
         return None
+    except RecursionError:
+        raise Refused(400, "the request's JSON is nested too deeply.") from None
+    found: list[dict] = []
+    try:
+        _collect(payload, found, handed_out)
     except RecursionError:
         raise Refused(400, "the request's JSON is nested too deeply.") from None
     if not found:
@@ -61,17 +65,25 @@ def take_in_json(body: bytes, max_file_bytes: int, store: Store) -> bytes | None
     return json.dumps(payload).encode()
 
 
-def _collect(node: Any, found: list[dict]) -> None:
-    """The dicts under ``node`` that carry a file to take in: a data: URL or a URL as their path / url."""
+def _collect(node: Any, found: list[dict], handed_out: Callable[[str], bool]) -> None:
+    """The dicts under ``node`` that carry a file to take in: a data: URL or a URL as their path / url.
+
+    Raises:
+        Refused: a file given by a local path that this server did not hand out (400; the path is not echoed).
+    """
     if isinstance(node, list):
         for value in node:
-            _collect(value, found)
+            _collect(value, found, handed_out)
     elif isinstance(node, dict):
-        if _is_data_url(node.get("path")) or _is_data_url(node.get("url")) or _is_remote(node.get("path")):
+        path = node.get("path")
+        if _is_data_url(path) or _is_data_url(node.get("url")) or _is_remote(path):
             found.append(node)
             return
+        if isinstance(path, str) and isinstance(node.get("meta"), dict) and not handed_out(path):
+            raise Refused(400, "a file given by a path that this server did not hand out: upload it instead "
+                               "(gradio_client's handle_file does).")
         for value in node.values():
-            _collect(value, found)
+            _collect(value, found, handed_out)
 
 
 def _is_data_url(value: Any) -> bool:

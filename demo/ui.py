@@ -337,7 +337,7 @@ def launch(page: gr.Blocks, host: str, port: int, share: bool = False, served_pa
     with _one_event_loop():
         page.queue(default_concurrency_limit=concurrency, max_size=256)
         guard = Middleware(UploadGuard, max_bytes=int(upload_cache_mb * 2**20),
-                           max_file_bytes=int(max_file_size_mb * 2**20))
+                           max_file_bytes=int(max_file_size_mb * 2**20), served=paths)
         started = page.launch(
             server_name=host, server_port=port, share=share, allowed_paths=paths,
             blocked_paths=[str(Path(p).resolve()) for p in blocked_paths],

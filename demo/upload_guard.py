@@ -26,6 +26,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from signal_core.utils.atomic import atomic_write
@@ -105,9 +106,11 @@ class UploadGuard:
     """ASGI middleware capping gradio's upload folder at ``max_bytes`` (see the module's docstring)."""
 
     def __init__(self, app, max_bytes: int, folder: str | os.PathLike | None = None,
-                 max_file_bytes: int = MAX_FILE_BYTES):
+                 max_file_bytes: int = MAX_FILE_BYTES, served: Sequence[str] = ()):
+        """``served``: the files and folders the page hands out (a request may name those, or uploads, by path)."""
         self.app, self.max_bytes, self.max_file_bytes = app, max_bytes, max_file_bytes
         self.folder = Path(folder or gradio_upload_folder())
+        self.handed_out = [self.folder.resolve(), *(Path(p).resolve() for p in served)]
         self._lock = threading.Lock()  # one clean-up at a time
         self._arriving = 0  # bytes of admitted uploads still arriving (under _lock)
         self._buffered = 0  # bytes of request bodies being read (event loop only)
@@ -122,6 +125,8 @@ class UploadGuard:
             refusal = 404, "this demo takes no recordings."
         elif path.endswith(UPLOAD_ROUTE):
             refusal, incoming = await self._check(headers)
+        elif headers.get(b"content-type", b"").lower().startswith(b"multipart/"):
+            refusal = 415, f"this route takes JSON: files are posted to {UPLOAD_ROUTE} (gradio_client's handle_file)."
         else:
             refusal, scope, receive = await self._take_in(scope, receive, headers)
         if refusal is not None:
@@ -188,7 +193,8 @@ class UploadGuard:
                 if self._buffered > BODY_BUDGET_FILES * limit:
                     return (503, "this server is reading too many large requests: try again in a moment."), scope, \
                         receive
-            rewritten = await to_thread.run_sync(take_in_json, body, self.max_file_bytes, self._store)
+            rewritten = await to_thread.run_sync(take_in_json, body, self.max_file_bytes, self._store,
+                                                 self._is_handed_out)
         except Refused as exc:
             return (exc.status, str(exc)), scope, receive
         finally:
@@ -198,6 +204,14 @@ class UploadGuard:
             scope = dict(scope, headers=[(k, v) for k, v in scope.get("headers") or [] if k != b"content-length"]
                          + [(b"content-length", str(len(body)).encode())])
         return None, scope, _replay(body, receive)
+
+    def _is_handed_out(self, path: str) -> bool:
+        """Whether a request may name ``path``: an upload, or a file the page serves."""
+        try:
+            resolved = Path(path).resolve()
+        except (OSError, ValueError, RuntimeError):
+            return False
+        return any(resolved.is_relative_to(root) for root in self.handed_out)
 
     def _store(self, files: list[tuple[bytes, str]]) -> list[str]:
         """Write embedded files into the upload folder (each in a folder named by its content's hash, as

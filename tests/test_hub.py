@@ -23,6 +23,7 @@ from signal_core import (
     load_official_checkpoint,
     load_weights,
     resolve_weights,
+    save_checkpoint,
     save_pretrained,
 )
 from signal_core.checkpoint import official_key_to_ours
@@ -198,6 +199,26 @@ def test_convert_needs_the_dataset_of_an_authors_checkpoint_and_good_metrics(tmp
                          "--metrics", str(bad)]) == 2
     assert "give the JSON of python -m train.evaluate --out" in error_line(capsys)
     assert not (tmp_path / "o").exists()
+
+
+def test_convert_never_replaces_files_it_did_not_write(tmp_path, capsys):
+    """Once (the second probe): --out holding the user's README.md, or the source weights themselves, exited 0
+    and replaced them."""
+    weights = tmp_path / "tiny.safetensors"
+    save_checkpoint(build_model(SignalConfig.preset("tiny", num_classes=6, num_cameras=3)), weights)
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "README.md").write_text("precious")
+    assert convert.main(["--weights", str(weights), "--out", str(notes)]) == 2
+    assert "already holds files: give a new folder, or --overwrite" in error_line(capsys)
+    assert (notes / "README.md").read_text() == "precious"
+    inside = tmp_path / "cv"
+    inside.mkdir()
+    (inside / "model.safetensors").write_bytes(weights.read_bytes())
+    assert convert.main(["--weights", str(inside / "model.safetensors"), "--out", str(inside), "--overwrite"]) == 2
+    assert "holds --weights" in error_line(capsys)
+    assert convert.main(["--weights", str(weights), "--out", str(notes), "--overwrite"]) == 0
+    assert (notes / "config.json").is_file() and (notes / "README.md").read_text() != "precious"
 
 
 # --- the resolver ----------------------------------------------------------------------------------------

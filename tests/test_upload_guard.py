@@ -118,3 +118,40 @@ def test_large_bodies_read_at_once_have_a_budget(tmp_path):
     guard._buffered = 0
     assert asyncio.run(post(guard, "/gradio_api/queue/join", [b"{}"], {b"content-length": b"2"})) == 200
     assert guard._buffered == 0 and gradio.bodies == [b"{}"]
+
+
+def test_multipart_to_a_route_that_takes_json_is_a_415(tmp_path):
+    """Once (the second probe): a binary multipart body to /gradio_api/call/* was a 500 with an ASGI traceback."""
+    gradio = Recorder()
+    guard = UploadGuard(gradio, max_bytes=MB, folder=tmp_path)
+    headers = {b"content-type": b"multipart/form-data; boundary=x", b"content-length": b"4"}
+    assert asyncio.run(post(guard, "/gradio_api/call/search_json", [b"\x89PNG"], headers)) == 415
+    assert gradio.bodies == []
+
+
+def test_a_path_the_server_did_not_hand_out_is_refused_without_naming_it(tmp_path):
+    """Once (the second probe): gradio's refusal of such a path named it, and the blocked paths, to the visitor."""
+    import json
+
+    uploads, served, secret = tmp_path / "uploads", tmp_path / "served", tmp_path / "model.safetensors"
+    for folder in (uploads, served):
+        folder.mkdir()
+    (uploads / "q.png").write_bytes(b"x")
+    (served / "e.png").write_bytes(b"x")
+    secret.write_bytes(b"x")
+    gradio = Recorder()
+    guard = UploadGuard(gradio, max_bytes=MB, folder=uploads, served=[str(served)])
+    meta = {"_type": "gradio.FileData"}
+
+    def status(path: str) -> int:
+        body = json.dumps({"data": [{"path": path, "meta": meta}, None, None, 3, "unknown"]}).encode()
+        return asyncio.run(post(guard, "/gradio_api/call/search_json", [body],
+                                {b"content-length": str(len(body)).encode()}))
+
+    assert status(str(secret)) == 400 and status("/etc/passwd") == 400
+    assert status(str(uploads / "q.png") + "/../../model.safetensors") == 400
+    assert status(str(uploads / "q.png")) == 200 and status(str(served / "e.png")) == 200
+    with pytest.raises(Refused, match="did not hand out: upload it instead") as info:
+        take_in_json(json.dumps([{"path": str(secret), "meta": meta}]).encode(), MB, lambda f: [],
+                     lambda p: False)
+    assert str(secret) not in str(info.value)

@@ -45,6 +45,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--metrics", type=input_path,
                    help="a metrics JSON of these weights (python -m train.evaluate --out), for the card")
     p.add_argument("--protocol", help="how --metrics were measured, if not train.evaluate's default protocol")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the weights, config and card of an --out folder that already holds files")
     p.add_argument("--origin", help="where the source file was obtained (a URL, a release), said on the card")
     p.add_argument("--repo-id", metavar="OWNER/NAME", help="the Hub repository it will be published as (the card's "
                    "loading lines name it)")
@@ -88,11 +90,24 @@ def largest_difference(a, b) -> float:
         return float((a.extract_features(*images) - b.extract_features(*images)).abs().max())
 
 
+def check_out(out: Path, source: Path, overwrite: bool) -> None:
+    """Refuse an ``out`` that holds the source weights, or other files without ``overwrite`` (never lose a file)."""
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if source.resolve().is_relative_to(out.resolve()):
+        raise ValueError(f"--out {out} holds --weights {source}, which writing the folder would replace: give a new "
+                         "folder.")
+    if not overwrite:
+        raise ValueError(f"--out {out} already holds files: give a new folder, or --overwrite to replace its "
+                         f"{HUB_WEIGHTS}, config.json and README.md.")
+
+
 def run(args: argparse.Namespace) -> Path:
     if args.repo_id is not None and not re.match(_REPO_ID, args.repo_id):
         raise ValueError(f"--repo-id '{args.repo_id}': write owner/name (letters, digits, '.', '_', '-').")
     metrics = read_metrics(args.metrics) if args.metrics else None  # before the model is loaded
     source = resolve_weights(args.weights)
+    check_out(Path(args.out).expanduser(), source, args.overwrite)
     official = source.suffix != ".safetensors"
     if official and not args.dataset:
         raise ValueError(f"{source.name} is the authors' checkpoint: give --dataset ({'|'.join(DATASETS)}), the "
