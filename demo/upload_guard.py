@@ -206,12 +206,14 @@ class UploadGuard:
         return None, scope, _replay(body, receive)
 
     def _is_handed_out(self, path: str) -> bool:
-        """Whether a request may name ``path``: an upload, or a file the page serves."""
+        """Whether a request may name ``path``: an uploaded file, or a file the page serves (never a folder: gradio
+        would record it as a file of its own and fail to remove it at shutdown)."""
         try:
             resolved = Path(path).resolve()
+            is_file = resolved.is_file()
         except (OSError, ValueError, RuntimeError):
             return False
-        return any(resolved.is_relative_to(root) for root in self.handed_out)
+        return is_file and any(resolved.is_relative_to(root) for root in self.handed_out)
 
     def _store(self, files: list[tuple[bytes, str]]) -> list[str]:
         """Write embedded files into the upload folder (each in a folder named by its content's hash, as

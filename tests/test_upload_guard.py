@@ -151,6 +151,7 @@ def test_a_path_the_server_did_not_hand_out_is_refused_without_naming_it(tmp_pat
     assert status(str(secret)) == 400 and status("/etc/passwd") == 400
     assert status(str(uploads / "q.png") + "/../../model.safetensors") == 400
     assert status(str(uploads / "q.png")) == 200 and status(str(served / "e.png")) == 200
+    assert status(str(uploads)) == 400  # a folder, even the upload folder (gradio would record it as a file)
     with pytest.raises(Refused, match="did not hand out: upload it instead") as info:
         take_in_json(json.dumps([{"path": str(secret), "meta": meta}]).encode(), MB, lambda f: [],
                      lambda p: False)
