@@ -116,10 +116,10 @@ def test_check_device_accepts_cpu_and_counts_gpus(monkeypatch):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["search", "--out", "{folder}"], "argument --out: file '{folder}' is a folder: give a file name"),
-    (["search", "--html", "{folder}"], "argument --html: file '{folder}' is a folder: give a file name"),
-    (["evaluate", "--out", "{folder}"], "argument --out: file '{folder}' is a folder: give a file name"),
-    (["export", "--out", "{folder}"], "argument --out: file '{folder}' is a folder: give a file name"),
+    (["search", "--out", "{folder}"], "argument --out: file '{folder}' is a folder: give the path of a file"),
+    (["search", "--html", "{folder}"], "argument --html: file '{folder}' is a folder: give the path of a file"),
+    (["evaluate", "--out", "{folder}"], "argument --out: file '{folder}' is a folder: give the path of a file"),
+    (["export", "--out", "{folder}"], "argument --out: file '{folder}' is a folder: give the path of a file"),
     (["report", "--out", "{file}"], "argument --out: folder '{file}' is a file: give a folder"),
     (["evaluate", "--report", "{file}"], "argument --report: folder '{file}' is a file: give a folder"),
     (["extract", "--out", "{file}"], "argument --out: folder '{file}' is a file: give a folder"),

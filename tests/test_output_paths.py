@@ -198,3 +198,11 @@ def test_extract_creates_the_folder_of_a_milvus_lite_file(data, tmp_path, capsys
                        f"milvus:{db}") == 0
     assert f"milvus:{db}: gallery index of 12 rows (milvus)." in capsys.readouterr().out
     assert db.exists()
+
+
+def test_a_leading_tilde_is_the_home_folder_even_quoted(tmp_path, monkeypatch):
+    """Once (the second probe): --out '~/x.json' made a folder named '~' in the working folder."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert flags.output_file("~/x.json") == str(tmp_path / "x.json")
+    assert flags.input_path("~/data") == str(tmp_path / "data")
+    assert flags.output_file("a~b.json") == "a~b.json"

@@ -166,7 +166,7 @@ def check_output_file(path: str | os.PathLike, what: str = "the output") -> Path
     """
     path = check_name(path, what)
     if not str(path).strip() or path.is_dir():
-        raise ValueError(f"{what} '{path}' is a folder: give a file name, e.g. {path / 'results.json'}.")
+        raise ValueError(f"{what} '{path}' is a folder: give the path of a file to write.")
     if path.exists() and not path.is_file():  # a device or FIFO (/dev/null, /dev/stdout): written into
         if not os.access(path, os.W_OK):
             raise ValueError(f"{what} '{path}' cannot be written (no permission).")
@@ -222,6 +222,7 @@ def _argparse_type(check: Callable[[str], object], name: str, writes: str | None
     ``train.output_paths``: ``writes`` (the output's kind: file, folder, features, index) or ``reads``;
     ``local`` maps the flag's text to the local path it names (None: none)."""
     def parse(text: str) -> str:
+        text = os.path.expanduser(text) if text.startswith("~") else text  # as a shell would (a quoted '~' too)
         try:
             check(text)
         except ValueError as exc:
