@@ -13,18 +13,11 @@ from PIL import Image
 
 from signal_core import SignalConfig, build_model, load_checkpoint, load_weights, save_checkpoint, with_registration
 from signal_core.retrieval.feature_store import FeatureStoreError, read_features, read_manifest
+from tests.test_extract_search import one_thread  # noqa: F401 - autouse: one torch thread
 from train import evaluate, extract, search
 
 NUM_CAMERAS = 3
 SHIFT = (5, -4)  # (x, y) px: NIR / TIR content at p + SHIFT is RGB's at p
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
