@@ -149,11 +149,13 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     started = time.time()
     per_root = {}
-    for root in args.data_root:
+    names = [Path(r).name for r in args.data_root]  # the results name folders, not machine paths, where unique
+    keys = names if len(set(names)) == len(names) else list(args.data_root)
+    for key, root in zip(keys, args.data_root):
         batch, true, size = load_split(root)
-        per_root[root] = {label: tracking(batch, true, size, method, window, shuffled)
-                          for label, method, window, shuffled in candidates()}
-    result = {"data_roots": args.data_root, "per_root": per_root, "summary": summary(per_root),
+        per_root[key] = {label: tracking(batch, true, size, method, window, shuffled)
+                         for label, method, window, shuffled in candidates()}
+    result = {"data_roots": keys, "per_root": per_root, "summary": summary(per_root),
               "window": DEFAULTS.registration_window, "min_confidence": DEFAULTS.registration_min_confidence,
               "machine": machine_info(), "flags": cpu_flags()}
     if not args.no_cost:
