@@ -13,8 +13,9 @@ from PIL import Image
 
 from signal_core import SignalConfig, build_model, load_checkpoint, load_weights, save_checkpoint, with_registration
 from signal_core.retrieval.feature_store import FeatureStoreError, read_features, read_manifest
-from tests.test_extract_search import one_thread  # noqa: F401 - autouse: one torch thread
-from train import evaluate, extract, search
+from tests.test_extract_search import error_line, one_thread  # noqa: F401 - one_thread: autouse
+from tests.test_extract_search import run_extract as shared_run_extract
+from train import evaluate, search
 
 NUM_CAMERAS = 3
 SHIFT = (5, -4)  # (x, y) px: NIR / TIR content at p + SHIFT is RGB's at p
@@ -49,15 +50,7 @@ def shifted_triples(root: Path, count: int = 4, size=(64, 32)) -> Path:
 
 
 def run_extract(weights: Path, triples: Path, out: Path, *extra: str) -> int:
-    return extract.main(["--weights", str(weights), "--triples", str(triples), "--out", str(out), "--batch-size", "2",
-                         "--shard-size", "2", "--num-workers", "0", "--no-progress", *extra])
-
-
-def error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    lines = [line for line in err.splitlines() if not line.startswith(("INFO: ", "WARNING: "))]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    return lines[0]
+    return shared_run_extract(weights, triples, out, "--shard-size", "2", *extra)  # the last --shard-size counts
 
 
 def test_with_registration_keeps_the_weights_and_changes_only_the_registration(weights):
