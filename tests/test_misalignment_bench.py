@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from benchmarks.misalignment import main
 from signal_core import SignalConfig, build_model, save_checkpoint
+from signal_core.utils.hashing import sha256_file
 
 
 @pytest.mark.slow
@@ -39,3 +41,51 @@ def test_a_weights_flag_that_names_no_file_is_one_line(tmp_path, capsys):
         main(["--weights", str(tmp_path / "missing.safetensors=orient"), "--out", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "is not a checkpoint file" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_trained_row_pairs_its_models_with_the_seeds_and_a_rerun_keeps_the_cells(tmp_path, capsys):
+    paths = []
+    for k in range(2):
+        torch.manual_seed(k)
+        paths.append(tmp_path / f"seed{k}" / "last.safetensors")
+        paths[-1].parent.mkdir()
+        save_checkpoint(build_model(SignalConfig.preset("tiny", num_classes=3, num_cameras=4)), paths[-1])
+    out = tmp_path / "out"
+    argv = ["--trained", "two seeds", *map(str, paths), "--out", str(out), "--shifts", "0", "8",
+            "--seeds", "5", "6", "--test-ids", "2", "--threads", "1"]
+    assert main(argv) == 0
+    first = json.loads((out / "misalignment.json").read_text())
+    pairs = [(r["weights"], r["sha256"], r["seed"], r["shift_px"]) for r in first["rows"]]
+    digests = [sha256_file(p) for p in paths]
+    assert pairs == [("last.safetensors", digests[0], 5, 0), ("last.safetensors", digests[0], 5, 8),
+                     ("last.safetensors", digests[1], 6, 0), ("last.safetensors", digests[1], 6, 8)]
+    summary = first["summary"]["two seeds"]["8"]["mAP"]
+    assert summary["values"] == [first["rows"][1]["mAP"], first["rows"][3]["mAP"]]
+    assert "two seeds: one model per seed of data (seed0 on seed 5, seed1 on seed 6)." in (
+        out / "misalignment.md").read_text()
+    capsys.readouterr()
+
+    assert main([*argv, "--shifts", "0", "8", "13"]) == 0  # only the new shift is evaluated
+    printed = capsys.readouterr().out
+    assert "kept 4 cells" in printed and printed.count("two seeds: mAP") == 2
+    again = json.loads((out / "misalignment.json").read_text())
+    assert [r for r in again["rows"] if r["shift_px"] != 13] == first["rows"]
+    assert again["kept_cells"] == 4
+
+    save_checkpoint(build_model(SignalConfig.preset("tiny", num_classes=3, num_cameras=4)), paths[1])
+    assert main(argv) == 0  # seed 6's model changed: its cells are evaluated again, seed 5's kept
+    assert "kept 2 cells" in capsys.readouterr().out
+
+
+def test_a_trained_row_needs_one_checkpoint_per_seed(tmp_path, capsys):
+    weights = tmp_path / "tiny.safetensors"
+    save_checkpoint(build_model(SignalConfig.preset("tiny", num_classes=3, num_cameras=4)), weights)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--trained", "row", str(weights), "--seeds", "1", "2", "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--trained 'row': 1 checkpoints for 2 seeds (1 2); give one checkpoint per seed" in err
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path / "out")])
+    assert "give at least one row" in capsys.readouterr().err
