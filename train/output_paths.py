@@ -2,10 +2,10 @@
 
 Each ``python -m train.*`` command declares its path flags by their argparse ``type`` (train/flags.py):
 what it reads (``input_path``: ``--weights``, ``--triples``, ``--data-root``, ``--features``,
-``--queries``, ...; ``index_input``: a saved ``--index``) and what it writes (``output_file``,
-``output_folder``, ``feature_folder_output``, ``index_output``). Once the flags are parsed,
-:func:`output_problem` compares their paths, symlinks resolved (and the same file or folder under two
-names), and refuses
+``--queries``, each ``--reuse`` of ``train.ablation``, ...; ``index_input``: a saved ``--index``) and
+what it writes (``output_file``, ``output_folder``, ``feature_folder_output``, ``index_output``). Once
+the flags are parsed, :func:`output_problem` compares their paths, symlinks resolved (and the same file
+or folder under two names), and refuses
 
 * an output that is, or lies inside, an existing input: ``train.search --features F --out
   F/manifest.json``, ``--html F/shard-00000.npz``, ``train.report --data-root D --out D/report``,
@@ -50,17 +50,19 @@ def resolved(text: str | os.PathLike, flag: str) -> Path:
 
 
 def parsed_paths(actions: Iterable[argparse.Action], parsed: argparse.Namespace) -> list[PathArgument]:
-    """The paths of the flags whose type declares them read or written (train/flags.py), as given."""
+    """The paths of the flags whose type declares them read or written (train/flags.py), as given; each of a
+    repeated flag (``action="append"``: ``--reuse A --reuse B``)."""
     found = []
     for action in actions:
         value, kind = getattr(parsed, action.dest, None), getattr(action.type, "writes", None)
-        if not action.option_strings or not isinstance(value, str) or not value.strip():
+        if not action.option_strings or (kind is None and not getattr(action.type, "reads", False)):
             continue
-        if kind is None and not getattr(action.type, "reads", False):
-            continue
-        local = action.type.local(value)
-        if local is not None:
-            found.append(PathArgument(action.option_strings[0], resolved(local, action.option_strings[0]), kind))
+        for text in value if isinstance(value, list) else [value]:
+            if not isinstance(text, str) or not text.strip():
+                continue
+            local = action.type.local(text)
+            if local is not None:
+                found.append(PathArgument(action.option_strings[0], resolved(local, action.option_strings[0]), kind))
     return found
 
 

@@ -9,7 +9,8 @@ beside ours and, for a sweep, a plot (plot.py). Each cell is trained with every 
 (``grid.json``). Each table says its protocol: the last epoch, or the labelled test-selected one.
 The grid resumes (a killed grid continues where it stopped), refuses a grid folder trained with
 another configuration (each cell's ``grid_cell.json``, record.py; ``--overwrite`` trains those cells
-again), goes on past a failing cell (and exits 2 naming it) and writes ``ablation.json`` and
+again), copies with ``--reuse DIR`` a cell finished in another grid folder with the same record instead of
+training it (reuse.py), goes on past a failing cell (and exits 2 naming it) and writes ``ablation.json`` and
 ``ablation.md``: mean +- std per row, each seed's value, each module's paired difference with its
 95 % t interval over seeds, and LAM's offset tracking (train/offsets.py) for the trained and the
 untrained model.

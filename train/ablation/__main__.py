@@ -1,5 +1,6 @@
 """``python -m train.ablation --grid table3 --config train/configs/alignment.yaml --data-root DIR --out runs/ablation
---seeds 3``; grids: table3, table4, table5, fig5a, fig5b (grids.py)."""
+--seeds 3 [--reuse OTHER_GRID_FOLDER ...]``; grids: table3, table4, table5, fig5a, fig5b (grids.py); --reuse:
+reuse.py."""
 from __future__ import annotations
 
 import argparse
@@ -11,6 +12,7 @@ from ..config import load_config
 from ..flags import input_path, output_folder, whole
 from .grid import PROTOCOLS, GridSpec, run_grid
 from .grids import GRIDS, build_grid
+from .reuse import reuse_folders
 from .summary import write_summary
 
 
@@ -37,6 +39,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--overwrite", action="store_true",
                    help="train again the cells of --out that were trained with another --config, overrides or "
                         "--data-root (without it such a grid folder is refused)")
+    p.add_argument("--reuse", action="append", type=input_path, default=[], metavar="DIR",
+                   help="another grid folder (repeatable): a cell finished there with the same record (resolved "
+                        "config, seed, benchmark) is copied instead of trained, e.g. the reference row of table4 "
+                        "into table5, fig5a and fig5b")
     p.add_argument("overrides", nargs="*", help="train.KEY=VALUE or model.KEY=VALUE for every cell")
     return p.parse_args(argv)
 
@@ -72,7 +78,7 @@ def spec_from_args(args: argparse.Namespace) -> GridSpec:
         raise ValueError("--data-root must be a benchmark from python -m train.synthetic (its synthetic.json "
                          "holds the true shifts the offsets are measured against).")
     return GridSpec(args.config, args.data_root, Path(args.out), rows, _seeds(args.seeds), tuple(args.overrides),
-                    args.threads, args.jobs, args.overwrite, grid, args.protocol)
+                    args.threads, args.jobs, args.overwrite, grid, args.protocol, reuse_folders(args.reuse))
 
 
 def run(args: argparse.Namespace) -> dict:

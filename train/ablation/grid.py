@@ -6,7 +6,8 @@ a cell with a history but no checkpoint (killed in its first epoch) starts again
 started again with the same arguments, continues where it stopped and repeats no finished epoch.
 Each cell records what it trains with (record.py): a cell of another configuration is refused before
 anything trains (or, with ``overwrite``, trained again). A cell whose training fails is reported in
-one line and the other cells go on; :func:`run_grid` returns the failures.
+one line and the other cells go on; :func:`run_grid` returns the failures. With ``reuse`` (``--reuse``), a
+cell finished in another grid folder with the same record is copied instead of trained (reuse.py).
 """
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ from .record import (
     write_grid_name,
     write_record,
 )
+from .reuse import copy_cell, find_finished
 
 __all__ = ["COMPARISONS", "FIX_MODEL", "FIX_TRAIN", "ROWS", "CellFailed", "GridSpec", "PROTOCOLS", "Row", "read_cell",
            "run_grid"]
@@ -62,6 +64,7 @@ class GridSpec:
     overwrite: bool = False  # train again the cells trained with another configuration (else refuse them)
     grid: Grid = TABLE3  # the named grid (grids.py) whose rows these are
     protocol: str = "last"  # the epoch a cell reports (summary.PROTOCOLS)
+    reuse: tuple[Path, ...] = ()  # grid folders whose finished cells of the same record are copied (reuse.py)
 
     def cell_dir(self, row: str, seed: int) -> Path:
         return self.out / row / f"seed_{seed}"
@@ -187,10 +190,12 @@ def run_grid(spec: GridSpec) -> list[str]:
     for name in conflicts:
         clear_cell(spec.out / name)
     cells = spec.cells()
+    reused = reuse_cells(spec, records, cells) if spec.reuse else 0
     todo = [(row, s) for row, s in cells if cell_state(spec.cell_dir(row.key, s), row) != "done"]
     again = f" ({len(conflicts)} of another configuration cleared)" if conflicts else ""
-    print(f"ablation grid {spec.grid.name}: {len(cells)} cells, {len(cells) - len(todo)} done, {len(todo)} to run"
-          f"{again}", flush=True)
+    copied = f" ({reused} copied by --reuse)" if reused else ""
+    print(f"ablation grid {spec.grid.name}: {len(cells)} cells, {len(cells) - len(todo)} done{copied}, "
+          f"{len(todo)} to run{again}", flush=True)
     failures = []
     with ThreadPoolExecutor(max_workers=spec.jobs) as pool:
         futures = {pool.submit(run_cell, spec, row, s, records[row.key, s]): (row, s) for row, s in todo}
@@ -203,6 +208,27 @@ def run_grid(spec: GridSpec) -> list[str]:
                 continue
             print(f"cell {row.key} seed {s}: done ({'resumed' if state == 'resume' else state})", flush=True)
     return failures
+
+
+def reuse_cells(spec: GridSpec, records: dict[tuple[str, int], dict], cells: list[tuple[Row, int]]) -> int:
+    """Copy into each unfinished cell a finished cell of ``spec.reuse`` with the same record (reuse.py), one
+    line each; returns how many were copied."""
+    count = 0
+    for row, s in cells:
+        cell = spec.cell_dir(row.key, s)
+        if cell_state(cell, row) == "done":
+            continue
+        source = find_finished(spec.reuse, records[row.key, s], lambda c, r=row: cell_state(c, r) == "done", cell)
+        if source is None:
+            continue
+        others = copy_cell(source, cell, records[row.key, s])
+        if others:
+            log.warning("cell %s/seed_%d: not reused from %s, its folder holds other files (%s); it trains",
+                        row.key, s, source, ", ".join(others[:3]))
+            continue
+        count += 1
+        print(f"cell {row.key} seed {s}: reused from {source} (the same record; not trained)", flush=True)
+    return count
 
 
 # the epoch a cell reports: key -> what the tables say

@@ -7,7 +7,8 @@ and the SHA-256 of the benchmark's ``synthetic.json``. A grid started again, or 
 every cell that holds anything with what it would train now: a cell trained with another
 ``--config``, other overrides or another ``--data-root`` (or one with results but no record) is a
 conflict, refused in one line naming the cell and the differing keys, or cleared and trained again
-with ``--overwrite``. So a table never mixes cells of two configurations.
+with ``--overwrite``. So a table never mixes cells of two configurations. A cell copied from another
+grid folder by ``--reuse`` (reuse.py) holds the same record plus ``"reused_from"``, where it was trained.
 """
 from __future__ import annotations
 
@@ -128,6 +129,15 @@ def check_grid_name(out: Path, grid: str) -> None:
 def write_grid_name(out: Path, grid: str) -> Path:
     """Record in ``out`` (created) which named grid it holds."""
     return write_json(out / GRID_FILE, {"grid": grid}, indent=1)
+
+
+def other_files(cell: Path) -> list[str]:
+    """The names in ``cell`` that neither the grid nor ``python -m train`` wrote (what :func:`clear_cell` keeps)."""
+    def written(path: Path) -> bool:
+        if path.is_dir():
+            return path.name in CELL_FOLDERS
+        return path.name in CELL_FILES or any(path.match(p) for p in CELL_PATTERNS)
+    return sorted(p.name for p in cell.iterdir() if not written(p))
 
 
 def clear_cell(cell: Path) -> None:

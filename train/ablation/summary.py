@@ -1,7 +1,7 @@
 """The grid's results: ``ablation.json`` (every cell, per-row statistics, paired differences, the protocol,
-each row's complexity and the paper's values) and ``ablation.md`` (mean +- std per row with each seed's
-value and the paper's, then each row's paired difference with its reference), and for a sweep
-``<grid>.png`` (plot.py)."""
+each row's complexity, the paper's values and the cells copied by ``--reuse``) and ``ablation.md`` (mean
++- std per row with each seed's value and the paper's, then each row's paired difference with its
+reference, and which cells were copied), and for a sweep ``<grid>.png`` (plot.py)."""
 from __future__ import annotations
 
 import math
@@ -16,6 +16,7 @@ from signal_core.utils.atomic import atomic_write, write_json
 from ..run_folder import CONFIG_FILE
 from .grid import PROTOCOLS, GridSpec, check_grid, read_cell
 from .paper import paper_values
+from .reuse import reused_from
 from .stats import mean_std, paired_difference
 
 METRICS = ("mAP", "R1", "R5")
@@ -31,7 +32,7 @@ def summarise(spec: GridSpec) -> dict:
     grid = spec.grid
     tokens = SignalConfig.from_dict(_model_section(next(iter(records.values())))).num_patches if records else 0
     paper = paper_values(grid.name, tokens)
-    rows, missing = {}, []
+    rows, missing, reused = {}, [], {}
     for key in [k for k in grid.rows if k in spec.rows]:  # table order, whatever order the grid ran in
         row = grid.rows[key]
         seeds = {}
@@ -39,8 +40,11 @@ def summarise(spec: GridSpec) -> dict:
             cell = read_cell(spec.cell_dir(key, s), spec.protocol)
             if cell is None:
                 missing.append(f"{key}/seed_{s}")
-            else:
-                seeds[s] = cell
+                continue
+            seeds[s] = cell
+            origin = reused_from(spec.cell_dir(key, s))
+            if origin:
+                reused[f"{key}/seed_{s}"] = origin
         stats = {m: dict(zip(("mean", "std"), mean_std([c["metrics"][m] for c in seeds.values()]))) for m in METRICS}
         rows[key] = {"label": row.label, "model": row.model, "train": row.train, "seeds": seeds, "stats": stats,
                      "offsets": _offset_stats(seeds) if row.uses_lam else None,
@@ -56,6 +60,7 @@ def summarise(spec: GridSpec) -> dict:
     return {"grid": grid.name, "title": grid.title, "protocol": spec.protocol,
             "protocol_text": PROTOCOLS[spec.protocol], "config": spec.config, "seeds": list(spec.seeds),
             "overrides": list(spec.overrides), "rows": rows, "comparisons": comparisons, "missing": missing,
+            "reused": reused,
             "series": [{"label": c.label, "x_label": c.x_label, "points": [list(p) for p in c.points]}
                        for c in grid.series]}
 
@@ -141,6 +146,10 @@ def markdown(summary: dict) -> str:
             cells = [_f(mean_std(values)[0], 4) if values else "-" for values in (gam, lam)]
             lines.append(f"| {label} | {cells[0]} | {cells[1]} |")
     lines += _complexity_lines(summary)
+    if summary["reused"]:
+        lines += ["", "Cells copied by --reuse from the grid folder that trained them (the same record: resolved "
+                  "config, seed and benchmark): " + "; ".join(f"{k} from {v}" for k, v in summary["reused"].items())
+                  + "."]
     if summary["missing"]:
         lines += ["", f"Unfinished cells: {', '.join(summary['missing'])}."]
     return "\n".join(lines) + "\n"
