@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from signal_core import SignalConfig, build_model, save_checkpoint
+from signal_core import SignalConfig, build_model, save_checkpoint, with_registration
 from signal_core.data import load_dataset
 from signal_core.retrieval.split_features import extract_dataset_features
 from signal_core.viz import (
@@ -95,10 +96,16 @@ def test_metrics_cover_every_setting_and_the_full_one_equals_a_plain_evaluation(
 
 
 @pytest.mark.slow
-def test_every_setting_equals_extracting_with_those_modalities_zeroed(setup):
+@pytest.mark.parametrize("registration", ["none", "orientation"])
+def test_every_setting_equals_extracting_with_those_modalities_zeroed(setup, registration):
+    """Also with image-level registration (NIR / TIR registered to the RGB each setting keeps), through the
+    shared encoding: its check against extract_features does not fall back (that warns, here an error)."""
     _, dataset, model = setup
-    feats = extract_all_settings(model, dataset.query, torch.device("cpu"), batch_size=8, num_workers=0,
-                                 progress=False)
+    model = with_registration(model, registration)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        feats = extract_all_settings(model, dataset.query, torch.device("cpu"), batch_size=8, num_workers=0,
+                                     progress=False)
     assert set(feats) == set(SETTINGS)
     for name, letters in SETTINGS.items():
         loader = protocol.test_loader(dataset.query, model.cfg.image_size, 8, 0)

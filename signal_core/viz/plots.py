@@ -199,11 +199,15 @@ def _is_number(value) -> bool:
 
 def image_grid_figure(rows: Sequence[Sequence[np.ndarray]], column_titles: Sequence[str],
                       row_titles: Sequence[str] | None = None, title: str = "", panel_width: float = 1.5):
-    """Images in a grid (rows x columns, each [H, W, 3] uint8), with column / row titles."""
+    """Images in a grid (rows x columns, each [H, W, 3] uint8), with column / row titles.
+
+    Every image of a row has the first image's height; a column is as wide as its first-row image
+    (``panel_width`` inches for the first column's width), so a wider panel (before | after) keeps its scale."""
     n_rows, n_cols = len(rows), len(column_titles)
     h, w = rows[0][0].shape[:2]
-    fig = _figure(panel_width * n_cols + 0.6, panel_width * n_rows * h / w + 0.7)
-    axes = fig.subplots(n_rows, n_cols, squeeze=False)
+    ratios = [image.shape[1] / w for image in rows[0]]
+    fig = _figure(panel_width * sum(ratios) + 0.6, panel_width * n_rows * h / w + 0.7)
+    axes = fig.subplots(n_rows, n_cols, squeeze=False, gridspec_kw={"width_ratios": ratios})
     for r, row in enumerate(rows):
         for c, image in enumerate(row):
             ax = axes[r][c]

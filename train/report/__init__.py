@@ -8,8 +8,9 @@
   names what is zeroed), plus ``"similarity"`` (positive / negative cosine statistics);
 * ``index.html`` (readable offline) showing the tables and the figures, each a PNG beside it:
   ``cmc.png``, ``ranklist_NN.png``, ``tsne.png`` (paper Fig. 6), ``similarity.png`` (Fig. 7),
-  ``selection.png`` (Fig. 8), ``lam.png`` (Fig. 9), and ``training.png`` when a ``history.jsonl``
-  is given.
+  ``selection.png`` (Fig. 8), ``lam.png`` (Fig. 9), ``registration.png`` when the model registers
+  NIR / TIR to RGB (``cfg.registration`` not ``"none"``: edges before / after and the displacement
+  found), and ``training.png`` when a ``history.jsonl`` is given.
 
 Command line: ``python -m train.report --config ... --data-root ... --weights ... --out DIR``.
 """
@@ -126,6 +127,9 @@ def _write_figures(model, dataset, results: dict[str, SettingResult], out: Path,
             figs.append((fig, [fig.file]))
         if explanation["rgb"].sampled_positions is not None:
             fig = clock("LAM", figures.write_sampling, model, records, explanation, out)
+            figs.append((fig, [fig.file]))
+        if explanation["nir"].displacement is not None:  # the model registers NIR / TIR to RGB
+            fig = clock("registration", figures.write_registration, model, records, explanation, out)
             figs.append((fig, [fig.file]))
     if history is not None and Path(history).is_file():
         fig = clock("training curves", figures.write_training_curves, Path(history), out)

@@ -48,8 +48,9 @@ def extract_all_settings(model: SignalModel, records: Sequence[TripleRecord], de
     calls on the same batches (bit-identical; checked on the first batch, with a fallback to one
     ``extract_features`` call per setting if it ever differs). The six zeroed settings equal
     ``extract_features`` on zeroed inputs up to float rounding (the zero images are encoded in a
-    batch of their own). With ``features_fn`` (a feature engine), it is called once per setting on the
-    batch with those inputs zeroed.
+    batch of their own). With image-level registration, NIR / TIR are encoded once more as registered to
+    a zeroed RGB (the settings without RGB), as ``extract_features`` sees them. With ``features_fn`` (a
+    feature engine), it is called once per setting on the batch with those inputs zeroed.
     """
     loader = test_loader(records, model.cfg.image_size, batch_size, num_workers)
     feats: dict[str, list[torch.Tensor]] = {name: [] for name in SETTINGS}
@@ -111,18 +112,30 @@ def _fuse(model: SignalModel, cls: torch.Tensor, patches: torch.Tensor) -> torch
 
 
 def _encode_settings(model: SignalModel, batch: dict, device: torch.device, zeros: _ZeroTokens) -> dict:
+    """Every setting from one encoding of the batch (and, with image-level registration, one more of NIR / TIR
+    as a zeroed RGB leaves them: ``extract_features`` registers the inputs it is given)."""
     cams = batch["camid"].to(device)
-    cls, patches = model.encode(batch["rgb"].to(device), batch["nir"].to(device), batch["tir"].to(device), cams,
-                                reduced_precision=True)  # [B, 3, D], [B, 3, L, D]
+    rgb, nir, tir = (batch[k].to(device) for k in ("rgb", "nir", "tir"))
+    cls, patches = _encode(model, rgb, nir, tir, cams)  # [B, 3, D], [B, 3, L, D]
+    registered = model.registration is not None
+    without_rgb = _encode(model, torch.zeros_like(rgb), nir, tir, cams) if registered else (cls, patches)
     zero_cls, zero_patches = zeros(cams)
     out = {}
     for name, letters in SETTINGS.items():
-        c, p = (cls, patches) if not letters else (cls.clone(), patches.clone())
+        c, p = without_rgb if "r" in (letters or "") else (cls, patches)
+        if letters:
+            c, p = c.clone(), p.clone()
         for letter in letters or "":
             i = "rnt".index(letter)
             c[:, i], p[:, i] = zero_cls, zero_patches
         out[name] = _fuse(model, c, p)
     return out
+
+
+def _encode(model: SignalModel, rgb, nir, tir, cams) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encoder tokens as ``extract_features`` computes them: NIR / TIR registered to RGB first (if on)."""
+    nir, tir, _ = model.register(rgb, nir, tir)
+    return model.encode(rgb, nir, tir, cams, reduced_precision=True)
 
 
 def _slow_settings(model: SignalModel, batch: dict, device: torch.device) -> dict:

@@ -19,7 +19,16 @@ from signal_core.data import TripleRecord, build_transforms, load_triple
 from signal_core.modalities import LABELS, MODALITIES
 from signal_core.retrieval.split_features import DatasetFeatures
 from signal_core.utils.atomic import atomic_write
-from signal_core.viz import RankedTriple, explanation_overlay, lam_arrow_scale, offset_pixels, plots, ranklist_image
+from signal_core.viz import (
+    RankedTriple,
+    explanation_overlay,
+    lam_arrow_scale,
+    offset_pixels,
+    plots,
+    ranklist_image,
+    reference_panel,
+    registration_panels,
+)
 from signal_core.viz.overlays import MAX_OFFSET_SCALE, overlay_size, resize_for_overlay
 
 from ..run_folder import read_history_file
@@ -191,11 +200,42 @@ def write_sampling(model: SignalModel, records: Sequence[TripleRecord], explanat
     scales = ", ".join(f"{label} x{scale[m]:g}" for label, m in zip((LABELS[m] for m in names), names))
     means = ", ".join(f"{label} {offsets[m].mean():.2f}" for label, m in zip((LABELS[m] for m in names), names))
     drawn = (f"at their true length (registration {model.cfg.registration}: the positions include the displacement "
-             f"it found)" if registered else f"lengthened by at most x{MAX_OFFSET_SCALE:g} ({scales}): offsets still "
-             "shorter than a pixel mean LAM moved little")
+             "it found, drawn on its own in the registration figure)" if registered else
+             f"lengthened by at most x{MAX_OFFSET_SCALE:g} ({scales}): offsets still shorter than a pixel mean LAM "
+             "moved little")
     return Figure("lam.png", "LAM reference points and sampled positions (paper Fig. 9)",
                   f"White dots: LAM's reference points; red arrows: to where each modality sampled, {drawn}. "
                   f"Mean real offsets in pixels of the {size[0]} x {size[1]} model input: {means}.")
+
+
+def write_registration(model: SignalModel, records: Sequence[TripleRecord], explanation, out_dir: Path) -> Figure:
+    """What image-level registration did (``model.cfg.registration``), drawn as the demo's registration view
+    (:mod:`signal_core.viz.registration`): per record, RGB's edges, then NIR's and TIR's edges over RGB's
+    before (with the displacement found, at its true length) and after registration."""
+    size = tuple(model.cfg.image_size)
+    canvas = overlay_size(size)
+    moved = MODALITIES[1:]  # NIR, TIR: registered to RGB
+    shifts = {m: explanation[m].displacement.cpu().numpy() for m in moved}  # [B, 2] (x, y) input pixels
+    rows = []
+    for b, record in enumerate(records):
+        images = [resize_for_overlay(image, canvas) for image in display_images(record, size)]
+        rows.append([reference_panel(images[0])] + [registration_panels(images[0], images[i], shifts[m][b], size,
+                                                                        LABELS[m]) for i, m in enumerate(moved, 1)])
+    lengths = {m: float(np.linalg.norm(shifts[m], axis=1).mean()) for m in moved}
+    titles = [f"{LABELS[MODALITIES[0]]}: the reference"] + [
+        f"{LABELS[m]}: before | registered\nmean |displacement| {lengths[m]:.2f} px" for m in moved]
+    fig = plots.image_grid_figure(rows, titles, [f"id {r.pid} cam {r.camid + 1}" for r in records], panel_width=1.9,
+                                  title=f"Registration ({model.cfg.registration}): NIR / TIR edges (magenta) over "
+                                        f"RGB's (green), white where they meet;\nthe displacement found (yellow) at "
+                                        f"its true length, in pixels of the {size[0]} x {size[1]} input")
+    plots.save_figure(fig, out_dir / "registration.png")
+    found = ", ".join(f"{LABELS[m]} {lengths[m]:.2f} px" for m in moved)
+    return Figure("registration.png", f"Image-level registration ({model.cfg.registration})",
+                  f"Per triple, RGB's edges (green) and NIR's / TIR's (magenta), white where they meet: before "
+                  f"registration, with an arrow (yellow) of the displacement it found at its true length (x1), and "
+                  f"after it, the modality moved by that displacement as the encoder sees it. Mean |displacement| "
+                  f"found over the {len(records)} triples, in pixels of the {size[0]} x {size[1]} model input: "
+                  f"{found}.")
 
 
 def write_training_curves(history_path: Path, out_dir: Path) -> Figure | None:
