@@ -1,6 +1,6 @@
 """python -m train.ablation --grid: the named grids' rows (valid configs, k1 scaled to the token count),
 their statistics and sweep plots on hand-made cells, the grid a folder holds, and the protocol every table
-states (last epoch, or the labelled test-selected one)."""
+states (last epoch, the labelled test-selected one, or the labelled validation-selected one)."""
 from __future__ import annotations
 
 import dataclasses
@@ -126,6 +126,26 @@ def test_the_test_selected_protocol_is_an_option_and_labelled(tmp_path, capsys):
     assert "Protocol: TEST-SELECTED" in md.read_text()
     with pytest.raises(ValueError, match=r"intersection/seed_1 has no per-epoch test metrics .* train\.eval_every=1"):
         summarise(dataclasses.replace(best, rows=("union", "intersection")))
+
+
+def test_the_validation_selected_protocol_reports_the_test_metrics_of_the_best_validation_epoch(tmp_path):
+    spec = _spec(tmp_path, "table4", seeds=(1,), protocol="val-best")
+    # validation mAP peaks at epoch 2, test mAP at epoch 3: the chosen epoch is 2, with its test metrics
+    history = [{"epoch": e, "loss": 1.0, "val": {"mAP": v, "R1": v + 5}, "test": {"mAP": m, "R1": m + 1, "R5": m + 2}}
+               for e, v, m in ((1, 40.0, 30.0), (2, 48.0, 31.0), (3, 45.0, 36.0))]
+    _cell(spec, "union", 1, 36.0, history)
+    _cell(spec, "intersection", 1, 31.0, [{"epoch": 1, "loss": 1.0, "test": {"mAP": 31.0, "R1": 41.0, "R5": 51.0}}])
+    union = summarise(dataclasses.replace(spec, rows=("union",)))["rows"]["union"]["seeds"][1]["metrics"]
+    assert union == {"mAP": 31.0, "R1": 32.0, "R5": 33.0, "epoch": 2}
+    json_path, md = write_summary(dataclasses.replace(spec, rows=("union",)))
+    assert "Protocol: VALIDATION-SELECTED: each cell's test metrics at its epoch with the best mAP on a validation " \
+           "split of held-out training identities" in md.read_text()
+    assert json.loads(json_path.read_text())["protocol"] == "val-best"
+    with pytest.raises(ValueError) as info:  # a cell trained without train.val_ids
+        summarise(spec)
+    assert str(info.value) == (f"--protocol val-best: {spec.cell_dir('intersection', 1)} has no per-epoch validation "
+                               "metrics in its history.jsonl; train the grid with train.val_ids=N "
+                               "train.eval_every=1 to use it.")
 
 
 def test_a_folder_of_another_grid_is_refused(tmp_path, capsys):

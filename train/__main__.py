@@ -3,6 +3,8 @@
 Several GPUs (or CPU processes): ``torchrun --nproc_per_node=N -m train ...`` (DDP; the batch
 size in the config is the global one). At the end the last epoch's model is tested on the
 query / gallery splits and the metrics are printed and written to ``<output_dir>/metrics.json``.
+With ``train.val_ids=N`` N training identities are held out as a validation split (val_split.json),
+evaluated beside the test split every ``train.eval_every`` epochs.
 """
 from __future__ import annotations
 
@@ -18,7 +20,14 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from signal_core import SignalConfig, SignalModel, build_model
-from signal_core.data import IdentitySampler, TripleDataset, build_transforms, load_dataset
+from signal_core.data import (
+    IdentitySampler,
+    ReIDDataset,
+    TripleDataset,
+    build_transforms,
+    hold_out_identities,
+    load_dataset,
+)
 from signal_core.utils.atomic import write_json
 
 from .checkpoints import TrainingCheckpoint, load_optimizer_state, read_training_checkpoint, save_training_checkpoint
@@ -30,7 +39,7 @@ from .monitor import RunMonitor, evaluate_this_epoch
 from .optim import build_optimizer
 from .output_paths import PathArgument, output_problem, resolved
 from .protocol import evaluate_model, format_metrics
-from .run_folder import METRICS_FILE, check_fresh_output_dir, repair_for_resume, write_run_config
+from .run_folder import METRICS_FILE, check_fresh_output_dir, record_val_split, repair_for_resume, write_run_config
 from .seeding import seed_epoch
 
 log = logging.getLogger("train")  # not __name__: that is "__main__" under python -m train
@@ -109,6 +118,17 @@ def build_or_resume(args: argparse.Namespace, model_cfg: SignalConfig, cfg: Trai
     return ckpt.model, optimizer, ckpt.epoch + 1
 
 
+def hold_out(cfg: TrainConfig, dataset: ReIDDataset) -> tuple[ReIDDataset, ReIDDataset | None, dict | None]:
+    """(the dataset to train on, the validation split, its record for the run folder) under ``train.val_ids``."""
+    if not cfg.val_ids:
+        return dataset, None, None
+    try:
+        split = hold_out_identities(dataset, cfg.val_ids, cfg.seed)
+    except ValueError as exc:
+        raise ValueError(f"train.val_ids={cfg.val_ids}: {exc}") from None
+    return split.train, split.validation, split.record()
+
+
 def check_run_folder_place(output_dir: str, data_root: str) -> None:
     """``ValueError`` when the run folder would lie in the data root, or in a feature or triples folder
     (``--resume`` names the run folder itself: not checked against it)."""
@@ -128,14 +148,17 @@ def run(args: argparse.Namespace) -> dict | None:
     main = rank == 0
     if not main:
         log.setLevel(logging.ERROR)  # one rank reports
-    dataset = load_dataset(cfg.dataset, args.data_root)
+    dataset, validation, val_record = hold_out(cfg, load_dataset(cfg.dataset, args.data_root))
     if main:
         print(dataset.summary())
+        if validation is not None:
+            print(f"validation: {cfg.val_ids} training identities held out ({len(validation.query)} images)")
     out_dir = Path(cfg.output_dir)
     amp = AmpPolicy.resolve(cfg.precision, device)
     model, optimizer, start = build_or_resume(args, model_cfg, cfg, dataset, device, amp, main)
     train_config = dataclasses.asdict(cfg)
     if main:
+        record_val_split(out_dir, val_record, resuming=bool(args.resume))
         write_run_config(out_dir, resolved_config(model.cfg, cfg))
         print(f"training precision: {amp.name}" + (" with a grad scaler" if amp.scaler else ""))
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
@@ -150,8 +173,11 @@ def run(args: argparse.Namespace) -> dict | None:
                                 show_progress=main and not args.no_progress)
         if main:
             print(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4g}" for k, v in stats.items() if k != "lrs"), flush=True)
-            test = test_metrics(net, dataset, device, cfg, args) if evaluate_this_epoch(cfg, epoch) else None
-            monitor.record(epoch, stats, test)
+            test = val = None
+            if evaluate_this_epoch(cfg, epoch):
+                test = test_metrics(net, dataset, device, cfg, args)
+                val = test_metrics(net, validation, device, cfg, args, "validation") if validation else None
+            monitor.record(epoch, stats, test, val)
             if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
                 save_training_checkpoint(unwrap(net), optimizer, amp.scaler, epoch, out_dir, train_config)
         if world > 1 and cfg.eval_every > 0:
@@ -170,12 +196,13 @@ def run(args: argparse.Namespace) -> dict | None:
     return metrics
 
 
-def test_metrics(net, dataset, device: torch.device, cfg: TrainConfig, args: argparse.Namespace) -> dict[str, float]:
-    """mAP, mINP, R1, R5, R10 (percent) of the model as it is now on the test split."""
+def test_metrics(net, dataset, device: torch.device, cfg: TrainConfig, args: argparse.Namespace,
+                 split: str = "test") -> dict[str, float]:
+    """mAP, mINP, R1, R5, R10 (percent) of the model as it is now on ``dataset``'s query / gallery."""
     result = evaluate_model(unwrap(net), dataset, device, cfg.eval_batch_size, cfg.num_workers,
                             progress=not args.no_progress)
     metrics = result.as_percent_dict()
-    print("test metrics: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()), flush=True)
+    print(f"{split} metrics: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()), flush=True)
     return metrics
 
 

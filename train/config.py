@@ -53,6 +53,9 @@ class TrainConfig:
     checkpoint_every: int = 10  # epochs between checkpoints (one is always written at the end)
     eval_batch_size: int = 128  # triples per batch at test time
     eval_every: int = 0  # test every N epochs and log the metrics to history.jsonl (0: only after the last)
+    # hold out this many training identities (a draw seeded by `seed`, recorded in val_split.json) as a validation
+    # split, evaluated with the test split every eval_every epochs; training uses the others (0 = off, the authors')
+    val_ids: int = 0
     tensorboard: bool = False  # also log losses, learning rates and test metrics for TensorBoard
     output_dir: str = "runs/signal"  # checkpoints, history.jsonl and metrics.json go here
 
@@ -66,7 +69,8 @@ _LOWER_BOUNDS = [("epochs", 1, True), ("batch_size", 1, True), ("num_instances",
                  ("weight_decay", 0.0, True), ("warmup_epochs", 0, True),
                  ("warmup_lr_factor", 0.0, True), ("min_lr_factor", 0.0, True), ("lr_noise_pct", 0.0, True),
                  ("gamma", 0.0, False), ("num_workers", 0, True), ("checkpoint_every", 1, True),
-                 ("eval_batch_size", 1, True), ("eval_every", 0, True), ("rig_shift_augment", 0, True)]
+                 ("eval_batch_size", 1, True), ("eval_every", 0, True), ("rig_shift_augment", 0, True),
+                 ("val_ids", 0, True)]
 def validate_train_config(cfg: TrainConfig) -> None:
     """Raise ``ValueError`` naming the first setting that cannot work and what it must be."""
     for name, low, inclusive in _LOWER_BOUNDS:
@@ -83,6 +87,9 @@ def validate_train_config(cfg: TrainConfig) -> None:
                          f"{cfg.num_instances} (P identities x K instances).")
     if any(m < 1 for m in cfg.milestones):
         raise ValueError(f"train.milestones must be epochs >= 1, got {cfg.milestones}.")
+    if cfg.val_ids and not cfg.eval_every:
+        raise ValueError(f"train.val_ids={cfg.val_ids} holds out a validation split that is evaluated every "
+                         "train.eval_every epochs: set train.eval_every (e.g. 1), or train.val_ids=0.")
     if not cfg.output_dir.strip():
         raise ValueError("train.output_dir must not be empty.")
 

@@ -3,7 +3,8 @@
 
 A history line is ``{"epoch": e, "<loss name>": mean, "loss": total, "lr": highest, "lrs":
 {group: lr}, "skipped_steps": n}`` plus ``"test": {"mAP", "mINP", "R1", "R5", "R10"}`` (percent)
-in the epochs evaluated. The test metrics are only recorded: the model a run ends with is always
+in the epochs evaluated, and ``"val": {...}`` (the same metrics on the held-out validation
+identities) when ``train.val_ids`` is on. The metrics are only recorded: the model a run ends with is always
 the last epoch's, never the one with the best test score (the authors' code picks by test mAP;
 see the README).
 """
@@ -43,9 +44,10 @@ class RunMonitor:
                                  "(or leave train.tensorboard off).") from None
             self.writer = SummaryWriter(str(self.out_dir / TENSORBOARD_DIR), purge_step=first_epoch)
 
-    def record(self, epoch: int, stats: dict, test: dict[str, float] | None = None) -> dict:
-        """Append ``{"epoch": epoch, **stats, "test": test}`` to the history; returns the record."""
-        record = {"epoch": epoch, **stats, **({"test": test} if test else {})}
+    def record(self, epoch: int, stats: dict, test: dict[str, float] | None = None,
+               val: dict[str, float] | None = None) -> dict:
+        """Append ``{"epoch": epoch, **stats, "test": test, "val": val}`` to the history; returns the record."""
+        record = {"epoch": epoch, **stats, **({"test": test} if test else {}), **({"val": val} if val else {})}
         append_history(self.out_dir, record)
         if self.writer is not None:
             self._scalars(record, epoch)
@@ -55,7 +57,7 @@ class RunMonitor:
         for name, value in record.items():
             if name in ("epoch", "lr"):
                 continue
-            if isinstance(value, dict):  # "lrs" -> lr/<group>, "test" -> test/<metric>
+            if isinstance(value, dict):  # "lrs" -> lr/<group>, "test" -> test/<metric>, "val" -> val/<metric>
                 prefix = "lr" if name == "lrs" else name
                 for key, v in value.items():
                     self.writer.add_scalar(f"{prefix}/{key}", v, epoch)

@@ -1,9 +1,10 @@
 """The run folder (``train.output_dir``): its resolved config, its history, and repair on resume.
 
 ``config.yaml`` records the full configuration a run started with; ``history.jsonl`` one line per
-finished epoch. A crash after an epoch's history line but before its checkpoint leaves a line the
-resumed run would repeat, and an interrupted atomic write leaves a ``*.tmp`` file: resuming cuts
-the history back to the checkpoint's epoch and removes the temporaries.
+finished epoch; ``val_split.json`` the held-out validation identities (``train.val_ids``). A crash
+after an epoch's history line but before its checkpoint leaves a line the resumed run would repeat,
+and an interrupted atomic write leaves a ``*.tmp`` file: resuming cuts the history back to the
+checkpoint's epoch and removes the temporaries.
 """
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ from typing import Any
 
 import yaml
 
-from signal_core.utils.atomic import atomic_write
+from signal_core.utils.atomic import atomic_write, write_json
 
 log = logging.getLogger(__name__)
 CONFIG_FILE = "config.yaml"
 HISTORY_FILE = "history.jsonl"
 METRICS_FILE = "metrics.json"
+VAL_SPLIT_FILE = "val_split.json"
 _CHECKPOINT = re.compile(r"^epoch_\d+\.safetensors$")
 
 
@@ -58,6 +60,32 @@ def write_run_config(out_dir: Path, resolved: dict[str, Any]) -> Path:
             "# signal_core/config.py for the meaning of each field.\n"
             + yaml.safe_dump(resolved, sort_keys=False, default_flow_style=None))
     return atomic_write(out_dir / CONFIG_FILE, lambda tmp: Path(tmp).write_text(text))
+
+
+def record_val_split(out_dir: Path, record: dict | None, resuming: bool) -> None:
+    """Write the validation split a run trains without (None: none); a resumed run must hold out the same.
+
+    Raises:
+        ValueError: ``resuming`` and the run folder's ``val_split.json`` records another split (or none).
+    """
+    path = out_dir / VAL_SPLIT_FILE
+    if not resuming:
+        if record is not None:
+            write_json(path, record)
+        return
+    saved = json.loads(path.read_text()) if path.is_file() else None
+    if saved != record and _split_words(saved) == _split_words(record):
+        raise ValueError(f"{out_dir}'s {VAL_SPLIT_FILE} holds out other identities or images than the same draw on "
+                         "this --data-root: resume with the run's own --data-root.")
+    if saved != record:
+        raise ValueError(f"{out_dir} {_split_words(saved)} ({VAL_SPLIT_FILE}), not {_split_words(record)} as asked: "
+                         "resume with the run's own train.val_ids and train.seed.")
+
+
+def _split_words(record: dict | None) -> str:
+    if not isinstance(record, dict):
+        return "held out no validation identities"
+    return f"held out {record.get('val_ids')} validation identities drawn with seed {record.get('seed')}"
 
 
 def append_history(out_dir: Path, record: dict) -> None:

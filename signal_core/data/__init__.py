@@ -7,6 +7,7 @@ Public API:
     read_triples_folder(root) -> list[TripleRecord]   a folder with RGB/ NI/ TI/ sharing file names
     TripleDataset(records, transform)           items: {"rgb","nir","tir","pid","camid","sceneid","index","path"}
     IdentitySampler(records_or_pids, batch_size, num_instances, seed, rank, world_size)
+    hold_out_identities(dataset, count, seed) -> ValidationSplit   training identities held out for validation
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from .rgbnt201 import load_rgbnt201
 from .sampler import IdentitySampler
 from .transforms import build_test_transform, build_train_transform, build_transforms, load_triple, split_panels
 from .triples import is_triples_folder, parse_triple_name, read_triples_folder
+from .validation import ValidationSplit, hold_out_identities
 
 LOADERS: dict[str, Callable[[str | Path], ReIDDataset]] = {
     "rgbnt201": load_rgbnt201,
@@ -52,6 +54,7 @@ def load_dataset(name: str, root: str | Path) -> ReIDDataset:
 
 __all__ = [
     "DATASETS", "UNKNOWN", "DatasetError", "IdentitySampler", "ReIDDataset", "TripleDataset", "TripleRecord",
-    "build_test_transform", "build_train_transform", "build_transforms", "is_triples_folder", "label_from",
-    "label_or_none", "load_dataset", "load_triple", "parse_triple_name", "read_triples_folder", "split_panels",
+    "ValidationSplit", "build_test_transform", "build_train_transform", "build_transforms", "hold_out_identities",
+    "is_triples_folder", "label_from", "label_or_none", "load_dataset", "load_triple", "parse_triple_name",
+    "read_triples_folder", "split_panels",
 ]

@@ -6,7 +6,8 @@ GAM / LAM fixes of docs/alignment.md, and the fixed full model with matched LAM 
 ``fig5b`` (alpha / beta sweep), each row against its reference row; the paper's values (paper.py)
 beside ours and, for a sweep, a plot (plot.py). Each cell is trained with every seed by
 ``python -m train`` into its own run folder ``<out>/<row>/seed_<s>/``; the folder records its grid
-(``grid.json``). Each table says its protocol: the last epoch, or the labelled test-selected one.
+(``grid.json``). Each table says its protocol: the last epoch, the labelled test-selected one, or the
+labelled validation-selected one (held-out training identities, ``train.val_ids``).
 The grid resumes (a killed grid continues where it stopped), refuses a grid folder trained with
 another configuration (each cell's ``grid_cell.json``, record.py; ``--overwrite`` trains those cells
 again), copies with ``--reuse DIR`` a cell finished in another grid folder with the same record instead of

@@ -31,8 +31,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seeds", default="3", help="a count N (seeds 1..N) or a comma list, e.g. 1,2,3")
     p.add_argument("--rows", help="comma list of the grid's rows (default: all; see ablation.md for their names)")
     p.add_argument("--protocol", choices=tuple(PROTOCOLS), default="last",
-                   help="the epoch each cell reports: last (default) or test-best, the authors' TEST-SELECTED "
-                        "epoch (optimistic; needs cells trained with train.eval_every=1)")
+                   help="the epoch each cell reports: last (default); test-best, the authors' TEST-SELECTED "
+                        "epoch (optimistic; needs cells trained with train.eval_every=1); val-best, the epoch "
+                        "of the best mAP on held-out training identities (needs train.val_ids=N "
+                        "train.eval_every=1)")
     p.add_argument("--jobs", type=whole(1, 8), default=1, help="cells trained at once (1..8)")
     p.add_argument("--threads", type=whole(1, 64), default=1, help="torch threads per training process (1..64)")
     p.add_argument("--summary-only", action="store_true", help="train nothing: summarise the finished cells")

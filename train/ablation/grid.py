@@ -236,14 +236,20 @@ PROTOCOLS = {
     "last": "last epoch (the model each run ends with; no epoch is chosen on the test split)",
     "test-best": "TEST-SELECTED: each cell's epoch with the best test mAP (the authors' protocol; optimistic, "
                  "the test split chose the epoch)",
+    "val-best": "VALIDATION-SELECTED: each cell's test metrics at its epoch with the best mAP on a validation split "
+                "of held-out training identities (train.val_ids; honest, the test split chose nothing; the models "
+                "train on fewer identities)",
 }
+# protocol -> (the history key whose mAP chooses the epoch, the training overrides that log it)
+_CHOOSERS = {"test-best": ("test", "train.eval_every=1"), "val-best": ("val", "train.val_ids=N train.eval_every=1")}
 
 
 def read_cell(cell: Path, protocol: str = "last") -> dict | None:
     """A finished cell's metrics under ``protocol`` (and offsets, last-epoch losses), or None.
 
     Raises:
-        ValueError: ``protocol="test-best"`` and the cell's history holds no per-epoch test metrics.
+        ValueError: ``protocol`` chooses an epoch (test-best, val-best) and the cell's history holds no
+            per-epoch metrics to choose by.
     """
     path = cell / "metrics.json"
     if not path.is_file():
@@ -256,11 +262,19 @@ def read_cell(cell: Path, protocol: str = "last") -> dict | None:
              if history.is_file() else [])
     if lines:
         out["final_losses"] = {k: v for k, v in lines[-1].items() if isinstance(v, float) and k != "lr"}
-    if protocol == "test-best":
-        tested = [line for line in lines if isinstance(line.get("test"), dict)]
-        if not tested:
-            raise ValueError(f"--protocol test-best: {cell} has no per-epoch test metrics in its {HISTORY_FILE}; "
-                             "train the grid with train.eval_every=1 to use it.")
-        best = max(tested, key=lambda line: line["test"]["mAP"])
-        out["metrics"] = {**best["test"], "epoch": best["epoch"]}
+    if protocol in _CHOOSERS:
+        out["metrics"] = chosen_epoch_metrics(cell, lines, protocol)
     return out
+
+
+def chosen_epoch_metrics(cell: Path, lines: list[dict], protocol: str) -> dict:
+    """The test metrics (and ``epoch``) of the history line with the best mAP under ``protocol``'s key (the
+    first such epoch on a tie); ValueError when no line holds both."""
+    key, overrides = _CHOOSERS[protocol]
+    scored = [line for line in lines if isinstance(line.get(key), dict) and isinstance(line.get("test"), dict)]
+    if not scored:
+        split = "test" if key == "test" else "validation"
+        raise ValueError(f"--protocol {protocol}: {cell} has no per-epoch {split} metrics in its {HISTORY_FILE}; "
+                         f"train the grid with {overrides} to use it.")
+    best = max(scored, key=lambda line: line[key]["mAP"])
+    return {**best["test"], "epoch": best["epoch"]}
