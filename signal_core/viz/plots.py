@@ -138,7 +138,7 @@ def similarity_figure(positive: np.ndarray, negative: np.ndarray, bins: int = 10
 
 
 def training_curves_figure(history: Sequence[Mapping]):
-    """Losses per epoch (log scale) and, when the records hold any, test metrics per epoch.
+    """Losses per epoch (log scale) and, when the records hold any, test (and validation) metrics per epoch.
 
     ``history`` is the list of ``history.jsonl`` records: ``{"epoch": e, "<loss name>": value, ...,
     "lr": value, "lrs": {group: value}}`` (learning rates are not drawn);
@@ -157,7 +157,8 @@ def training_curves_figure(history: Sequence[Mapping]):
     for name, (x, y) in sorted(metrics.items()):
         axes[1].plot(x, y, marker="o", markersize=3, label=name)
     if metrics:
-        axes[1].set_title("test metrics during training (%)")
+        held_out = any(name.startswith("val") for name in metrics)
+        axes[1].set_title(("test and validation" if held_out else "test") + " metrics during training (%)")
     for ax in axes:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
