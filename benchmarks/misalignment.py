@@ -8,9 +8,9 @@ of generated data (``--seeds``), and evaluated with the authors' protocol. A row
 * ``--weights PATH[=REGISTRATION]``: one model, evaluated on every seed's data (REGISTRATION one of
   ``signal_core.config.REGISTRATIONS``: the same weights with image-level registration on or off; without
   it, the checkpoint's own setting); or
-* ``--trained LABEL PATH[=REGISTRATION] ...``: one recipe trained with as many seeds as ``--seeds``: the
-  i-th model is evaluated on the i-th seed's data, so each point's spread covers both the training seed
-  and the data.
+* ``--trained LABEL PATH[=REGISTRATION] ...``: one recipe trained with several seeds (at most as many as
+  ``--seeds``): the i-th model is evaluated on the i-th seed's data, so each point's spread covers both the
+  training seed and the data.
 
 Writes ``misalignment.json`` (every cell, with each model's SHA-256), ``misalignment.md`` (mean +- sample
 std over seeds per shift) and ``misalignment.png`` (mAP and R1 against the shift, the band is +- one std),
@@ -189,6 +189,8 @@ def markdown(result: dict) -> str:
         lines += [f"| {metric} (mean +- std over seeds {', '.join(map(str, result['seeds']))}) | "
                   + " | ".join(f"{s} px" for s in shifts) + " |", "|---" * (len(shifts) + 1) + "|"]
         for name, per in result["summary"].items():
+            count = len(per[shifts[0]][metric]["values"])
+            name = name if count == len(result["seeds"]) else f"{name} (seeds {count} of {len(result['seeds'])})"
             lines.append(f"| {name} | " + " | ".join(f"{per[s][metric]['mean']:.2f} +- {per[s][metric]['std']:.2f}"
                                                     for s in shifts) + " |")
         lines.append("")
@@ -234,8 +236,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="a row: one checkpoint, optionally with the registration to evaluate it with, on every "
                         "seed (repeat for more rows)")
     p.add_argument("--trained", nargs="+", action="append", metavar=("LABEL", "PATH[=REGISTRATION]"),
-                   help="a row: LABEL, then one checkpoint per --seeds (one recipe trained with as many seeds); "
-                        "the i-th is evaluated on the i-th seed's data (repeat for more rows)")
+                   help="a row: LABEL, then one checkpoint per training seed (at most as many as --seeds); the i-th "
+                        "is evaluated on the i-th seed's data (repeat for more rows)")
     p.add_argument("--out", required=True, help="folder for misalignment.json / .md / .png")
     p.add_argument("--shifts", type=float, nargs="+", default=[0, 4, 8, 13, 16], help="rig shifts (px at 128 x 64)")
     p.add_argument("--seeds", type=int, nargs="+", default=[777, 778, 779], help="seeds of generated data")
@@ -250,9 +252,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     rows = []
     for label_and_paths in args.trained or []:
         row, paths = label_and_paths[0], label_and_paths[1:]
-        if len(paths) != len(args.seeds):
+        if not 0 < len(paths) <= len(args.seeds):
             p.error(f"--trained {row!r}: {len(paths)} checkpoints for {len(args.seeds)} seeds "
-                    f"({' '.join(map(str, args.seeds))}); give one checkpoint per seed")
+                    f"({' '.join(map(str, args.seeds))}); give one checkpoint per seed, at most")
         try:
             rows.append((row, [model_spec(path) for path in paths]))
         except argparse.ArgumentTypeError as error:
