@@ -161,3 +161,38 @@ def test_without_tir_a_person_query_finds_persons_and_the_answer_says_what_was_z
     query_only = engine.search(*triple, top_k=10, explain=False, switched_on=("rgb", "nir"), gallery_too=False)
     assert sum(kind[m.pid] == "vehicle" for m in query_only.matches) >= 5  # the old reading
     assert result_json(query_only)["zeroed"] == {"query": ["tir"], "gallery": []}
+
+
+@pytest.mark.slow
+def test_the_demo_page_shows_the_bundled_models_registration(bundled, tmp_path):
+    """The page's handlers on the bundled model, as `python app.py` serves it (no --registration): the view
+    switch offers "registration", the query's drawings are at factor 1, and that view shows RGB's edges and
+    NIR / TIR before | after registration."""
+    import gradio as gr
+    from PIL import Image
+
+    from demo.explain import REGISTRATION_VIEW, VIEWS
+    from demo.handlers import PageHandlers
+    from demo.search import SearchEngine
+    from demo.served import ServedFolder
+    from demo.thumbnails import ThumbnailStore
+    from demo.ui import add_explanation
+    from signal_core.viz import overlay_size
+    from signal_core.viz.heatmaps import PANEL_GAP
+
+    model, _, gallery = bundled
+    engine = SearchEngine(model, gallery, extract_gallery_features(model, gallery, progress=False),
+                          thumbnails=ThumbnailStore(tmp_path / "thumbs"), served=ServedFolder(tmp_path / "served"))
+    with gr.Blocks():
+        view = add_explanation(engine.model.cfg.registration).view
+    assert [value for _, value in view.choices] == [*VIEWS, REGISTRATION_VIEW]
+    triple = [str(ASSETS / "demo" / "query" / d / "000601_cam1_000.jpg") for d in ("RGB", "NI", "TI")]
+    handlers = PageHandlers(engine)
+    outputs = handlers.rank(*triple, 10, "1", ["RGB", "NIR", "TIR"])
+    captions = [m["caption"] for m in outputs[2]["matches"]]
+    assert len(captions) == 10 and captions[0].startswith("#1 ✓ id 601 · cam 4"), captions
+    drawings = outputs[7]
+    assert drawings.registered and drawings.offset_scales == [1.0, 1.0, 1.0]
+    shown = [np.asarray(Image.open(p)) for p in handlers.draw(drawings, REGISTRATION_VIEW)]
+    h, w = overlay_size(tuple(model.cfg.image_size))
+    assert [s.shape for s in shown] == [(h, w, 3), (h, 2 * w + PANEL_GAP, 3), (h, 2 * w + PANEL_GAP, 3)]
