@@ -144,10 +144,11 @@ def authors(code_dir: str, model, report: dict):
 
 
 def bundled_agreement(args, weights: str = "assets/demo_model.safetensors") -> dict:
-    """The bundled (trained) model: torch fp32 vs int8 engines on synthetic triples, and its mAP there."""
+    """The bundled (trained) model: torch fp32 vs int8 engines on synthetic triples, and its mAP there; with
+    its registration off (an exported graph holds none), so every engine computes the same features."""
     from signal_core.metrics import evaluate_rank, pairwise_distance
 
-    model = load_weights(Path(__file__).resolve().parents[1] / weights).eval()
+    model = load_weights(Path(__file__).resolve().parents[1] / weights, registration="none").eval()
     size = model.cfg.image_size
     rgb, nir, tir, camids, pids = synthetic_split(None, 2 * args.bundled_triples, size, with_pids=True)
     cams = torch.where(camids < model.num_cameras, camids, -1)

@@ -174,15 +174,18 @@ def test_a_pth_that_is_no_state_dict_is_a_clear_error(tiny_cfg, tmp_path, payloa
         load_weights(path, SignalConfig.preset("tiny"))
 
 
-def test_checkpoints_without_a_checksum_still_load(tmp_path):
-    from pathlib import Path
-
+def test_checkpoints_without_a_checksum_still_load(tiny_cfg, tmp_path):
+    """Files written before checksums (the header holds the config only) load, unverified."""
     from signal_core import read_checkpoint_metadata
 
-    asset = Path(__file__).resolve().parents[1] / "assets" / "demo_model.safetensors"
-    assert "tensors_sha256" not in read_checkpoint_metadata(asset)  # written before checksums
-    model = load_checkpoint(asset)
-    assert model.cfg.layers == 4 and not model.training
+    model = build_model(tiny_cfg)
+    path = tmp_path / "old.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path),
+              metadata={"signal_config": tiny_cfg.to_json(), "epoch": "16"})
+    assert "tensors_sha256" not in read_checkpoint_metadata(path)
+    loaded = load_checkpoint(path)
+    assert loaded.cfg == tiny_cfg and not loaded.training
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in model.state_dict().items())
 
 
 def _poisoned(tiny_cfg, path, value=float("nan")):

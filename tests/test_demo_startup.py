@@ -87,6 +87,19 @@ def test_unreadable_weights_are_one_error_line(tmp_path, assets, content, capsys
     assert _one_error_line(capsys).startswith(f"error: could not load the model from {weights} (")
 
 
+@pytest.mark.slow  # imports gradio and loads the bundled model (about 15 s)
+def test_an_exported_graph_engine_with_the_bundled_models_registration_is_one_error_line(tmp_path, capsys):
+    """The bundled model registers NIR / TIR (its config's 'orientation'), which an exported graph holds not:
+    `python app.py --engine onnxruntime` stops in one line naming --registration none, before any feature."""
+    import app
+
+    assert app.main(["--engine", "onnxruntime", "--port", str(free_port()), "--cache-dir", str(tmp_path)]) == 2
+    assert _one_error_line(capsys) == (
+        "error: --engine onnxruntime runs an exported graph without the model's registration 'orientation': use "
+        "--engine torch, or --registration none (features without it).")
+    assert not any(tmp_path.iterdir())
+
+
 def test_busy_port_is_found_before_loading(tmp_path, assets, monkeypatch, capsys):
     import socket
 

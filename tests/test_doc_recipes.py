@@ -80,7 +80,7 @@ def test_the_scale_recipe_runs_as_written(demo_layout):
 @pytest.mark.slow  # the bundled model over the bundled gallery, twice (about 20 s)
 def test_the_demo_pages_scores_are_fp32s_and_say_their_cpu_class(tmp_path):
     """docs/demo.md's /search_json answer quotes scores that `--precision auto` gives only where it keeps fp32
-    (bf16 on AMX changes the fifth digit): the page says so, and its figures are recomputed here."""
+    (bf16 on AMX changes the fourth or fifth digit): the page says so, and its figures are recomputed here."""
     from demo.options import DemoOptions
     from demo.startup import build_engine
 

@@ -138,33 +138,62 @@ def test_export_cli_and_its_errors(tiny, tmp_path, capsys):
     assert rc == 2 and capsys.readouterr().err.startswith("error: ")
 
 
+def test_a_model_with_registration_is_exported_only_with_registration_none(tmp_path, capsys):
+    """The bundled model registers NIR / TIR (model.registration 'orientation'), which the graph cannot hold:
+    export refuses it in one line that names --registration none."""
+    assert load_weights(DEMO_WEIGHTS).cfg.registration == "orientation"
+    rc = export_cli.main(["--weights", str(DEMO_WEIGHTS), "--out", str(tmp_path / "m.onnx")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "\n" not in err and "--registration none" in err and "Registration" in err, err
+    assert not (tmp_path / "m.onnx").exists()
+
+
 @pytest.mark.slow
 def test_int8_bundled_model_ranks_the_demo_gallery_like_fp32(tmp_path, capsys):
-    """int8 calibrated on the demo gallery: every demo query's rank-1 is the fp32 rank-1, and the
-    features stay close (cosine), through the CLI; the root logger is left as it was."""
+    """int8 calibrated on the demo gallery, exported with --registration none: every demo query's rank-1 is
+    the fp32 rank-1 and the features stay close (cosine), through the CLI; with the registration as a step in
+    front of the engine (docs/deploy.md) int8 ranks as the bundled model with its registration; the root
+    logger is left as it was."""
     import logging
 
     root = logging.getLogger()
     level, filters = root.level, list(root.filters)
-    rc = export_cli.main(["--weights", str(DEMO_WEIGHTS), "--out", str(tmp_path / "int8.onnx"),
-                          "--precision", "int8", "--calibration", str(DEMO / "gallery"), "--calibration-size", "32"])
+    rc = export_cli.main(["--weights", str(DEMO_WEIGHTS), "--out", str(tmp_path / "int8.onnx"), "--registration",
+                          "none", "--precision", "int8", "--calibration", str(DEMO / "gallery"),
+                          "--calibration-size", "32"])
     assert rc == 0, capsys.readouterr().err
     assert root.level == level and root.filters == filters
-    model = load_weights(DEMO_WEIGHTS)
+    registered = load_weights(DEMO_WEIGHTS)
+    model = load_weights(DEMO_WEIGHTS, registration="none")
     batches = {split: next(iter(export_cli.calibration_batches(
         export_cli.calibration_records(str(DEMO / split), None, 1000), model, 1000))) for split in ("query", "gallery")}
     fp32, int8 = load_engine(model, kind="torch"), load_engine(tmp_path / "int8.onnx", kind="onnxruntime")
     assert int8.precision == "int8"
     feats = {(name, split): engine(b["rgb"], b["nir"], b["tir"], b["cam_ids"])
              for name, engine in (("fp32", fp32), ("int8", int8)) for split, b in batches.items()}
+    step = {split: _registered(registered, b) for split, b in batches.items()}  # the step in front
+    feats |= {("int8 registered", split): int8(*step[split], b["cam_ids"]) for split, b in batches.items()}
+    feats |= {("fp32 registered", split): load_engine(registered, kind="torch")(b["rgb"], b["nir"], b["tir"],
+                                                                                b["cam_ids"])
+              for split, b in batches.items()}
     cos = lambda a, b: (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     assert cos(feats["fp32", "gallery"], feats["int8", "gallery"]).min() > 0.99
+    assert cos(feats["fp32 registered", "gallery"], feats["int8 registered", "gallery"]).min() > 0.99
     top1 = {name: ((feats[name, "query"][:, None] - feats[name, "gallery"][None]) ** 2).sum(-1).argmin(1)
-            for name in ("fp32", "int8")}
+            for name in ("fp32", "int8", "fp32 registered", "int8 registered")}
     assert len(top1["fp32"]) == 30 and (top1["fp32"] == top1["int8"]).mean() >= 0.9
+    assert (top1["fp32 registered"] == top1["int8 registered"]).mean() >= 0.9
     ov = load_engine(tmp_path / "int8.onnx", kind="openvino")
     query = [batches["query"][k] for k in ("rgb", "nir", "tir", "cam_ids")]
     assert cos(ov(*query), feats["int8", "query"]).min() > 0.99
+
+
+def _registered(model, batch: dict) -> tuple:
+    """``model.registration`` as a step in front of an exported graph: (rgb, nir, tir) with NIR / TIR warped."""
+    rgb, nir, tir = (torch.from_numpy(batch[k]) for k in ("rgb", "nir", "tir"))
+    with torch.no_grad():
+        out = model.registration(rgb, nir, tir)
+    return batch["rgb"], out.nir.numpy(), out.tir.numpy()
 
 
 def _edited(source: Path, target: Path, edit) -> Path:

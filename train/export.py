@@ -10,6 +10,11 @@ absolute difference (fp32) or the cosine (int8) is printed.
 int8: post-training static quantization (onnxruntime, QDQ, per-channel int8 weights) of the
 encoder's weight matmuls, calibrated on ``--calibration``: a triples folder (RGB/ NI/ TI/ with the
 same file names) or, with ``--dataset``, a dataset root (its training split).
+
+A model with image-level registration (``model.registration``, e.g. the bundled demo model's
+``orientation``) is refused: the graph cannot hold its search. ``--registration none`` exports the same
+weights without it; register NIR / TIR in front of the engine with
+``signal_core.model.registration.Registration`` (docs/deploy.md).
 """
 from __future__ import annotations
 
@@ -38,7 +43,7 @@ from signal_core.deploy.quantize import quantize_int8
 from signal_core.modalities import MODALITIES
 from signal_core.weights_source import WEIGHTS_HELP
 
-from .cli import command_main, command_parser
+from .cli import add_registration_argument, command_main, command_parser
 from .flags import input_path, output_file, weights_input, whole
 
 
@@ -52,6 +57,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--calibration", type=input_path, help="int8: a triples folder, or a dataset root with --dataset")
     p.add_argument("--calibration-size", type=whole(1), default=128, help="int8: triples used for calibration")
     p.add_argument("--batch-size", type=whole(1), default=8, help="int8: calibration batch size")
+    add_registration_argument(p, "the checkpoint's own; the graph holds none: a model with one needs "
+                                 "--registration none and the registration in front of the engine")
     return p.parse_args(argv)
 
 
@@ -100,7 +107,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     if args.precision == "int8" and not args.calibration:
         raise ValueError("--precision int8 needs --calibration (a triples folder, or a dataset root with --dataset).")
     preset = SignalConfig.preset(args.dataset) if args.dataset else None
-    model = load_weights(args.weights, preset).eval()
+    model = load_weights(args.weights, preset, registration=args.registration).eval()
     if args.precision == "fp32":
         export_onnx(model, args.out)
     else:

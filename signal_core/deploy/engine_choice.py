@@ -75,7 +75,8 @@ def engine_for_model(model, kind: str = "torch", onnx: str | os.PathLike | None 
         return ModelEngine(engine, kind, engine.precision)
     if model.cfg.registration != "none":  # the graph has no registration: its features would be another model's
         raise EngineError(f"--engine {kind} runs an exported graph without the model's registration "
-                          f"'{model.cfg.registration}': use --engine torch, or registration none.")
+                          f"'{model.cfg.registration}': use --engine torch, or --registration none (features "
+                          "without it).")
     _require(kind)
     digest = model_digest(model)
     path = _given_onnx(onnx, model, digest) if onnx is not None else _cached_onnx(model, digest, cache_dir)

@@ -63,8 +63,9 @@ class FeatureGraph(nn.Module):
         super().__init__()
         if model.cfg.registration != "none":  # its FFT search is not in the graph: features would differ
             raise ValueError(f"model.registration '{model.cfg.registration}' is not part of the exported graph: "
-                             "export the model with registration 'none' and warp NIR / TIR in front of the engine "
-                             "with signal_core.model.registration.Registration (docs/alignment.md).")
+                             "export the model with registration 'none' (python -m train.export --registration "
+                             "none) and warp NIR / TIR in front of the engine with "
+                             "signal_core.model.registration.Registration (docs/deploy.md).")
         self.model = model.eval()
 
     def _class_tokens(self, n: int, cams: torch.Tensor) -> torch.Tensor:
