@@ -12,7 +12,7 @@ import pytest
 from train.ablation import GridSpec, paired_difference, summarise, t_quantile_975, write_summary
 from train.ablation.__main__ import main as ablation_main
 from train.ablation.grid import ROWS, cell_overrides, cell_state, run_grid
-from train.ablation.record import RECORD_FILE, benchmark_digest, cell_record, write_record
+from train.ablation.record import RECORD_FILE, benchmark_digest, cell_record, record_differences, write_record
 from train.ablation.stats import mean_std
 from train.synthetic import SyntheticSpec, generate
 
@@ -145,6 +145,22 @@ def test_cells_of_another_configuration_are_refused(tmp_path, capsys):
         summarise(spec)
     with pytest.raises(ValueError, match="sim/seed_1"):
         run_grid(spec)
+
+
+def test_a_cell_older_than_an_option_at_its_default_is_still_this_configuration(tmp_path):
+    """Once: train.val_ids was added while table4 trained; table5 --reuse then found table4's reference cells
+    "another configuration" (their records lack the key) and trained them again."""
+    spec = _hand_made_spec(tmp_path, ("baseline",), (1,))
+    _fake_cell(spec, "baseline", 1, 50)
+    cell = spec.cell_dir("baseline", 1)
+    record = json.loads((cell / RECORD_FILE).read_text())
+    assert record["config"].pop("train.val_ids") == 0  # a record written before the option existed
+    write_record(cell, record)
+    assert record_differences(cell, _record(spec, "baseline", 1)) is None
+    assert summarise(spec)["rows"]["baseline"]["stats"]["mAP"]["mean"] == 50
+    later = cell_record(spec.config, cell_overrides(spec, ROWS["baseline"], 1) + ["train.val_ids=1", "train.eval_every=1"],
+                        benchmark_digest(spec.data_root))
+    assert record_differences(cell, later) == ["train.eval_every: 0 -> 1", "train.val_ids: (absent) -> 1"]
 
 
 def _history_epochs(cell: Path) -> list[int]:

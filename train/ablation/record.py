@@ -12,15 +12,18 @@ grid folder by ``--reuse`` (reuse.py) holds the same record plus ``"reused_from"
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+from signal_core import SignalConfig
 from signal_core.utils.atomic import write_json
 from signal_core.utils.hashing import sha256_file
 
-from ..config import config_differences, load_config, resolved_config
+from ..config import TrainConfig, config_differences, load_config, resolved_config
 from ..run_folder import CONFIG_FILE, HISTORY_FILE, METRICS_FILE
 
 RECORD_FILE = "grid_cell.json"
@@ -81,10 +84,31 @@ def record_differences(cell: Path, expected: dict[str, Any]) -> list[str] | None
         return [f"an unreadable {RECORD_FILE}"]
     if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
         return [f"an unreadable {RECORD_FILE}"]
-    changed = config_differences(saved["config"], expected["config"])
+    changed = config_differences(_with_later_defaults(saved["config"], expected["config"]), expected["config"])
     if saved.get("benchmark_sha256") != expected["benchmark_sha256"]:
         changed.append("the benchmark (--data-root)")
     return changed or None
+
+
+def _with_later_defaults(saved: dict[str, Any], expected: dict[str, Any]) -> dict[str, Any]:
+    """``saved`` plus each option it lacks that ``expected`` holds at the option's default: an option added to
+    the project after the cell trained, whose default is the behaviour the cell was trained with (a new option
+    defaults to what the code did before it existed), so an old cell still resumes or is reused."""
+    defaults = option_defaults()
+    return {**{k: v for k, v in expected.items() if k not in saved and k in defaults and defaults[k] == v}, **saved}
+
+
+@cache
+def option_defaults() -> dict[str, Any]:
+    """Every ``model.*`` and ``train.*`` option's default, as a record reads it back from JSON."""
+    out = {}
+    for section, cls in (("model", SignalConfig), ("train", TrainConfig)):
+        for f in dataclasses.fields(cls):
+            if f.default is not dataclasses.MISSING:
+                out[f"{section}.{f.name}"] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                out[f"{section}.{f.name}"] = f.default_factory()
+    return json.loads(json.dumps(out, default=str))
 
 
 def conflict_message(out: Path, conflicts: dict[str, list[str]]) -> str:
