@@ -158,8 +158,8 @@ def test_a_cell_older_than_an_option_at_its_default_is_still_this_configuration(
     write_record(cell, record)
     assert record_differences(cell, _record(spec, "baseline", 1)) is None
     assert summarise(spec)["rows"]["baseline"]["stats"]["mAP"]["mean"] == 50
-    later = cell_record(spec.config, cell_overrides(spec, ROWS["baseline"], 1) + ["train.val_ids=1", "train.eval_every=1"],
-                        benchmark_digest(spec.data_root))
+    overrides = cell_overrides(spec, ROWS["baseline"], 1) + ["train.val_ids=1", "train.eval_every=1"]
+    later = cell_record(spec.config, overrides, benchmark_digest(spec.data_root))
     assert record_differences(cell, later) == ["train.eval_every: 0 -> 1", "train.val_ids: (absent) -> 1"]
 
 
