@@ -152,6 +152,12 @@ def evaluate_all(models: list[Entry], args, done: dict[tuple, dict] | None = Non
     return rows
 
 
+def shown(path: str) -> str:
+    """A checkpoint as the results name it: its folder and file name (a run folder's epoch_016.safetensors is
+    told apart by its run), never the machine's path to it; the SHA-256 of each row identifies the file."""
+    return str(Path(Path(path).parent.name) / Path(path).name)
+
+
 def cell_key(row: dict) -> tuple:
     """A results row's identity: the table row, the model's SHA-256 and registration, the seed and shift."""
     return row["model"], row.get("sha256"), row.get("registration"), row["seed"], shift_key(row["shift_px"])
@@ -275,8 +281,8 @@ def main(argv=None) -> int:
     kept = sum(cell_key(r) in done for r in rows)
     if kept:
         print(f"kept {kept} cells of the earlier {out / 'misalignment.json'}; evaluated {len(rows) - kept}")
-    result = {"weights": [f"{p}={r or 'stored'}" for p, r in args.weights or []],
-              "trained": {row: [f"{p}={r or 'stored'}" for p, r in specs] for row, specs in args.trained},
+    result = {"weights": [f"{shown(p)}={r or 'stored'}" for p, r in args.weights or []],
+              "trained": {row: [f"{shown(p)}={r or 'stored'}" for p, r in specs] for row, specs in args.trained},
               "shifts_px": args.shifts,
               "seeds": args.seeds, "test_ids": args.test_ids, "jitter_px": args.jitter, "rows": rows,
               "summary": summarise(rows), "machine": machine_info(), "flags": cpu_flags(),

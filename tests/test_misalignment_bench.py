@@ -60,6 +60,8 @@ def test_a_trained_row_pairs_its_models_with_the_seeds_and_a_rerun_keeps_the_cel
     digests = [sha256_file(p) for p in paths]
     assert pairs == [("last.safetensors", digests[0], 5, 0), ("last.safetensors", digests[0], 5, 8),
                      ("last.safetensors", digests[1], 6, 0), ("last.safetensors", digests[1], 6, 8)]
+    assert first["trained"] == {"two seeds": ["seed0/last.safetensors=stored", "seed1/last.safetensors=stored"]}
+    assert str(tmp_path) not in (out / "misalignment.json").read_text()  # no machine paths in what is published
     summary = first["summary"]["two seeds"]["8"]["mAP"]
     assert summary["values"] == [first["rows"][1]["mAP"], first["rows"][3]["mAP"]]
     assert "two seeds: one model per seed of data (seed0 on seed 5, seed1 on seed 6)." in (
