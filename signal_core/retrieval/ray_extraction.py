@@ -164,6 +164,9 @@ def start_ray(options: RayOptions):
     try:
         ray.init(address="local" if local else options.address, num_cpus=options.num_cpus if local else None,
                  include_dashboard=False, logging_level=logging.WARNING,
+                 # workers' output stays in Ray's session logs: a worker stopped mid-batch when the run ends on an
+                 # error can dump a native stack (seen: abseil "Mutex corrupt", SIGABRT) under the one-line error
+                 log_to_driver=False,
                  runtime_env={"py_modules": [str(Path(__file__).resolve().parent)]})  # this signal_core on every worker
     except (ConnectionError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
