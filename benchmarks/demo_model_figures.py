@@ -57,8 +57,9 @@ def search_json(model, gallery, triple: list[str]) -> dict:
     return out
 
 
-def registration(model, entry) -> dict:
-    """What the demo draws for ``entry``: the displacement found per modality and LAM's mean arrow (px)."""
+def explained(model, entry):
+    """``entry``'s triple explained by ``model`` and drawn as the demo draws it: (explanation, drawings, LAM's
+    mean arrow per modality in pixels of the model input)."""
     size, grid = tuple(model.cfg.image_size), tuple(model.cfg.grid_size)
     images = load_triple(entry.paths)
     batch = build_transforms(size, train=False)(images)
@@ -67,6 +68,12 @@ def registration(model, entry) -> dict:
     drawings = draw_explanation([np.asarray(i) for i in images], e, grid, size)
     arrows = [float(offset_pixels(e.rgb.reference_points.numpy(), e[m].sampled_positions[0].numpy(), grid,
                                   size).mean()) for m in ("rgb", "nir", "tir")]
+    return e, drawings, arrows
+
+
+def registration(model, entry) -> dict:
+    """What the demo draws for ``entry``: the displacement found per modality and LAM's mean arrow (px)."""
+    _, drawings, arrows = explained(model, entry)
     return {"model_registration": model.cfg.registration, "offset_scales": drawings.offset_scales,
             "displacement_px": {m: None if p["displacement"] is None else [round(float(v), 2) for v in
                                                                             p["displacement"]]

@@ -81,27 +81,21 @@ def test_bundled_model_draws_the_displacement_and_lam_arrows_at_true_length(bund
     generator's, plus at most 3 px per image), the demo's registration view shows NIR / TIR before and after
     beside RGB, and LAM's arrows are drawn at factor 1: their mean length is the displacement found, plus
     LAM's own sub-pixel offsets (the previous, unregistered model's arrows were lengthened x5)."""
-    from demo.explain import REGISTRATION_VIEW, draw_explanation
-    from signal_core.data import build_transforms, load_triple
-    from signal_core.viz import offset_pixels, overlay_size
+    from benchmarks.demo_model_figures import explained
+    from demo.explain import REGISTRATION_VIEW
+    from signal_core.viz import overlay_size
     from signal_core.viz.heatmaps import PANEL_GAP
     from train.synthetic.camera import rig_shifts
 
     model, query, _ = bundled
     entry = query.entries[0]
     assert entry.paths[0].endswith("000601_cam1_000.jpg") and entry.camid == 0
-    size, grid = tuple(model.cfg.image_size), tuple(model.cfg.grid_size)
-    images = load_triple(entry.paths)
-    batch = build_transforms(size, train=False)(images)
-    with torch.no_grad():
-        e = model.explain(*(t.unsqueeze(0) for t in batch), cam_ids=torch.tensor([entry.camid]))
-    drawings = draw_explanation([np.asarray(i) for i in images], e, grid, size)
+    size = tuple(model.cfg.image_size)
+    _, drawings, means = explained(model, entry)
     assert drawings.registered and drawings.offset_scales == [1.0, 1.0, 1.0]
     spec = _demo_spec()
     for part, rig in zip(drawings.parts[1:], rig_shifts(spec, entry.camid)):
         assert np.abs(np.subtract(part["displacement"], rig)).max() <= spec.misalign + 1.5, (part, rig)
-    means = [offset_pixels(e.rgb.reference_points.numpy(), e[m].sampled_positions[0].numpy(), grid, size).mean()
-             for m in ("rgb", "nir", "tir")]
     found = [float(np.hypot(*p["displacement"])) for p in drawings.parts[1:]]
     assert means[0] < 1.0 and min(found) > 5  # RGB is not moved; NIR / TIR by several pixels
     assert means[1:] == pytest.approx(found, abs=1.0)
