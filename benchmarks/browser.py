@@ -14,14 +14,15 @@ CHROMIUM = os.environ.get("SIGNAL_CHROMIUM", "/usr/bin/chromium")
 
 
 @contextmanager
-def demo_page(url: str, executable: str = CHROMIUM, height: int = 1600, timeout_ms: int = 60_000) -> Iterator:
+def demo_page(url: str, executable: str = CHROMIUM, height: int = 1600, timeout_ms: int = 60_000,
+              width: int = 1280) -> Iterator:
     """A Playwright page showing the demo at ``url`` (its Search button there); the browser closes after."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox", "--disable-gpu"])
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": height})
+            page = browser.new_page(viewport={"width": width, "height": height})
             page.goto(url)
             page.wait_for_selector("#search-button", timeout=timeout_ms)
             yield page
