@@ -110,10 +110,12 @@ class PageHandlers:
         except gr.Error as exc:
             return self.cleared(f"⚠️ {markdown_text(html.unescape(exc.message))}")  # user_error escaped it for HTML
         # a missing modality is said in the status (a toast cannot reach the page from a direct request)
-        gallery_value = [(m.thumbnail, text.caption(m)) for m in result.matches]
+        decimals = text.score_decimals([m.similarity for m in result.matches])
+        gallery_value = [(m.thumbnail, text.caption(m, decimals)) for m in result.matches]
         matches = {"gallery": engine.gallery_id,  # a click on a list of another gallery is refused
-                   "matches": [{"index": m.index, "caption": text.caption(m),
-                                "parts": text.parts_table(m, result.previous_depth)} for m in result.matches]}
+                   "matches": [{"index": m.index, "caption": text.caption(m, decimals),
+                                "parts": text.parts_table(m, result.previous_depth, decimals)}
+                               for m in result.matches]}
         summary = text.summary(result, len(engine.gallery), engine.gallery_name)
         return (gr.Gallery(value=gallery_value, selected_index=None), summary, matches, None, None, None,
                 "Click a result above to see what the model looked at in it and its score by part.",
@@ -159,7 +161,8 @@ class PageHandlers:
                camera: str = UNKNOWN_CAMERA, request: gr.Request = None):
         """The ``/search`` API: the ranked gallery, the status text and the query's kept-token drawings."""
         engine, result = self.ranked(rgb, nir, tir, top_k, camera, None, request)
-        gallery_value = [(m.thumbnail, text.caption(m)) for m in result.matches]
+        decimals = text.score_decimals([m.similarity for m in result.matches])
+        gallery_value = [(m.thumbnail, text.caption(m, decimals)) for m in result.matches]
         return (gallery_value, text.summary(result, len(engine.gallery), engine.gallery_name),
                 *self.saved(result.drawings, VIEWS[0]))
 

@@ -1,7 +1,9 @@
 """The words, markdown and JSON the page and the API show for a search (the engine returns data, not text)."""
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Sequence
 
 from signal_core.data import UNKNOWN, label_or_none
 from signal_core.metrics.parts import PART_LETTERS
@@ -17,16 +19,26 @@ PARTS_NOTE = ("R / N / T / F #k: this result's rank among the whole gallery by t
 SHARES_NOTE = ("R / N / T / F: the share of the score from the RGB, NIR and TIR class tokens and the fused SIM "
                "tokens (q_p·g_p / q·g of the L2-normalised features; they sum to 1)")
 BAR_WIDTH = 20  # characters of a share of 1
+MAX_DECIMALS = 6
 
 
-def caption(match: RankedMatch) -> str:
+def score_decimals(scores: Sequence[float]) -> int:
+    """Decimals that tell the listed scores apart: 3, or up to 6 when they lie within 0.01 of each other (a
+    model whose features share one large direction scores every result 0.999...; 1.000 would hide the ranks)."""
+    spread = max(scores) - min(scores) if len(scores) > 1 else 0.0
+    if not spread > 0:
+        return 3
+    return min(MAX_DECIMALS, max(3, math.ceil(-math.log10(spread)) + 1))
+
+
+def caption(match: RankedMatch, decimals: int = 3) -> str:
     """E.g. "#1 ✓ id 12 · cam 2 · 0.873 · R#1 N#9 T#2 F#1" (camera 1-based, as in the file names; each
     part's own rank in the gallery), through an index the parts' shares "R.31 N.22 T.18 F.29"; after a
-    modality switch "#3 (was 1, ↓2) ✓ id 12 · ..."."""
+    modality switch "#3 (was 1, ↓2) ✓ id 12 · ..."; ``decimals`` of the score (:func:`score_decimals`)."""
     mark = " ✓" if match.is_match else ""
     pid = "?" if match.pid == UNKNOWN else match.pid
     cam = "?" if match.camid == UNKNOWN else match.camid + 1
-    text = f"#{match.rank}{rank_move(match)}{mark} id {pid} · cam {cam} · {match.similarity:.3f}"
+    text = f"#{match.rank}{rank_move(match)}{mark} id {pid} · cam {cam} · {match.similarity:.{decimals}f}"
     if match.standing:
         text += " · " + " ".join(f"{PART_LETTERS[name]}#{rank}" for name, (rank, _) in match.standing.items())
     elif match.parts:
@@ -82,9 +94,9 @@ def zeroed_note(result: SearchAnswer) -> str:
             "index is not recomputed), so the ranking compares a partial query with whole triples.")
 
 
-def parts_table(match: RankedMatch, depth: int = 0) -> str:
-    """A markdown table of one match's parts: cosine, its rank in the gallery by that part alone and the
-    z-score of the cosine against the gallery's (when known), share of the score and a bar of the share."""
+def parts_table(match: RankedMatch, depth: int = 0, decimals: int = 3) -> str:
+    """A markdown table of one match's parts: cosine (``decimals`` of them), its rank in the gallery by that part
+    alone and the z-score of the cosine against the gallery's (when known), share of the score and a bar of it."""
     ranked = bool(match.standing)
     head = "| part | cosine | rank by this part alone | z vs gallery " if ranked else "| part | cosine "
     lines = [head + "| share of the score | |", "|---|---:|" + ("---:|---:|" if ranked else "") + "---:|---|"]
@@ -92,9 +104,9 @@ def parts_table(match: RankedMatch, depth: int = 0) -> str:
         bar = "█" * max(0, round(p.share * BAR_WIDTH))
         rank, z = match.standing.get(name, (0, 0.0))
         standing = f"#{rank} | {z:+.1f} | " if ranked else ""
-        lines.append(f"| {PART_LABELS[name]} | {p.cosine:.3f} | {standing}{p.share * 100:.0f} % | {bar} |")
+        lines.append(f"| {PART_LABELS[name]} | {p.cosine:.{decimals}f} | {standing}{p.share * 100:.0f} % | {bar} |")
     total = sum(p.share for p in match.parts.values())
-    lines.append(f"| **all (score)** | **{match.similarity:.3f}** | {f'#{match.rank} | | ' if ranked else ''}"
+    lines.append(f"| **all (score)** | **{match.similarity:.{decimals}f}** | {f'#{match.rank} | | ' if ranked else ''}"
                  f"{total * 100:.0f} % | |")
     text = "\n".join(lines)
     if depth:

@@ -26,6 +26,7 @@ import pytest
 from PIL import Image
 
 from benchmarks.browser import CHROMIUM, set_query
+from demo.text import score_decimals
 from tests.browser_helpers import SEARCH_MS, UI_MS, browser_page, events_finished
 from tests.demo_helpers import free_port, make_checkpoint, make_triples_folder, write_png_header
 
@@ -152,7 +153,9 @@ def test_search_json(server, tmp_path):
         assert sum(p["share"] for p in match["parts"].values()) == pytest.approx(1.0, abs=1e-4)
     # the same ranking as the page's /search
     gallery, *_ = client.predict(rgb, nir, tir, 4, "2", api_name="/search")
-    assert [g["caption"].split("·")[2].strip() for g in gallery] == [f"{m['score']:.3f}" for m in answer["matches"]]
+    decimals = score_decimals([m["score"] for m in answer["matches"]])
+    assert [g["caption"].split("·")[2].strip() for g in gallery] == [f"{m['score']:.{decimals}f}"
+                                                                    for m in answer["matches"]]
     missing = client.predict(rgb, None, tir, 2, "unknown", api_name="/search_json")
     assert missing["missing"] == ["nir"] and missing["camera"] is None and len(missing["matches"]) == 2
     assert _error_message(client, rgb, nir, tir, 3, "9", api_name="/search_json") == (

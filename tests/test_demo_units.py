@@ -356,3 +356,25 @@ def test_engine_messages_are_short(engine, tmp_path):
     with pytest.raises(QueryError) as info:
         engine.search(*entry.paths, top_k="k" * 1_000_000)
     assert len(str(info.value)) < 200
+
+
+def test_scores_are_shown_with_the_decimals_that_tell_them_apart():
+    """Scores spread over 0.01 or more keep 3 decimals; a model scoring every result 0.9996-0.9998 is shown with
+    5 (1.000 everywhere would hide the ranks), never more than 6; the parts table follows the caption."""
+    from demo.search import RankedMatch
+    from signal_core.metrics.parts import PartScore
+
+    def matches(*scores):
+        return [RankedMatch(rank=i + 1, index=i, pid=3, camid=0, similarity=s, is_match=True,
+                            parts={"rgb": PartScore(cosine=s, share=1.0, contribution=s)})
+                for i, s in enumerate(scores)]
+
+    assert text.score_decimals([0.91, 0.87, 0.62]) == 3
+    assert text.score_decimals([0.999754, 0.999737, 0.999575]) == 5
+    assert text.score_decimals([0.5, 0.5 + 1e-9]) == 6
+    assert text.score_decimals([0.7]) == text.score_decimals([0.7, 0.7]) == text.score_decimals([]) == 3
+    close = matches(0.999754, 0.999581)
+    decimals = text.score_decimals([m.similarity for m in close])
+    assert [text.caption(m, decimals).split(" · ")[2] for m in close] == ["0.99975", "0.99958"]
+    assert "| 0.99975 |" in text.parts_table(close[0], decimals=decimals)
+    assert text.caption(close[0]).split(" · ")[2] == "1.000"  # the default, 3 decimals
