@@ -64,11 +64,15 @@ def write_sweep_plot(summary: dict, path: Path, metric: str = "mAP") -> Path:
     handles, labels = ax.get_legend_handles_labels()
     if paper_ax is not None:
         paper_ax.set_ylabel(f"paper {metric} (%)")
+        low, high = paper_ax.get_ylim()  # the stars off the frame's edges
+        pad = max(0.5, 0.25 * (high - low))
+        paper_ax.set_ylim(low - pad, high + pad)
         more = paper_ax.get_legend_handles_labels()
         handles, labels = handles + more[0], labels + more[1]
-    ax.legend(handles, labels, fontsize=7, loc="best")
+    # below the axes, where it hides no point or band
+    ax.legend(handles, labels, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     fig.tight_layout()
     try:
-        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", bbox_inches="tight"))
     finally:
         plt.close(fig)
