@@ -5,12 +5,20 @@ Chromium is Debian's (``/usr/bin/chromium``, or ``SIGNAL_CHROMIUM``); Playwright
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from signal_core.modalities import MODALITIES
 
 CHROMIUM = os.environ.get("SIGNAL_CHROMIUM", "/usr/bin/chromium")
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now, for a demo server."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @contextmanager

@@ -9,37 +9,16 @@ query's explanation row. The server's log is checked for tracebacks.
 from __future__ import annotations
 
 import argparse
-import socket
-import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
-from benchmarks.browser import demo_page, set_query
+from benchmarks.browser import demo_page, free_port, set_query
+from benchmarks.demo_load_bench import start_demo
 from signal_core.modalities import FOLDERS
+from signal_core.utils.atomic import atomic_write
 
 ROOT = Path(__file__).resolve().parents[1]
 WAIT_MS = 240_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(url: str, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise SystemExit(f"the demo did not answer at {url} within {seconds:.0f} s") from None
-            time.sleep(1)
 
 
 def save_small(png: bytes, out: Path, width: int = 960) -> None:
@@ -50,9 +29,8 @@ def save_small(png: bytes, out: Path, width: int = 960) -> None:
 
     image = Image.open(io.BytesIO(png)).convert("RGB")
     image = image.resize((width, round(image.height * width / image.width)), Image.LANCZOS)
-    tmp = out.with_name(out.name + ".tmp")
-    image.quantize(256, method=Image.Quantize.FASTOCTREE).save(tmp, format="PNG", optimize=True)
-    tmp.replace(out)
+    small = image.quantize(256, method=Image.Quantize.FASTOCTREE)
+    atomic_write(out, lambda tmp: small.save(tmp, format="PNG", optimize=True))
 
 
 def take(out: Path, view: str) -> None:
@@ -61,12 +39,11 @@ def take(out: Path, view: str) -> None:
     query = ROOT / "assets" / "demo" / "query"
     name = sorted((query / FOLDERS[0]).iterdir())[0].name
     port = free_port()
-    with tempfile.TemporaryFile("w+") as log:
-        proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, stdout=log,
-                                stderr=subprocess.STDOUT)
+    with tempfile.TemporaryDirectory() as folder:
+        log = Path(folder) / "app.log"
+        proc = start_demo(port, log)  # returns once the page answers
         try:
             url = f"http://127.0.0.1:{port}/"
-            wait_for(url, WAIT_MS / 1000)
             with demo_page(url, timeout_ms=WAIT_MS, height=1800) as page:
                 page.set_default_timeout(WAIT_MS)
                 set_query(page, [query / d / name for d in FOLDERS], timeout_ms=WAIT_MS)
@@ -87,8 +64,7 @@ def take(out: Path, view: str) -> None:
         finally:
             proc.terminate()
             proc.wait(30)
-        log.seek(0)
-        if "Traceback" in log.read():
+        if "Traceback" in log.read_text():
             raise SystemExit("the demo's log has a traceback; the screenshot was written but check it")
 
 

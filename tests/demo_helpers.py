@@ -1,7 +1,6 @@
 """Shared builders for the demo tests: a tiny random checkpoint and small generated triples folders."""
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -35,12 +34,6 @@ def make_triples_folder(root: Path, ids=(1, 2, 3, 4), per_id: int = 3, seed: int
             Image.fromarray(rgb.mean(-1).astype(np.uint8)).save(root / "NI" / name)
             Image.fromarray(rgb.mean(-1).astype(np.uint16) * 200).save(root / "TI" / name)  # 16-bit TIR
     return root
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_png_header(path: Path, width: int, height: int) -> Path:

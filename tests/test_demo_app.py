@@ -25,10 +25,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.browser import CHROMIUM, set_query
+from benchmarks.browser import CHROMIUM, free_port, set_query
 from demo.text import score_decimals
 from tests.browser_helpers import SEARCH_MS, UI_MS, browser_page, events_finished
-from tests.demo_helpers import free_port, make_checkpoint, make_triples_folder, write_png_header
+from tests.demo_helpers import make_checkpoint, make_triples_folder, write_png_header
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow

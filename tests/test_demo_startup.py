@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.demo_helpers import free_port
+from benchmarks.browser import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 

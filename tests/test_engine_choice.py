@@ -158,7 +158,8 @@ def test_demo_engine_options_are_checked(tmp_path, monkeypatch, capsys):
     with pytest.raises(StartupError, match="invalid choice: 'tensorrt'"):
         parse_options(["--engine", "tensorrt"], {})
     import app
-    from tests.demo_helpers import free_port, make_checkpoint, make_triples_folder
+    from benchmarks.browser import free_port
+    from tests.demo_helpers import make_checkpoint, make_triples_folder
 
     weights, gallery = make_checkpoint(tmp_path / "m.safetensors"), make_triples_folder(tmp_path / "g")
     argv = ["--weights", str(weights), "--gallery", str(gallery), "--queries", "", "--engine", "onnxruntime",

@@ -16,11 +16,12 @@ import numpy as np
 import pytest
 from packaging.requirements import Requirement
 
+from benchmarks.browser import free_port
 from demo.space import SpaceError, build_space, main, push_space
 from demo.space_files import SPACE_PACKAGES, SPACES_PACKAGE, WHEN_NEEDED, gitattributes_text
 from signal_core.retrieval.feature_store import read_features
 
-from .demo_helpers import free_port, make_checkpoint, make_triples_folder
+from .demo_helpers import make_checkpoint, make_triples_folder
 
 REPO = Path(__file__).resolve().parent.parent
 

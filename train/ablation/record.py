@@ -12,7 +12,6 @@ grid folder by ``--reuse`` (reuse.py) holds the same record plus ``"reused_from"
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 from functools import cache
@@ -49,12 +48,15 @@ def cell_record(config: str, overrides: list[str], benchmark_sha256: str) -> dic
     Raises:
         ValueError: the config or an override is invalid (the message of :func:`train.config.load_config`).
     """
-    model_cfg, train_cfg = load_config(config, overrides)
+    return {"config": _flat_config(*load_config(config, overrides)), "benchmark_sha256": benchmark_sha256}
+
+
+def _flat_config(model_cfg: SignalConfig, train_cfg: TrainConfig) -> dict[str, Any]:
+    """``{"model.k1": ..., "train.epochs": ...}`` as a record reads it back from JSON (tuples -> lists)."""
     resolved = resolved_config(model_cfg, train_cfg)
     flat = {f"{section}.{key}": value for section, fields in resolved.items() for key, value in fields.items()
             if f"{section}.{key}" not in _NOT_RECORDED}
-    return {"config": json.loads(json.dumps(flat)),  # as it reads back from JSON (tuples -> lists)
-            "benchmark_sha256": benchmark_sha256}
+    return json.loads(json.dumps(flat))
 
 
 def write_record(cell: Path, record: dict[str, Any]) -> Path:
@@ -100,15 +102,8 @@ def _with_later_defaults(saved: dict[str, Any], expected: dict[str, Any]) -> dic
 
 @cache
 def option_defaults() -> dict[str, Any]:
-    """Every ``model.*`` and ``train.*`` option's default, as a record reads it back from JSON."""
-    out = {}
-    for section, cls in (("model", SignalConfig), ("train", TrainConfig)):
-        for f in dataclasses.fields(cls):
-            if f.default is not dataclasses.MISSING:
-                out[f"{section}.{f.name}"] = f.default
-            elif f.default_factory is not dataclasses.MISSING:
-                out[f"{section}.{f.name}"] = f.default_factory()
-    return json.loads(json.dumps(out, default=str))
+    """Every ``model.*`` and ``train.*`` option's default, flattened as a record holds it."""
+    return _flat_config(SignalConfig(), TrainConfig())
 
 
 def conflict_message(out: Path, conflicts: dict[str, list[str]]) -> str:
